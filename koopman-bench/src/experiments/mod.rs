@@ -1,0 +1,56 @@
+//! The registry of reproductions run by `koopman-bench reproduce`.
+//!
+//! Each experiment runs a method of the workspace on the paper's problem (never writes a paper's
+//! number down as a result) and returns a paper-versus-measured report. Later issues add their
+//! experiments to [`registry`].
+
+use crate::report::{ExperimentReport, RunContext};
+use crate::{BenchError, Result};
+use indicatif::ProgressBar;
+
+pub mod krylov;
+
+/// One reproducible experiment.
+pub trait Experiment {
+    /// Registry name (used by `--only`).
+    fn name(&self) -> &'static str;
+    /// The paper (file in `shared/papers`) the experiment reproduces.
+    fn paper(&self) -> &'static str;
+    /// One line on what it measures.
+    fn description(&self) -> &'static str;
+    /// Why the experiment cannot run here (missing data), or `None` when it can.
+    fn missing_data(&self, _ctx: &RunContext) -> Option<String> {
+        None
+    }
+    /// Runs the experiment, advancing `progress`.
+    fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport>;
+}
+
+/// Every registered experiment, in run order.
+pub fn registry() -> Vec<Box<dyn Experiment>> {
+    vec![Box::new(krylov::KrylovAccuracy)]
+}
+
+/// The experiments selected by `--only` (comma-separated names), or all of them.
+pub fn select(only: Option<&str>) -> Result<Vec<Box<dyn Experiment>>> {
+    let all = registry();
+    let Some(only) = only else { return Ok(all) };
+    let wanted: Vec<&str> = only
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let known: Vec<&str> = all.iter().map(|e| e.name()).collect();
+    for w in &wanted {
+        if !known.contains(w) {
+            return Err(BenchError::Usage(format!(
+                "unknown experiment '{w}'; known: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|e| wanted.contains(&e.name()))
+        .collect())
+}

@@ -1,0 +1,53 @@
+//! # koopman-bench
+//!
+//! The library behind the `koopman-bench` command: a registry of paper reproductions
+//! ([`experiments`]), each run at quick or full (paper) sizes on a chosen device and reported as a
+//! paper-versus-measured table in Markdown and JSON ([`report`]), and timed performance runs whose
+//! ratios are measured in one process ([`perf`]).
+//!
+//! ```no_run
+//! use koopman_bench::{experiments, report::RunContext, Size};
+//! # fn main() -> Result<(), koopman_bench::BenchError> {
+//! let ctx = RunContext::new(Size::Quick, candle_core::Device::Cpu, "reports".into());
+//! for exp in experiments::registry() {
+//!     println!("{}: {}", exp.name(), exp.description());
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod device;
+pub mod experiments;
+pub mod perf;
+pub mod report;
+
+/// How large the experiments are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Size {
+    /// Reduced sizes: the whole `reproduce` run finishes in minutes on two cores.
+    Quick,
+    /// The papers' sizes.
+    Full,
+}
+
+/// Errors of the bench crate.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An error from koopman-core.
+    #[error(transparent)]
+    Core(#[from] koopman_core::CoreError),
+    /// An error from candle.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Serialising a report failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A bad command-line value or experiment name.
+    #[error("{0}")]
+    Usage(String),
+    /// A requested device is not available in this build or on this machine.
+    #[error("device: {0}")]
+    Device(String),
+}
+
+/// Result alias for the bench crate.
+pub type Result<T> = std::result::Result<T, BenchError>;

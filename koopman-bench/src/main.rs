@@ -1,0 +1,221 @@
+//! `koopman-bench`: reproduce the papers' headline numbers and measure speed.
+//!
+//! ```text
+//! koopman-bench reproduce [--quick | --full] [--device cpu|cuda] [--only NAME[,NAME]] [--out DIR]
+//! koopman-bench perf [--device cpu|cuda] [--radii 3,5,7,10,15] [--max-dense 1500] [--json FILE]
+//! ```
+
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use koopman_bench::device::DeviceKind;
+use koopman_bench::experiments::{self, Experiment};
+use koopman_bench::perf::{self, PerfConfig};
+use koopman_bench::report::{write_reports, Outcome, RunContext};
+use koopman_bench::{BenchError, Result, Size};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "koopman-bench",
+    version,
+    about = "Koopman operator papers: reproductions and performance runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the papers' experiments and write a paper-vs-measured report.
+    Reproduce {
+        /// Reduced sizes (the default): minutes on two cores.
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// The papers' sizes.
+        #[arg(long)]
+        full: bool,
+        /// Device to compute on.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
+        /// Only these experiments (comma-separated names; see --list).
+        #[arg(long)]
+        only: Option<String>,
+        /// Folder for report.md, report.json and plots.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Base seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// List the experiments and exit.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Timed runs (ratios measured in one process), printed and written as JSON.
+    Perf {
+        /// Device to compute on.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
+        /// Radii r of N = {-r..r}^3 \ {0}.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![3i64, 5, 7, 10, 15])]
+        radii: Vec<i64>,
+        /// Largest |N| for which the dense exponential is timed too.
+        #[arg(long, default_value_t = 1500)]
+        max_dense: usize,
+        /// expv tolerance.
+        #[arg(long, default_value_t = 1e-8)]
+        tol: f64,
+        /// Where to write the JSON report.
+        #[arg(long, default_value = "reports/perf.json")]
+        json: PathBuf,
+        /// Also write one generator (|N| for this radius) as .npy files for the SciPy peer script.
+        #[arg(long)]
+        export_peer: Option<i64>,
+        /// Folder for the exported .npy files.
+        #[arg(long, default_value = "reports/peer")]
+        peer_dir: PathBuf,
+    },
+}
+
+fn bar(multi: &MultiProgress, name: &str) -> ProgressBar {
+    let pb = multi.add(ProgressBar::new(1));
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("static progress template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(name.to_string());
+    pb
+}
+
+fn reproduce(ctx: RunContext, selected: Vec<Box<dyn Experiment>>) -> Result<bool> {
+    let multi = MultiProgress::new();
+    let mut outcomes = Vec::new();
+    for exp in &selected {
+        if let Some(reason) = exp.missing_data(&ctx) {
+            eprintln!("skipping {}: {reason}", exp.name());
+            outcomes.push(Outcome::Skipped {
+                name: exp.name().into(),
+                reason,
+            });
+            continue;
+        }
+        let pb = bar(&multi, exp.name());
+        match exp.run(&ctx, &pb) {
+            Ok(report) => {
+                pb.finish_with_message(format!("done in {:.1} s", report.seconds));
+                println!("\n== {} ({})", report.name, report.title);
+                for c in &report.comparisons {
+                    let mark = match c.holds {
+                        Some(true) => "ok  ",
+                        Some(false) => "MISS",
+                        None => "    ",
+                    };
+                    println!(
+                        "  [{mark}] {:<55} paper: {:<38} measured: {}",
+                        c.quantity, c.paper, c.measured
+                    );
+                }
+                outcomes.push(Outcome::Ran(report));
+            }
+            Err(e) => {
+                pb.abandon_with_message("failed");
+                eprintln!("{} failed: {e}", exp.name());
+                outcomes.push(Outcome::Failed {
+                    name: exp.name().into(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    let (md, json) = write_reports(&ctx, &outcomes)?;
+    let skipped: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Skipped { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    println!("\nreport: {} and {}", md.display(), json.display());
+    if !skipped.is_empty() {
+        println!("skipped (data not found): {}", skipped.join(", "));
+    }
+    Ok(outcomes
+        .iter()
+        .all(|o| !matches!(o, Outcome::Failed { .. })))
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::Reproduce {
+            quick: _,
+            full,
+            device,
+            only,
+            out,
+            seed,
+            list,
+        } => {
+            let selected = experiments::select(only.as_deref())?;
+            if list {
+                for e in &selected {
+                    println!("{:<12} {} [{}]", e.name(), e.description(), e.paper());
+                }
+                return Ok(true);
+            }
+            let size = if full { Size::Full } else { Size::Quick };
+            let mut ctx = RunContext::new(size, device.open()?, out);
+            ctx.seed = seed;
+            reproduce(ctx, selected)
+        }
+        Command::Perf {
+            device,
+            radii,
+            max_dense,
+            tol,
+            json,
+            export_peer,
+            peer_dir,
+        } => {
+            if radii.iter().any(|&r| r < 1) {
+                return Err(BenchError::Usage("radii must be >= 1".into()));
+            }
+            let dev = device.open()?;
+            let config = PerfConfig {
+                radii,
+                max_dense,
+                tol,
+                ..Default::default()
+            };
+            let pb = ProgressBar::new(config.radii.len() as u64);
+            pb.set_style(
+                ProgressStyle::with_template("perf [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                    .expect("static progress template"),
+            );
+            let report = perf::run_perf(&config, &dev, |t| {
+                pb.set_message(format!("|N| = {} done", t.n));
+                pb.inc(1);
+            })?;
+            pb.finish_and_clear();
+            print!("{}", perf::format_table(&report));
+            koopman_core::io::write_atomic(&json, &serde_json::to_vec_pretty(&report)?)?;
+            println!("json: {}", json.display());
+            if let Some(radius) = export_peer {
+                perf::export_for_peer(&peer_dir, radius, &config, &dev)?;
+                println!("peer files: {}", peer_dir.display());
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn main() {
+    match run(Cli::parse()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}

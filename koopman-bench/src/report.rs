@@ -1,0 +1,203 @@
+//! Run context and reports: paper-versus-measured tables written as Markdown and JSON.
+
+use crate::device::device_name;
+use crate::{Result, Size};
+use candle_core::Device;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Everything an experiment needs to know about the run.
+#[derive(Clone, Debug)]
+pub struct RunContext {
+    /// Quick or full (paper) sizes.
+    pub size: Size,
+    /// Device the experiment computes on.
+    pub device: Device,
+    /// Folder for the report and any files (plots, arrays) experiments write.
+    pub out_dir: PathBuf,
+    /// Data folder (`KOOPMAN_DATA_DIR`), if set.
+    pub data_dir: Option<PathBuf>,
+    /// Base seed of every random choice.
+    pub seed: u64,
+}
+
+impl RunContext {
+    /// A context with the data folder taken from `KOOPMAN_DATA_DIR` and seed 0.
+    pub fn new(size: Size, device: Device, out_dir: PathBuf) -> Self {
+        Self {
+            size,
+            device,
+            out_dir,
+            data_dir: std::env::var_os("KOOPMAN_DATA_DIR").map(PathBuf::from),
+            seed: 0,
+        }
+    }
+
+    /// Picks the quick or the full value.
+    pub fn pick<T>(&self, quick: T, full: T) -> T {
+        match self.size {
+            Size::Quick => quick,
+            Size::Full => full,
+        }
+    }
+}
+
+/// One headline quantity: what the paper reports and what this run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// What is compared.
+    pub quantity: String,
+    /// The paper's figure or claim.
+    pub paper: String,
+    /// The measured figure.
+    pub measured: String,
+    /// Whether the measured figure meets the acceptance criterion, where there is one.
+    pub holds: Option<bool>,
+}
+
+/// A plain table of measurements.
+#[derive(Clone, Debug, Serialize)]
+pub struct Table {
+    /// Caption.
+    pub title: String,
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows of formatted cells.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// What one experiment produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExperimentReport {
+    /// Registry name.
+    pub name: String,
+    /// One-line title.
+    pub title: String,
+    /// The paper it reproduces.
+    pub paper: String,
+    /// Headline comparisons.
+    pub comparisons: Vec<Comparison>,
+    /// Detailed tables.
+    pub tables: Vec<Table>,
+    /// Remarks (choices made, caveats).
+    pub notes: Vec<String>,
+    /// Files written beside the report (relative to the output folder).
+    pub files: Vec<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The fate of one experiment in a run.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// It ran.
+    Ran(ExperimentReport),
+    /// Its data was missing.
+    Skipped {
+        /// Registry name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// It failed with an error.
+    Failed {
+        /// Registry name.
+        name: String,
+        /// The error.
+        error: String,
+    },
+}
+
+#[derive(Serialize)]
+struct RunSummary<'a> {
+    device: &'static str,
+    size: Size,
+    outcomes: &'a [Outcome],
+}
+
+fn markdown_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out.push('\n');
+}
+
+/// Renders all outcomes as one Markdown document.
+pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
+    let mut md = format!(
+        "# koopman-bench reproduce\n\nDevice: {}; sizes: {:?}.\n\n",
+        device_name(&ctx.device),
+        ctx.size
+    );
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Ran(r) => {
+                md.push_str(&format!(
+                    "## {} — {}\n\nPaper: {}. Took {:.1} s.\n\n",
+                    r.name, r.title, r.paper, r.seconds
+                ));
+                let header = ["quantity", "paper", "measured", "holds"].map(String::from);
+                let rows: Vec<Vec<String>> = r
+                    .comparisons
+                    .iter()
+                    .map(|c| {
+                        let holds = match c.holds {
+                            Some(true) => "yes",
+                            Some(false) => "no",
+                            None => "-",
+                        };
+                        vec![
+                            c.quantity.clone(),
+                            c.paper.clone(),
+                            c.measured.clone(),
+                            holds.into(),
+                        ]
+                    })
+                    .collect();
+                markdown_table(&mut md, &header, &rows);
+                for t in &r.tables {
+                    md.push_str(&format!("**{}**\n\n", t.title));
+                    markdown_table(&mut md, &t.header, &t.rows);
+                }
+                for n in &r.notes {
+                    md.push_str(&format!("- {n}\n"));
+                }
+                for f in &r.files {
+                    if f.ends_with(".svg") || f.ends_with(".png") {
+                        md.push_str(&format!("\n![{f}]({f})\n"));
+                    }
+                }
+                md.push('\n');
+            }
+            Outcome::Skipped { name, reason } => {
+                md.push_str(&format!("## {name} — skipped\n\n{reason}\n\n"));
+            }
+            Outcome::Failed { name, error } => {
+                md.push_str(&format!("## {name} — FAILED\n\n```\n{error}\n```\n\n"));
+            }
+        }
+    }
+    md
+}
+
+/// Writes `report.md` and `report.json` into the output folder (atomically); returns their paths.
+pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf, PathBuf)> {
+    let md_path = ctx.out_dir.join("report.md");
+    let json_path = ctx.out_dir.join("report.json");
+    koopman_core::io::write_atomic(&md_path, render_markdown(ctx, outcomes).as_bytes())?;
+    let summary = RunSummary {
+        device: device_name(&ctx.device),
+        size: ctx.size,
+        outcomes,
+    };
+    koopman_core::io::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary)?)?;
+    Ok((md_path, json_path))
+}
+
+/// Formats a float in scientific notation with 2 decimals.
+pub fn sci(x: f64) -> String {
+    format!("{x:.2e}")
+}

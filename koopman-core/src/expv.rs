@@ -1,0 +1,436 @@
+//! Krylov exponential action `w = exp(t A) v` with error control.
+//!
+//! For a [`LinearOperator`] `A` the action is computed without forming `exp(t A)`: an orthonormal
+//! Krylov basis `V_m` of `span{v, A v, ..., A^{m-1} v}` is built by Arnoldi with classical
+//! Gram–Schmidt applied twice (CGS2), or by Lanczos when `A` is Hermitian, and
+//! `exp(t A) v ≈ beta V_{m+1} exp(t H) e_1` is evaluated with the dense exponential of the small
+//! projected matrix ([`crate::matrix_exp::expm`], in candle ops, so gradients flow through the whole
+//! computation to the operator's parameters and to `v`).
+//!
+//! Error control follows Expokit (Sidje 1998): the time interval is split into sub-steps; each
+//! step's local error is estimated a posteriori from the augmented projected exponential and the
+//! step is rejected and shrunk when the estimate exceeds its share of the tolerance. The tolerance
+//! is relative to `||v||`. A *happy breakdown* (the Krylov space is invariant) is detected with a
+//! threshold relative to the operator norm estimate, not an absolute constant.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use koopman_core::complex::{c64, ComplexTensor};
+//! use koopman_core::expv::{expv, ExpvConfig};
+//! use koopman_core::operator::DenseOperator;
+//!
+//! # fn main() -> koopman_core::Result<()> {
+//! let dev = Device::Cpu;
+//! // A = [[0, 1], [-1, 0]]: exp(tA) rotates, so the norm is preserved.
+//! let a = ComplexTensor::from_c64(
+//!     &[c64::new(0.0, 0.0), c64::new(1.0, 0.0), c64::new(-1.0, 0.0), c64::new(0.0, 0.0)],
+//!     (2, 2), DType::F64, &dev)?;
+//! let v = ComplexTensor::from_c64(&[c64::new(1.0, 0.0), c64::new(0.0, 0.0)], 2, DType::F64, &dev)?;
+//! let (w, report) = expv(&DenseOperator::new(a)?, 1.0, &v, &ExpvConfig::default())?;
+//! let w = w.to_c64_vec()?;
+//! assert!((w[0].re - 1f64.cos()).abs() < 1e-12 && (w[1].re + 1f64.sin()).abs() < 1e-12);
+//! assert!(report.error_estimate <= 1e-8);
+//! # Ok(()) }
+//! ```
+
+use crate::complex::{dtype_epsilon, ComplexTensor};
+use crate::error::{CoreError, Result};
+use crate::matrix_exp::expm;
+use crate::operator::{check_operand, LinearOperator};
+use candle_core::Tensor;
+
+/// Which Krylov process builds the basis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KrylovMethod {
+    /// Lanczos when the operator reports itself Hermitian, Arnoldi otherwise.
+    #[default]
+    Auto,
+    /// Arnoldi with classical Gram–Schmidt applied twice.
+    Arnoldi,
+    /// Lanczos (three-term recurrence, locally re-orthogonalised); only for Hermitian operators.
+    Lanczos,
+}
+
+/// Settings of [`expv`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpvConfig {
+    /// Largest Krylov dimension `m` per sub-step (capped at the operator dimension).
+    pub krylov_dim: usize,
+    /// Target error `||w - exp(tA) v|| <= tol * ||v||`.
+    pub tol: f64,
+    /// Krylov process.
+    pub method: KrylovMethod,
+    /// Give up (with [`CoreError::NoConvergence`]) after this many sub-steps.
+    pub max_substeps: usize,
+    /// Give up after this many consecutive rejections of one sub-step.
+    pub max_rejections: usize,
+}
+
+impl Default for ExpvConfig {
+    fn default() -> Self {
+        Self {
+            krylov_dim: 30,
+            tol: 1e-8,
+            method: KrylovMethod::Auto,
+            max_substeps: 10_000,
+            max_rejections: 20,
+        }
+    }
+}
+
+impl ExpvConfig {
+    /// Checks the settings: `krylov_dim >= 1`, `0 < tol < 1` and finite, at least one sub-step.
+    pub fn validate(&self) -> Result<()> {
+        if self.krylov_dim == 0 {
+            return Err(CoreError::InvalidArgument(
+                "Krylov dimension must be at least 1".into(),
+            ));
+        }
+        if !(self.tol.is_finite() && self.tol > 0.0 && self.tol < 1.0) {
+            return Err(CoreError::InvalidArgument(format!(
+                "tolerance must lie in (0, 1), got {}",
+                self.tol
+            )));
+        }
+        if self.max_substeps == 0 {
+            return Err(CoreError::InvalidArgument(
+                "max_substeps must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one [`expv`] call did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExpvReport {
+    /// Operator applications (one per Krylov vector, plus one per sub-step for the estimate).
+    pub matvecs: usize,
+    /// Accepted sub-steps.
+    pub substeps: usize,
+    /// Rejected (shrunk and retried) sub-steps.
+    pub rejected: usize,
+    /// Estimated error relative to `||v||` (largest over the columns of a block).
+    pub error_estimate: f64,
+    /// Whether a happy breakdown (invariant Krylov space) occurred.
+    pub breakdown: bool,
+    /// Number of columns processed.
+    pub columns: usize,
+}
+
+impl ExpvReport {
+    fn absorb(&mut self, other: &ExpvReport) {
+        self.matvecs += other.matvecs;
+        self.substeps += other.substeps;
+        self.rejected += other.rejected;
+        self.error_estimate = self.error_estimate.max(other.error_estimate);
+        self.breakdown |= other.breakdown;
+        self.columns += other.columns;
+    }
+}
+
+/// `exp(t A) v` for `v` of shape `(n,)` or a block `(n, k)` (each column is propagated with its own
+/// Krylov space). Returns the result, shaped like `v`, and a report.
+pub fn expv(
+    op: &dyn LinearOperator,
+    t: f64,
+    v: &ComplexTensor,
+    config: &ExpvConfig,
+) -> Result<(ComplexTensor, ExpvReport)> {
+    config.validate()?;
+    if !t.is_finite() {
+        return Err(CoreError::NonFinite("expv time t".into()));
+    }
+    check_operand(op, v)?;
+    v.ensure_finite("expv start vector")?;
+    op.ensure_finite()?;
+    let lanczos = match config.method {
+        KrylovMethod::Auto => op.is_hermitian(),
+        KrylovMethod::Arnoldi => false,
+        KrylovMethod::Lanczos => {
+            if !op.is_hermitian() {
+                return Err(CoreError::InvalidArgument(
+                    "Lanczos requested for an operator that is not Hermitian".into(),
+                ));
+            }
+            true
+        }
+    };
+    let anorm = op.norm_estimate()?;
+    if !anorm.is_finite() {
+        return Err(CoreError::NonFinite("operator norm estimate".into()));
+    }
+    let solver = KrylovStepper {
+        op,
+        config,
+        lanczos,
+        anorm,
+    };
+    if v.dims().len() == 1 {
+        let (w, report) = solver.propagate(t, &v.unsqueeze(1)?)?;
+        return Ok((w.squeeze(1)?, report));
+    }
+    let mut report = ExpvReport::default();
+    let mut columns = Vec::with_capacity(v.dims()[1]);
+    for j in 0..v.dims()[1] {
+        let (w, r) = solver.propagate(t, &v.narrow(1, j, 1)?)?;
+        report.absorb(&r);
+        columns.push(w);
+    }
+    let refs: Vec<&ComplexTensor> = columns.iter().collect();
+    Ok((ComplexTensor::cat(&refs, 1)?, report))
+}
+
+/// `exp(t A) v` through the dense exponential of the materialised operator (reference path).
+pub fn expv_dense(op: &dyn LinearOperator, t: f64, v: &ComplexTensor) -> Result<ComplexTensor> {
+    check_operand(op, v)?;
+    let e = expm(&op.to_dense()?.scale_real(t)?)?;
+    if v.dims().len() == 1 {
+        e.matmul(&v.unsqueeze(1)?)?.squeeze(1)
+    } else {
+        e.matmul(v)
+    }
+}
+
+/// The Krylov basis and projected matrix of one sub-step.
+struct KrylovBasis {
+    /// Orthonormal basis, `(n, j)` with `j` = Krylov vectors built.
+    basis: ComplexTensor,
+    /// Columns of the projected matrix: `(offset, coefficients (len, 1), subdiagonal)`.
+    columns: Vec<(usize, ComplexTensor, Option<Tensor>)>,
+    /// Number of Arnoldi steps completed (`mb` in Expokit).
+    steps: usize,
+    /// Subdiagonal entry at the breakdown, when one occurred.
+    breakdown_residual: Option<f64>,
+    matvecs: usize,
+}
+
+struct KrylovStepper<'a> {
+    op: &'a dyn LinearOperator,
+    config: &'a ExpvConfig,
+    lanczos: bool,
+    anorm: f64,
+}
+
+/// Rounds a step size up to two significant digits (as Expokit does, to avoid noise in steps).
+fn round_step(t: f64) -> f64 {
+    if !(t.is_finite() && t > 0.0) {
+        return t;
+    }
+    let s = 10f64.powf(t.log10().floor() - 1.0);
+    (t / s).ceil() * s
+}
+
+impl KrylovStepper<'_> {
+    /// Builds up to `m` Krylov vectors from the unit vector `v1` (shape `(n, 1)`).
+    fn build_basis(&self, v1: ComplexTensor, m: usize) -> Result<KrylovBasis> {
+        let n = self.op.dim();
+        let eps = dtype_epsilon(v1.dtype());
+        let threshold = 1e3 * eps * (n as f64).sqrt() * self.anorm;
+        let mut basis = v1.clone();
+        let mut last = v1;
+        let mut columns = Vec::with_capacity(m);
+        let mut matvecs = 0;
+        for j in 0..m {
+            let mut p = self.op.apply(&last)?;
+            matvecs += 1;
+            let lower = if self.lanczos { j.saturating_sub(1) } else { 0 };
+            let active = basis.narrow(1, lower, j + 1 - lower)?;
+            let active_h = active.adjoint()?;
+            let mut h = active_h.matmul(&p)?;
+            p = p.sub(&active.matmul(&h)?)?;
+            let h2 = active_h.matmul(&p)?;
+            p = p.sub(&active.matmul(&h2)?)?;
+            h = h.add(&h2)?;
+            let s = p.norm()?;
+            let s_host = s.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            if !s_host.is_finite() {
+                return Err(CoreError::NonFinite(
+                    "Krylov vector (the operator overflowed)".into(),
+                ));
+            }
+            if s_host <= threshold || j + 1 == n {
+                columns.push((lower, h, None));
+                return Ok(KrylovBasis {
+                    basis,
+                    columns,
+                    steps: j + 1,
+                    breakdown_residual: Some(s_host),
+                    matvecs,
+                });
+            }
+            columns.push((lower, h, Some(s.clone())));
+            last = p.broadcast_div_real(&s)?;
+            basis = ComplexTensor::cat(&[&basis, &last], 1)?;
+        }
+        Ok(KrylovBasis {
+            basis,
+            columns,
+            steps: m,
+            breakdown_residual: None,
+            matvecs,
+        })
+    }
+
+    /// The `(size, size)` projected matrix; with `augmented`, Expokit's extra unit entry.
+    fn projected(&self, kb: &KrylovBasis, size: usize, augmented: bool) -> Result<ComplexTensor> {
+        let (dtype, device) = (self.op.dtype(), self.op.device());
+        let mut cols = Vec::with_capacity(size);
+        for (offset, h, sub) in kb.columns.iter() {
+            let mut parts = Vec::new();
+            if *offset > 0 {
+                parts.push(ComplexTensor::zeros((*offset, 1), dtype, device)?);
+            }
+            parts.push(h.clone());
+            let mut filled = offset + h.dims()[0];
+            if let Some(s) = sub {
+                if filled < size {
+                    parts.push(ComplexTensor::from_real(s.reshape((1, 1))?)?);
+                    filled += 1;
+                }
+            }
+            if filled < size {
+                parts.push(ComplexTensor::zeros((size - filled, 1), dtype, device)?);
+            }
+            let refs: Vec<&ComplexTensor> = parts.iter().collect();
+            cols.push(ComplexTensor::cat(&refs, 0)?.narrow(0, 0, size)?);
+            if cols.len() == size {
+                break;
+            }
+        }
+        if augmented {
+            // Column m holds the unit entry at row m + 1 (Expokit's H(m+2, m+1) = 1).
+            let m = kb.steps;
+            let mut unit = vec![crate::complex::c64::new(0.0, 0.0); size];
+            unit[m + 1] = crate::complex::c64::new(1.0, 0.0);
+            cols.push(ComplexTensor::from_c64(&unit, (size, 1), dtype, device)?);
+        }
+        while cols.len() < size {
+            cols.push(ComplexTensor::zeros((size, 1), dtype, device)?);
+        }
+        let refs: Vec<&ComplexTensor> = cols.iter().collect();
+        ComplexTensor::cat(&refs, 1)
+    }
+
+    /// `exp(t A) v` for one column `v` of shape `(n, 1)`.
+    fn propagate(&self, t: f64, v: &ComplexTensor) -> Result<(ComplexTensor, ExpvReport)> {
+        let mut report = ExpvReport {
+            columns: 1,
+            ..Default::default()
+        };
+        let normv = v.norm_f64()?;
+        if t == 0.0 || normv == 0.0 || self.anorm == 0.0 {
+            return Ok((v.clone(), report));
+        }
+        let n = self.op.dim();
+        let m = self.config.krylov_dim.min(n);
+        let eps = dtype_epsilon(v.dtype());
+        let (gamma, delta) = (0.9, 1.2);
+        let t_out = t.abs();
+        let sgn = t.signum();
+        let tol_abs = self.config.tol * normv;
+        // Error budget per unit time, so that the accepted local errors add up to tol * ||v||.
+        let tol_rate = tol_abs / t_out;
+        let mf = m as f64;
+        // Expokit's a priori first step, in log space to avoid overflow for large m.
+        let log_fact = (mf + 1.0) * ((mf + 1.0).ln() - 1.0)
+            + 0.5 * (2.0 * std::f64::consts::PI * (mf + 1.0)).ln();
+        let log_t = -self.anorm.ln()
+            + (log_fact + (self.config.tol / t_out).ln() - (4.0 * self.anorm).ln()) / mf;
+        let mut t_new = round_step(log_t.exp().min(t_out));
+        let mut t_now = 0.0;
+        let mut w = v.clone();
+        let mut beta = normv;
+        let mut relative_errors = 0.0;
+        while t_now < t_out {
+            if report.substeps >= self.config.max_substeps {
+                return Err(CoreError::NoConvergence(format!(
+                    "expv reached {} sub-steps at t = {t_now} of {t_out} (||A|| ~ {:.3e}); raise \
+                     krylov_dim or max_substeps",
+                    report.substeps, self.anorm
+                )));
+            }
+            let mut t_step = (t_out - t_now).min(t_new);
+            let beta_t = w.norm()?;
+            let kb = self.build_basis(w.broadcast_div_real(&beta_t)?, m)?;
+            report.matvecs += kb.matvecs;
+            let mb = kb.steps;
+            let breakdown = kb.breakdown_residual;
+            let avnorm = if breakdown.is_none() {
+                let last = kb.basis.narrow(1, mb, 1)?;
+                report.matvecs += 1;
+                self.op.apply(&last)?.norm_f64()?
+            } else {
+                report.breakdown = true;
+                t_step = t_out - t_now;
+                0.0
+            };
+            let size = if breakdown.is_some() { mb } else { mb + 2 };
+            let h = self.projected(&kb, size, breakdown.is_none())?;
+            let mut rejections = 0;
+            let mut xm = 1.0 / mf;
+            let (f, err_loc) = loop {
+                let f = expm(&h.scale_real(sgn * t_step)?)?;
+                let first_col = f.narrow(1, 0, 1)?.to_c64_vec()?;
+                let err_loc = match breakdown {
+                    Some(residual) => beta * t_step * residual,
+                    None => {
+                        let phi1 = beta * first_col[mb].norm();
+                        let phi2 = beta * first_col[mb + 1].norm() * avnorm;
+                        if phi1 > 10.0 * phi2 {
+                            xm = 1.0 / mf;
+                            phi2
+                        } else if phi1 > phi2 {
+                            xm = 1.0 / mf;
+                            phi1 * phi2 / (phi1 - phi2)
+                        } else {
+                            xm = 1.0 / (mf - 1.0).max(1.0);
+                            phi1
+                        }
+                    }
+                };
+                if breakdown.is_some() || err_loc <= delta * t_step * tol_rate {
+                    break (f, err_loc);
+                }
+                if rejections >= self.config.max_rejections {
+                    return Err(CoreError::NoConvergence(format!(
+                        "expv could not meet tol = {:e} (local error {err_loc:.3e} at step \
+                         {t_step:.3e}); the tolerance may be below the working precision",
+                        self.config.tol
+                    )));
+                }
+                t_step = round_step(gamma * t_step * (t_step * tol_rate / err_loc).powf(xm));
+                rejections += 1;
+                report.rejected += 1;
+            };
+            let used = if breakdown.is_some() { mb } else { mb + 1 };
+            let coeffs = f.narrow(0, 0, used)?.narrow(1, 0, 1)?;
+            let basis = kb.basis.narrow(1, 0, used)?;
+            w = basis.matmul(&coeffs)?.broadcast_mul_real(&beta_t)?;
+            let beta_new = w.norm_f64()?;
+            if !beta_new.is_finite() {
+                return Err(CoreError::NonFinite(
+                    "expv result (exp(tA) v overflowed)".into(),
+                ));
+            }
+            // Round-off of this step (m inner products on vectors scaled by up to ||tA||), and
+            // the local error carried forward: relative to the step's start norm, then amplified
+            // like the solution itself.
+            let rndoff = eps * beta * mf * (self.anorm * t_step).max(1.0);
+            relative_errors += err_loc.max(rndoff) / beta;
+            report.error_estimate = report.error_estimate.max(relative_errors);
+            t_now += t_step;
+            t_new = if err_loc > 0.0 {
+                round_step(gamma * t_step * (t_step * tol_rate / err_loc).powf(xm))
+            } else {
+                t_out
+            };
+            beta = beta_new;
+            report.substeps += 1;
+        }
+        // Local errors grow (or decay) with the solution: scale by the final norm, never below the
+        // start norm.
+        report.error_estimate = relative_errors * beta.max(normv) / normv;
+        Ok((w, report))
+    }
+}

@@ -1,0 +1,259 @@
+//! Files: atomic writes and `.npy` arrays.
+//!
+//! Every file the workspace writes goes through [`write_atomic`]: the bytes land in a temporary
+//! file beside the target, are flushed to disk, and are renamed over the target, so an interrupted
+//! save never destroys the previous file. [`write_npy`] and [`read_npy`] handle NumPy's `.npy`
+//! format for little-endian `f64` (`<f8`) and `i64` (`<i8`) C-order arrays.
+//!
+//! ```
+//! use koopman_core::io::{read_npy, write_npy, NpyData};
+//! # fn main() -> koopman_core::Result<()> {
+//! let dir = std::env::temp_dir().join(format!("koopman-io-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("a.npy");
+//! write_npy(&path, &[2, 3], &NpyData::F64(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))?;
+//! let (shape, data) = read_npy(&path)?;
+//! assert_eq!(shape, vec![2, 3]);
+//! assert_eq!(data, NpyData::F64(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(()) }
+//! ```
+
+use crate::error::{CoreError, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn io_err(path: &Path, source: std::io::Error) -> CoreError {
+    CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file in the same folder, `fsync`, rename.
+/// Creates missing parent folders.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let path = path.as_ref();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io_err(&parent, e))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", path.display())))?;
+    let tmp = parent.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
+    Ok(())
+}
+
+/// The element data of a `.npy` array.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NpyData {
+    /// `<f8`
+    F64(Vec<f64>),
+    /// `<i8`
+    I64(Vec<i64>),
+}
+
+impl NpyData {
+    fn len(&self) -> usize {
+        match self {
+            NpyData::F64(v) => v.len(),
+            NpyData::I64(v) => v.len(),
+        }
+    }
+
+    fn descr(&self) -> &'static str {
+        match self {
+            NpyData::F64(_) => "<f8",
+            NpyData::I64(_) => "<i8",
+        }
+    }
+}
+
+/// Writes a C-order array of the given shape as `.npy` (version 1.0), atomically.
+pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &NpyData) -> Result<()> {
+    let count: usize = shape.iter().product();
+    if count != data.len() {
+        return Err(CoreError::ShapeMismatch(format!(
+            "{} values for .npy shape {shape:?}",
+            data.len()
+        )));
+    }
+    let shape_str = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+        data.descr(),
+        shape_str
+    );
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + 8 * count);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    match data {
+        NpyData::F64(v) => v
+            .iter()
+            .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes())),
+        NpyData::I64(v) => v
+            .iter()
+            .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes())),
+    }
+    write_atomic(path, &bytes)
+}
+
+/// Reads a C-order little-endian `f64` or `i64` `.npy` array; returns its shape and data.
+/// Malformed files (bad magic, unsupported dtype or order, truncated data) are errors.
+pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<usize>, NpyData)> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let bad = |why: &str| CoreError::InvalidArgument(format!("{}: {why}", path.display()));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (bad magic)"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(&format!("unsupported .npy version {v}"))),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or_else(|| bad("truncated header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest)
+    };
+    let descr = field("descr").ok_or_else(|| bad("header has no descr"))?;
+    let is_f64 = descr.starts_with("'<f8'");
+    let is_i64 = descr.starts_with("'<i8'");
+    if !is_f64 && !is_i64 {
+        return Err(bad(
+            "only little-endian f64 ('<f8') and i64 ('<i8') arrays are supported",
+        ));
+    }
+    let fortran = field("fortran_order").ok_or_else(|| bad("header has no fortran_order"))?;
+    if fortran.starts_with("True") {
+        return Err(bad(
+            "Fortran-order arrays are not supported; save with C order",
+        ));
+    }
+    let shape_text = field("shape").ok_or_else(|| bad("header has no shape"))?;
+    let close = shape_text.find(')').ok_or_else(|| bad("malformed shape"))?;
+    let shape = shape_text[1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| bad("malformed shape")))
+        .collect::<Result<Vec<_>>>()?;
+    let count: usize = shape.iter().product();
+    let body = &bytes[start + header_len..];
+    if body.len() != 8 * count {
+        return Err(bad(&format!(
+            "data holds {} bytes, shape {shape:?} needs {}",
+            body.len(),
+            8 * count
+        )));
+    }
+    let words = body.chunks_exact(8).map(|c| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        b
+    });
+    let data = if is_f64 {
+        NpyData::F64(words.map(f64::from_le_bytes).collect())
+    } else {
+        NpyData::I64(words.map(i64::from_le_bytes).collect())
+    };
+    Ok((shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("koopman-io-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = scratch("atomic");
+        let p = dir.join("x.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn npy_round_trip_and_malformed_files() {
+        let dir = scratch("npy");
+        let p = dir.join("i.npy");
+        write_npy(&p, &[4], &NpyData::I64(vec![1, -2, 3, 4])).unwrap();
+        assert_eq!(
+            read_npy(&p).unwrap(),
+            (vec![4], NpyData::I64(vec![1, -2, 3, 4]))
+        );
+        assert!(matches!(
+            write_npy(&p, &[3], &NpyData::I64(vec![1])),
+            Err(CoreError::ShapeMismatch(_))
+        ));
+        let bytes = std::fs::read(&p).unwrap();
+        let truncated = dir.join("t.npy");
+        std::fs::write(&truncated, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(read_npy(&truncated).is_err());
+        let garbage = dir.join("g.npy");
+        std::fs::write(&garbage, b"hello world, not numpy").unwrap();
+        assert!(read_npy(&garbage).is_err());
+        assert!(matches!(
+            read_npy(dir.join("missing.npy")),
+            Err(CoreError::Io { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

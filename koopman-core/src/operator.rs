@@ -1,0 +1,180 @@
+//! Linear operators on `C^n`.
+//!
+//! A [`LinearOperator`] is anything that can be applied to a complex vector `(n,)` or to a block of
+//! column vectors `(n, k)`. [`DenseOperator`] wraps a dense matrix; the structured Toeplitz
+//! generator of the deep Koopman-layered model lives in [`crate::toeplitz`].
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use koopman_core::complex::{c64, ComplexTensor};
+//! use koopman_core::operator::{DenseOperator, LinearOperator};
+//!
+//! # fn main() -> koopman_core::Result<()> {
+//! let dev = Device::Cpu;
+//! let a = ComplexTensor::from_c64(
+//!     &[c64::new(0.0, 1.0), c64::new(2.0, 0.0), c64::new(0.0, 0.0), c64::new(1.0, 0.0)],
+//!     (2, 2), DType::F64, &dev)?;
+//! let op = DenseOperator::new(a)?;
+//! let x = ComplexTensor::from_c64(&[c64::new(1.0, 0.0), c64::new(1.0, 0.0)], 2, DType::F64, &dev)?;
+//! let y = op.apply(&x)?.to_c64_vec()?;
+//! assert_eq!(y, vec![c64::new(2.0, 1.0), c64::new(1.0, 0.0)]);
+//! # Ok(()) }
+//! ```
+
+use crate::complex::{dtype_epsilon, ComplexTensor};
+use crate::error::{CoreError, Result};
+use candle_core::{DType, Device};
+
+/// A linear operator on `C^n`, applied to vectors `(n,)` or column blocks `(n, k)`.
+pub trait LinearOperator {
+    /// The dimension `n`.
+    fn dim(&self) -> usize;
+
+    /// The float dtype the operator computes in.
+    fn dtype(&self) -> DType;
+
+    /// The device the operator lives on.
+    fn device(&self) -> &Device;
+
+    /// `A x` for `x` of shape `(n,)` or `(n, k)`; the result has the shape of `x`.
+    fn apply(&self, x: &ComplexTensor) -> Result<ComplexTensor>;
+
+    /// `A^* x`, where the implementation provides it.
+    fn apply_adjoint(&self, _x: &ComplexTensor) -> Result<ComplexTensor> {
+        Err(CoreError::Unsupported(
+            "this operator does not provide its adjoint".into(),
+        ))
+    }
+
+    /// Whether `A = A^*` (enables Lanczos in [`crate::expv`]).
+    fn is_hermitian(&self) -> bool {
+        false
+    }
+
+    /// An estimate of the operator norm (an upper bound where cheap), used to choose step sizes
+    /// and to scale breakdown and round-off thresholds.
+    fn norm_estimate(&self) -> Result<f64>;
+
+    /// Fails with [`CoreError::NonFinite`] if the operator's data contains NaN or Inf.
+    fn ensure_finite(&self) -> Result<()>;
+
+    /// The operator as a dense `(n, n)` matrix. The default applies the operator to the identity;
+    /// structured operators override it with an independent construction.
+    fn to_dense(&self) -> Result<ComplexTensor> {
+        self.apply(&ComplexTensor::eye(
+            self.dim(),
+            self.dtype(),
+            self.device(),
+        )?)
+    }
+}
+
+/// Checks that `x` is a valid operand of `op`: shape `(n,)` or `(n, k)`, same dtype and device.
+pub fn check_operand(op: &dyn LinearOperator, x: &ComplexTensor) -> Result<()> {
+    let dims = x.dims();
+    if dims.is_empty() || dims.len() > 2 || dims[0] != op.dim() {
+        return Err(CoreError::ShapeMismatch(format!(
+            "operator of dimension {} applied to a tensor of shape {:?} (expected ({}) or ({}, k))",
+            op.dim(),
+            dims,
+            op.dim(),
+            op.dim()
+        )));
+    }
+    if x.dtype() != op.dtype() {
+        return Err(CoreError::InvalidArgument(format!(
+            "operator computes in {:?} but the operand is {:?}",
+            op.dtype(),
+            x.dtype()
+        )));
+    }
+    if !x.device().same_device(op.device()) {
+        return Err(CoreError::InvalidArgument(
+            "operand and operator live on different devices".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A dense complex matrix as a [`LinearOperator`].
+#[derive(Clone, Debug)]
+pub struct DenseOperator {
+    matrix: ComplexTensor,
+    hermitian: bool,
+}
+
+impl DenseOperator {
+    /// Wraps a square `(n, n)` matrix with finite entries. Hermitian matrices (to a tolerance of
+    /// `16 n eps ||A||_1`) are detected and flagged, so that `expv` uses Lanczos for them.
+    pub fn new(matrix: ComplexTensor) -> Result<Self> {
+        let dims = matrix.dims();
+        if dims.len() != 2 || dims[0] != dims[1] || dims[0] == 0 {
+            return Err(CoreError::ShapeMismatch(format!(
+                "a dense operator needs a non-empty square matrix, got shape {dims:?}"
+            )));
+        }
+        matrix.ensure_finite("dense operator matrix")?;
+        let n = dims[0];
+        let norm = matrix.norm1_f64()?;
+        let asym = matrix.sub(&matrix.adjoint()?)?.norm1_f64()?;
+        let hermitian = asym <= 16.0 * n as f64 * dtype_epsilon(matrix.dtype()) * norm;
+        Ok(Self {
+            matrix: matrix.contiguous()?,
+            hermitian,
+        })
+    }
+
+    /// The wrapped matrix.
+    pub fn matrix(&self) -> &ComplexTensor {
+        &self.matrix
+    }
+}
+
+impl LinearOperator for DenseOperator {
+    fn dim(&self) -> usize {
+        self.matrix.dims()[0]
+    }
+
+    fn dtype(&self) -> DType {
+        self.matrix.dtype()
+    }
+
+    fn device(&self) -> &Device {
+        self.matrix.device()
+    }
+
+    fn apply(&self, x: &ComplexTensor) -> Result<ComplexTensor> {
+        check_operand(self, x)?;
+        apply_matrix(&self.matrix, x)
+    }
+
+    fn apply_adjoint(&self, x: &ComplexTensor) -> Result<ComplexTensor> {
+        check_operand(self, x)?;
+        apply_matrix(&self.matrix.adjoint()?, x)
+    }
+
+    fn is_hermitian(&self) -> bool {
+        self.hermitian
+    }
+
+    fn norm_estimate(&self) -> Result<f64> {
+        self.matrix.norm1_f64()
+    }
+
+    fn ensure_finite(&self) -> Result<()> {
+        self.matrix.ensure_finite("dense operator matrix")
+    }
+
+    fn to_dense(&self) -> Result<ComplexTensor> {
+        Ok(self.matrix.clone())
+    }
+}
+
+/// `M x` for a vector `(n,)` or a block `(n, k)`.
+fn apply_matrix(m: &ComplexTensor, x: &ComplexTensor) -> Result<ComplexTensor> {
+    if x.dims().len() == 1 {
+        m.matmul(&x.unsqueeze(1)?)?.squeeze(1)
+    } else {
+        m.matmul(x)
+    }
+}

@@ -1,0 +1,39 @@
+//! Independent dense reference exponential (feature `expm`).
+//!
+//! Wraps the `expm` crate (Al-Mohy & Higham 2009 Padé scaling and squaring, on system
+//! OpenBLAS/LAPACKE). The crate is real-f64 only, so a complex `A = X + iY` is exponentiated
+//! through its real embedding `[[X, -Y], [Y, X]]`, whose exponential is `[[Re, -Im], [Im, Re]]` of
+//! `exp(A)`. Host-side computation; the result is returned on `A`'s device and dtype.
+
+use crate::complex::{c64, ComplexTensor};
+use crate::error::{CoreError, Result};
+
+/// `exp(A)` computed by the `expm` crate through the real embedding of `A`.
+pub fn expm_reference(a: &ComplexTensor) -> Result<ComplexTensor> {
+    let dims = a.dims();
+    if dims.len() != 2 || dims[0] != dims[1] || dims[0] == 0 {
+        return Err(CoreError::ShapeMismatch(format!(
+            "reference exponential needs a non-empty square matrix, got shape {dims:?}"
+        )));
+    }
+    a.ensure_finite("reference exponential argument")?;
+    let n = dims[0];
+    let values = a.to_c64_vec()?;
+    let mut embedded = ndarray::Array2::<f64>::zeros((2 * n, 2 * n));
+    for i in 0..n {
+        for j in 0..n {
+            let z = values[i * n + j];
+            embedded[[i, j]] = z.re;
+            embedded[[i + n, j + n]] = z.re;
+            embedded[[i, j + n]] = -z.im;
+            embedded[[i + n, j]] = z.im;
+        }
+    }
+    let mut out = ndarray::Array2::<f64>::zeros((2 * n, 2 * n));
+    expm::expm(&embedded, &mut out);
+    let result: Vec<c64> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| c64::new(out[[i, j]], out[[i + n, j]]))
+        .collect();
+    ComplexTensor::from_c64(&result, (n, n), a.dtype(), a.device())
+}

@@ -1,0 +1,60 @@
+//! Device-generic tests: one body, one `#[test]` per compiled device.
+//!
+//! [`test_device!`](crate::test_device) expands a function `fn body(&Device) -> Result<..>` into a
+//! CPU test and a CUDA test. The CUDA test is marked ignored (with the reason shown by
+//! `cargo test`) when the crate is built without its `cuda` feature, and prints why it skipped
+//! when the build has CUDA but the machine has no usable GPU; it never passes silently.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! koopman_core::test_device!(ones_sum, ones_sum_cpu, ones_sum_cuda);
+//! fn ones_sum(dev: &Device) -> koopman_core::Result<()> {
+//!     let s = Tensor::ones(4, DType::F64, dev)?.sum_all()?.to_scalar::<f64>()?;
+//!     assert_eq!(s, 4.0);
+//!     Ok(())
+//! }
+//! # fn main() { ones_sum(&Device::Cpu).unwrap() }
+//! ```
+
+use candle_core::Device;
+
+/// The first CUDA device, or `None` with the reason printed (to stderr, shown by `cargo test`
+/// with `--nocapture` and in failure output) when there is none.
+pub fn cuda_device_or_skip(test: &str) -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(dev) if dev.is_cuda() => Some(dev),
+        Ok(_) => {
+            eprintln!("SKIPPED {test}: candle returned a non-CUDA device");
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test}: no usable CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// Expands `test_device!(body, name_cpu, name_cuda)` into two `#[test]` functions that call
+/// `body(&device)`; see the [module documentation](crate::testing).
+#[macro_export]
+macro_rules! test_device {
+    ($body:ident, $test_cpu:ident, $test_cuda:ident) => {
+        #[test]
+        fn $test_cpu() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error>> {
+            $body(&$crate::candle_core::Device::Cpu)?;
+            Ok(())
+        }
+
+        #[test]
+        #[cfg_attr(
+            not(feature = "cuda"),
+            ignore = "CUDA variant: this build has no `cuda` feature"
+        )]
+        fn $test_cuda() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error>> {
+            if let Some(dev) = $crate::testing::cuda_device_or_skip(stringify!($test_cuda)) {
+                $body(&dev)?;
+            }
+            Ok(())
+        }
+    };
+}

@@ -1,0 +1,291 @@
+//! The Toeplitz generator: structure, dense materialisation, adjoint, expv, gradients, bad input.
+mod common;
+
+use candle_core::{DType, Device, Tensor, Var};
+use common::{err_rel_to, rel_err};
+use koopman_core::{
+    c64, expv, expv_dense, test_device, ComplexTensor, CoreError, ExpvConfig, IndexSet,
+    LinearOperator, Result, ToeplitzGenerator,
+};
+use std::sync::Arc;
+
+fn paper_sets(radius: i64) -> Result<(Arc<IndexSet>, Arc<IndexSet>)> {
+    let n = IndexSet::cube(3, radius)?.without_origin()?;
+    let m = IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])?.without_origin()?;
+    Ok((Arc::new(n), Arc::new(m)))
+}
+
+test_device!(
+    matches_dense_definition,
+    matches_dense_cpu,
+    matches_dense_cuda
+);
+fn matches_dense_definition(dev: &Device) -> Result<()> {
+    // Entry (n, l) of L for R = 1 by the definition, computed on the host.
+    let n_set = Arc::new(IndexSet::cube(2, 2)?.without_origin()?);
+    let m_set = Arc::new(IndexSet::cube(2, 1)?);
+    let op = ToeplitzGenerator::random(
+        n_set.clone(),
+        vec![m_set.clone()],
+        0.5,
+        0.7,
+        3,
+        DType::F64,
+        dev,
+    )?;
+    let coeffs: Vec<Vec<c64>> = op
+        .coeffs()
+        .iter()
+        .map(|g| g[0].to_c64_vec())
+        .collect::<Result<_>>()?;
+    let len = n_set.len();
+    let mut expect = vec![c64::new(0.0, 0.0); len * len];
+    for (i, n) in n_set.iter().enumerate() {
+        for (j, l) in n_set.iter().enumerate() {
+            let diff: Vec<i64> = n.iter().zip(l).map(|(a, b)| a - b).collect();
+            if let Some(p) = m_set.position(&diff) {
+                for (k, a) in coeffs.iter().enumerate() {
+                    expect[i * len + j] += 0.7 * a[p] * c64::new(0.0, l[k] as f64);
+                }
+            }
+        }
+    }
+    let expect = ComplexTensor::from_c64(&expect, (len, len), DType::F64, dev)?;
+    assert!(rel_err(&op.to_dense()?, &expect)? < 1e-15);
+    Ok(())
+}
+
+test_device!(
+    apply_equals_dense,
+    apply_equals_dense_cpu,
+    apply_equals_dense_cuda
+);
+fn apply_equals_dense(dev: &Device) -> Result<()> {
+    let (n_set, m_set) = paper_sets(3)?;
+    for factors in [1usize, 2, 3] {
+        let offsets = vec![m_set.clone(); factors];
+        let op = ToeplitzGenerator::random(
+            n_set.clone(),
+            offsets,
+            0.2,
+            1.3,
+            10 + factors as u64,
+            DType::F64,
+            dev,
+        )?;
+        let dense = op.to_dense()?;
+        let x = ComplexTensor::randn((n_set.len(), 4), 1.0, 5, DType::F64, dev)?;
+        let y = op.apply(&x)?;
+        assert!(rel_err(&y, &dense.matmul(&x)?)? < 1e-13, "R = {factors}");
+        // Single vector shape is kept.
+        let x1 = x.narrow(1, 0, 1)?.squeeze(1)?;
+        assert_eq!(op.apply(&x1)?.dims(), &[n_set.len()]);
+        // Adjoint: <A x, z> = <x, A^* z> and equals the dense conjugate transpose.
+        let z = ComplexTensor::randn((n_set.len(), 4), 1.0, 6, DType::F64, dev)?;
+        assert!(rel_err(&op.apply_adjoint(&z)?, &dense.adjoint()?.matmul(&z)?)? < 1e-13);
+        // Norm estimate is an upper bound of the 1-norm.
+        assert!(op.norm_estimate()? >= dense.norm1_f64()? * (1.0 - 1e-12));
+    }
+    Ok(())
+}
+
+test_device!(
+    expv_on_generator,
+    expv_on_generator_cpu,
+    expv_on_generator_cuda
+);
+fn expv_on_generator(dev: &Device) -> Result<()> {
+    let (n_set, m_set) = paper_sets(3)?;
+    let op = ToeplitzGenerator::random(n_set.clone(), vec![m_set], 0.05, 1.0, 21, DType::F64, dev)?;
+    let v = ComplexTensor::randn(n_set.len(), 1.0, 22, DType::F64, dev)?;
+    let exact = expv_dense(&op, 1.0, &v)?;
+    for tol in [1e-6, 1e-10] {
+        let (w, report) = expv(
+            &op,
+            1.0,
+            &v,
+            &ExpvConfig {
+                tol,
+                ..Default::default()
+            },
+        )?;
+        let err = err_rel_to(&w, &exact, v.norm_f64()?)?;
+        assert!(err <= 10.0 * tol, "tol {tol}: {err:e}");
+        assert!(report.error_estimate >= 0.1 * err, "{report:?} vs {err:e}");
+    }
+    Ok(())
+}
+
+// Finite-difference check of d loss / d coefficients (and time) through expv, f64.
+test_device!(gradient_wrt_parameters, grad_params_cpu, grad_params_cuda);
+fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
+    let n_set =
+        Arc::new(IndexSet::product_of_ranges(&[(-3, 3), (-3, 3), (-1, 1)])?.without_origin()?);
+    let m_set =
+        Arc::new(IndexSet::product_of_ranges(&[(-1, 1), (-1, 1), (-1, 1)])?.without_origin()?);
+    let d = 3;
+    let r = 2;
+    let base = ToeplitzGenerator::random(
+        n_set.clone(),
+        vec![m_set.clone(); r],
+        0.15,
+        1.0,
+        31,
+        DType::F64,
+        dev,
+    )?;
+    let vars: Vec<Vec<(Var, Var)>> = base
+        .coeffs()
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|a| Ok((Var::from_tensor(a.re())?, Var::from_tensor(a.im())?)))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    let time = Var::from_tensor(&Tensor::new(0.8f64, dev)?)?;
+    let v = ComplexTensor::randn(n_set.len(), 1.0, 32, DType::F64, dev)?;
+    let probe = ComplexTensor::randn(n_set.len(), 1.0, 33, DType::F64, dev)?;
+    let config = ExpvConfig {
+        tol: 1e-14,
+        krylov_dim: 40,
+        ..Default::default()
+    };
+    let loss = |coeffs: Vec<Vec<ComplexTensor>>, t: Tensor| -> Result<Tensor> {
+        let op = ToeplitzGenerator::new(n_set.clone(), vec![m_set.clone(); r], coeffs, t)?;
+        let (w, _) = expv(&op, 1.0, &v, &config)?;
+        Ok((probe.conj()?.mul(&w)?.re().sum_all()? + w.abs2()?.sum_all()?.affine(0.1, 0.0)?)?)
+    };
+    let current =
+        |bump: Option<(usize, usize, usize, bool, f64)>| -> Result<Vec<Vec<ComplexTensor>>> {
+            let mut out = Vec::new();
+            for (k, g) in vars.iter().enumerate() {
+                let mut row = Vec::new();
+                for (rr, (re, im)) in g.iter().enumerate() {
+                    let (mut re_t, mut im_t) = (re.as_tensor().clone(), im.as_tensor().clone());
+                    if let Some((bk, br, idx, imag, h)) = bump {
+                        if bk == k && br == rr {
+                            let mut delta = vec![0.0; m_set.len()];
+                            delta[idx] = h;
+                            let delta = Tensor::from_vec(delta, m_set.len(), dev)?;
+                            if imag {
+                                im_t = (im_t.detach() + delta)?;
+                            } else {
+                                re_t = (re_t.detach() + delta)?;
+                            }
+                        }
+                    }
+                    row.push(ComplexTensor::new(re_t, im_t)?);
+                }
+                out.push(row);
+            }
+            Ok(out)
+        };
+    let value = loss(current(None)?, time.as_tensor().clone())?;
+    let grads = value.backward()?;
+    let h = 1e-6;
+    let mut checked = 0;
+    for (k, rr, idx, imag) in [
+        (0, 0, 0, false),
+        (1, 1, 7, true),
+        (2, 0, 13, false),
+        (2, 1, 25, true),
+        (0, 1, 4, true),
+    ] {
+        assert!(k < d && rr < r);
+        let var = if imag { &vars[k][rr].1 } else { &vars[k][rr].0 };
+        let analytic = grads
+            .get(var.as_tensor())
+            .expect("coefficient gradient")
+            .to_vec1::<f64>()?[idx];
+        let plus = loss(
+            current(Some((k, rr, idx, imag, h)))?,
+            time.as_tensor().detach(),
+        )?
+        .to_scalar::<f64>()?;
+        let minus = loss(
+            current(Some((k, rr, idx, imag, -h)))?,
+            time.as_tensor().detach(),
+        )?
+        .to_scalar::<f64>()?;
+        let fd = (plus - minus) / (2.0 * h);
+        let rel = (fd - analytic).abs() / fd.abs().max(1e-3);
+        assert!(
+            rel < 1e-5,
+            "d/da[{k},{rr},{idx},{imag}]: fd {fd} vs autograd {analytic}"
+        );
+        checked += 1;
+    }
+    // Time derivative.
+    let analytic_t = grads
+        .get(time.as_tensor())
+        .expect("time gradient")
+        .to_scalar::<f64>()?;
+    let at = |t: f64| -> Result<f64> {
+        Ok(loss(current(None)?, Tensor::new(t, dev)?)?.to_scalar::<f64>()?)
+    };
+    let fd_t = (at(0.8 + h)? - at(0.8 - h)?) / (2.0 * h);
+    assert!(
+        (fd_t - analytic_t).abs() / fd_t.abs().max(1e-3) < 1e-5,
+        "d/dt: fd {fd_t} vs {analytic_t}"
+    );
+    assert_eq!(checked, 5);
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_an_error() -> Result<()> {
+    let dev = Device::Cpu;
+    let n3 = Arc::new(IndexSet::cube(3, 2)?);
+    let m2 = Arc::new(IndexSet::cube(2, 1)?);
+    let m3 = Arc::new(IndexSet::cube(3, 1)?);
+    // Offset set of the wrong dimension.
+    assert!(matches!(
+        ToeplitzGenerator::random(n3.clone(), vec![m2], 0.1, 1.0, 1, DType::F64, &dev),
+        Err(CoreError::ShapeMismatch(_))
+    ));
+    // No factors.
+    assert!(matches!(
+        ToeplitzGenerator::random(n3.clone(), vec![], 0.1, 1.0, 1, DType::F64, &dev),
+        Err(CoreError::InvalidArgument(_))
+    ));
+    // Wrong coefficient length, wrong number of coordinate groups, NaN coefficients.
+    let t = Tensor::new(1.0f64, &dev)?;
+    let good = ComplexTensor::randn(m3.len(), 0.1, 2, DType::F64, &dev)?;
+    let short = ComplexTensor::randn(m3.len() - 1, 0.1, 2, DType::F64, &dev)?;
+    let nan = ComplexTensor::from_c64(
+        &vec![c64::new(f64::NAN, 0.0); m3.len()],
+        m3.len(),
+        DType::F64,
+        &dev,
+    )?;
+    let groups = |a: &ComplexTensor, b: &ComplexTensor| {
+        vec![vec![a.clone()], vec![good.clone()], vec![b.clone()]]
+    };
+    assert!(matches!(
+        ToeplitzGenerator::new(
+            n3.clone(),
+            vec![m3.clone()],
+            groups(&good, &short),
+            t.clone()
+        ),
+        Err(CoreError::ShapeMismatch(_))
+    ));
+    assert!(matches!(
+        ToeplitzGenerator::new(
+            n3.clone(),
+            vec![m3.clone()],
+            vec![vec![good.clone()]],
+            t.clone()
+        ),
+        Err(CoreError::ShapeMismatch(_))
+    ));
+    assert!(matches!(
+        ToeplitzGenerator::new(n3.clone(), vec![m3.clone()], groups(&good, &nan), t.clone()),
+        Err(CoreError::NonFinite(_))
+    ));
+    let op = ToeplitzGenerator::new(n3.clone(), vec![m3.clone()], groups(&good, &good), t)?;
+    let wrong = ComplexTensor::randn(n3.len() + 2, 1.0, 3, DType::F64, &dev)?;
+    assert!(matches!(op.apply(&wrong), Err(CoreError::ShapeMismatch(_))));
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! # koopman-train
+//!
+//! Koopman operator theory applied to training (SPEC section 4):
+//!
+//! - partitioned Koopman stepping that accelerates ordinary candle MLP training (paper 000);
+//! - Koopman analysis of training dynamics: convergence monitoring, Koopman-mode pruning, depth
+//!   from spectra, negative-Sobolev losses (paper 001); comparison of iterative algorithms by their
+//!   Koopman spectra (paper 004).
+//!
+//! This crate builds on koopman-core's estimators and spectra; the training tools are added by the
+//! Koopman-stepping and training-analysis issues.
+
+pub use koopman_core;

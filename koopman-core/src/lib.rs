@@ -38,6 +38,7 @@
 pub mod complex;
 pub mod error;
 pub mod expv;
+pub mod gather;
 pub mod index_set;
 pub mod io;
 pub mod matrix_exp;
@@ -54,4 +55,4 @@ pub use expv::{expv, expv_dense, ExpvConfig, ExpvReport, KrylovMethod};
 pub use index_set::IndexSet;
 pub use matrix_exp::expm;
 pub use operator::{DenseOperator, LinearOperator};
-pub use toeplitz::ToeplitzGenerator;
+pub use toeplitz::{GatherKernel, ToeplitzGenerator};

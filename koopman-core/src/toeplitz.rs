@@ -29,6 +29,7 @@
 
 use crate::complex::ComplexTensor;
 use crate::error::{CoreError, Result};
+use crate::gather::GatherPattern;
 use crate::index_set::IndexSet;
 use crate::operator::{check_operand, LinearOperator};
 use candle_core::{DType, Device, Tensor};
@@ -42,6 +43,33 @@ struct FactorPattern {
     gather: Tensor,
     /// `position(n + m)` for every `(n, m)`, `|N|` when outside `N` (the adjoint).
     gather_adjoint: Tensor,
+    /// The same tables for the CPU kernel.
+    pattern: GatherPattern,
+}
+
+/// How Toeplitz factors are applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GatherKernel {
+    /// The one-pass CPU kernel of [`crate::gather`] on CPU tensors, portable candle ops elsewhere.
+    #[default]
+    Auto,
+    /// Portable candle ops (`index_select`, broadcast multiply, sum) on every device.
+    Portable,
+}
+
+/// Complex gather weights, kept both as a [`ComplexTensor`] and packed `(.., .., 2)` for the CPU
+/// kernel (both views are in the autograd graph of the coefficients).
+#[derive(Clone, Debug)]
+struct GatherWeights {
+    complex: ComplexTensor,
+    packed: Tensor,
+}
+
+impl GatherWeights {
+    fn new(complex: ComplexTensor) -> Result<Self> {
+        let packed = Tensor::stack(&[complex.re(), complex.im()], 2)?;
+        Ok(Self { complex, packed })
+    }
 }
 
 /// The generator `L = t * sum_k A^k_1 ... A^k_R D_k` over a multi-index set `N`.
@@ -54,6 +82,12 @@ pub struct ToeplitzGenerator {
     time: Tensor,
     /// `frequencies[k]` holds `n_k` for every `n` in `N`, shape `(|N|, 1)`.
     frequencies: Vec<Tensor>,
+    /// Gather weights of each product chain, applied right to left: for `R = 1` a single chain
+    /// with `W[n, m] = t sum_k i (n - m)_k a^k_m` (all coordinates merged into one gather); for
+    /// `R > 1` one chain per coordinate `k`, the first-applied factor carrying `t` and `D_k`
+    /// (`(|N|, |M_R|)`), the others the plain coefficients (`(1, |M_r|)`).
+    chains: Vec<Vec<GatherWeights>>,
+    kernel: GatherKernel,
 }
 
 impl ToeplitzGenerator {
@@ -125,6 +159,12 @@ impl ToeplitzGenerator {
                 let gather = index_set.shift_table(&m, 1)?;
                 let gather_adjoint = index_set.shift_table(&m, -1)?;
                 Ok(FactorPattern {
+                    pattern: GatherPattern::new(
+                        gather.clone(),
+                        gather_adjoint.clone(),
+                        n,
+                        m.len(),
+                    )?,
                     gather: Tensor::from_vec(gather, n * m.len(), &device)?,
                     gather_adjoint: Tensor::from_vec(gather_adjoint, n * m.len(), &device)?,
                     offsets: m,
@@ -137,12 +177,15 @@ impl ToeplitzGenerator {
                 Ok(Tensor::from_vec(f, (n, 1), &device)?.to_dtype(dtype)?)
             })
             .collect::<Result<Vec<_>>>()?;
+        let chains = build_chains(&index_set, &factors, &coeffs, &time, &frequencies)?;
         let op = Self {
             index_set,
             factors,
             coeffs,
             time,
             frequencies,
+            chains,
+            kernel: GatherKernel::Auto,
         };
         op.ensure_finite()?;
         Ok(op)
@@ -203,57 +246,81 @@ impl ToeplitzGenerator {
         self.factors.len()
     }
 
-    /// `A^k_r y` (or its adjoint) for a block `y` of shape `(|N|, b)`.
-    fn apply_factor(
+    /// Selects how factors are applied (the CPU kernel by default).
+    pub fn with_kernel(mut self, kernel: GatherKernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// `out[j, n] = sum_m w[n, m] y[j, T[n, m]]` for rows `y` of shape `(b, |N|)`, with `T` the
+    /// forward (or, with `adjoint`, the adjoint) table of factor `r`; `T` entries equal to `|N|`
+    /// read zero, and `weights` is `(|N|, |M_r|)` or `(1, |M_r|)`.
+    fn gather_weighted(
         &self,
+        rows: &ComplexTensor,
         r: usize,
-        a: &ComplexTensor,
-        y: &ComplexTensor,
         adjoint: bool,
+        weights: &GatherWeights,
     ) -> Result<ComplexTensor> {
         let factor = &self.factors[r];
-        let (n, b) = (self.index_set.len(), y.dims()[1]);
-        let m = factor.offsets.len();
-        let pad = ComplexTensor::zeros((1, b), y.dtype(), y.device())?;
-        let padded = ComplexTensor::cat(&[y, &pad], 0)?;
+        if self.kernel == GatherKernel::Auto && rows.device().is_cpu() {
+            let pattern = if adjoint {
+                factor.pattern.transposed()
+            } else {
+                factor.pattern.clone()
+            };
+            let packed = Tensor::stack(&[rows.re(), rows.im()], 2)?;
+            let out = pattern.apply(&packed, &weights.packed)?;
+            return ComplexTensor::new(
+                out.narrow(2, 0, 1)?.squeeze(2)?,
+                out.narrow(2, 1, 1)?.squeeze(2)?,
+            );
+        }
         let table = if adjoint {
             &factor.gather_adjoint
         } else {
             &factor.gather
         };
-        let gathered = padded.index_select(table, 0)?.reshape((n, m, b))?;
-        let weights = if adjoint { a.conj()? } else { a.clone() };
-        gathered.broadcast_mul(&weights.reshape((1, m, 1))?)?.sum(1)
+        let (b, n) = (rows.dims()[0], rows.dims()[1]);
+        let m = factor.offsets.len();
+        let pad = ComplexTensor::zeros((b, 1), rows.dtype(), rows.device())?;
+        let padded = ComplexTensor::cat(&[rows, &pad], 1)?;
+        let gathered = padded.index_select(table, 1)?.reshape((b, n, m))?;
+        gathered
+            .broadcast_mul(&weights.complex.unsqueeze(0)?)?
+            .sum(2)
     }
 
-    fn apply_block(&self, x: &ComplexTensor, adjoint: bool) -> Result<ComplexTensor> {
+    /// `L y` for rows `y` of shape `(b, |N|)` (each row one vector).
+    fn apply_rows(&self, rows: &ComplexTensor) -> Result<ComplexTensor> {
+        let mut total: Option<ComplexTensor> = None;
+        for chain in &self.chains {
+            let mut y = rows.clone();
+            for (r, w) in chain.iter().enumerate().rev() {
+                y = self.gather_weighted(&y, r, false, w)?;
+            }
+            total = Some(match total {
+                None => y,
+                Some(t) => t.add(&y)?,
+            });
+        }
+        total.ok_or_else(|| CoreError::Empty("generator without coordinates".into()))
+    }
+
+    /// `L^* y` for rows `y` of shape `(b, |N|)`: `t sum_k D_k^* A_R^* ... A_1^*`.
+    fn apply_adjoint_rows(&self, rows: &ComplexTensor) -> Result<ComplexTensor> {
         let mut total: Option<ComplexTensor> = None;
         for (k, group) in self.coeffs.iter().enumerate() {
-            let diag = |y: &ComplexTensor| -> Result<ComplexTensor> {
-                let scaled = y.broadcast_mul_real(&self.frequencies[k])?.mul_i()?;
-                if adjoint {
-                    scaled.neg()
-                } else {
-                    Ok(scaled)
-                }
-            };
-            let term = if adjoint {
-                // (A_1 ... A_R D_k)^* = D_k^* A_R^* ... A_1^*
-                let mut y = x.clone();
-                for (r, a) in group.iter().enumerate() {
-                    y = self.apply_factor(r, a, &y, true)?;
-                }
-                diag(&y)?
-            } else {
-                let mut y = diag(x)?;
-                for (r, a) in group.iter().enumerate().rev() {
-                    y = self.apply_factor(r, a, &y, false)?;
-                }
-                y
-            };
+            let mut y = rows.clone();
+            for (r, a) in group.iter().enumerate() {
+                let weights = GatherWeights::new(a.conj()?.unsqueeze(0)?)?;
+                y = self.gather_weighted(&y, r, true, &weights)?;
+            }
+            let freq_row = self.frequencies[k].reshape((1, self.index_set.len()))?;
+            let y = y.broadcast_mul_real(&freq_row)?.mul_i()?.neg()?;
             total = Some(match total {
-                None => term,
-                Some(t) => t.add(&term)?,
+                None => y,
+                Some(t) => t.add(&y)?,
             });
         }
         let total =
@@ -263,12 +330,69 @@ impl ToeplitzGenerator {
 
     fn apply_any(&self, x: &ComplexTensor, adjoint: bool) -> Result<ComplexTensor> {
         check_operand(self, x)?;
-        if x.dims().len() == 1 {
-            self.apply_block(&x.unsqueeze(1)?, adjoint)?.squeeze(1)
+        let n = self.index_set.len();
+        let rows = if x.dims().len() == 1 {
+            x.reshape((1, n))?
         } else {
-            self.apply_block(x, adjoint)
+            x.t()?.contiguous()?
+        };
+        let out = if adjoint {
+            self.apply_adjoint_rows(&rows)?
+        } else {
+            self.apply_rows(&rows)?
+        };
+        if x.dims().len() == 1 {
+            out.reshape(n)
+        } else {
+            out.t()?.contiguous()
         }
     }
+}
+
+/// The gather weights of [`ToeplitzGenerator::chains`] (differentiable in coefficients and time).
+fn build_chains(
+    index_set: &IndexSet,
+    factors: &[FactorPattern],
+    coeffs: &[Vec<ComplexTensor>],
+    time: &Tensor,
+    frequencies: &[Tensor],
+) -> Result<Vec<Vec<GatherWeights>>> {
+    let n = index_set.len();
+    let last = factors.len() - 1;
+    let m_last = factors[last].offsets.len();
+    // (l - 0)_k for the gathered index l = n - m: frequencies padded with 0 for "outside".
+    let gathered_freq = |k: usize| -> Result<Tensor> {
+        let zero = Tensor::zeros((1, 1), time.dtype(), time.device())?;
+        let padded = Tensor::cat(&[&frequencies[k], &zero], 0)?.squeeze(1)?;
+        Ok(padded
+            .index_select(&factors[last].gather, 0)?
+            .reshape((n, m_last))?)
+    };
+    // t i (n - m)_k a^{k,R}_m for every (n, m).
+    let first_applied = |k: usize| -> Result<ComplexTensor> {
+        coeffs[k][last]
+            .unsqueeze(0)?
+            .broadcast_mul_real(&gathered_freq(k)?)?
+            .mul_i()?
+            .broadcast_mul_real(time)
+    };
+    if factors.len() == 1 {
+        let mut merged = first_applied(0)?;
+        for k in 1..coeffs.len() {
+            merged = merged.add(&first_applied(k)?)?;
+        }
+        return Ok(vec![vec![GatherWeights::new(merged)?]]);
+    }
+    (0..coeffs.len())
+        .map(|k| {
+            let mut chain = coeffs[k][..last]
+                .iter()
+                .map(|a| GatherWeights::new(a.unsqueeze(0)?))
+                .collect::<Result<Vec<_>>>()?;
+            chain.push(GatherWeights::new(first_applied(k)?)?);
+            Ok(chain)
+        })
+        .collect()
 }
 
 impl LinearOperator for ToeplitzGenerator {

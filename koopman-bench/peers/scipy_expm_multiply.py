@@ -1,0 +1,71 @@
+"""Optional peer comparison: SciPy's expm_multiply on the generator koopman-bench exported.
+
+Run through run_scipy_peer.sh (it creates a virtual environment with numpy and scipy). Reads the
+files written by `koopman-bench perf --export-peer R --peer-dir DIR`, rebuilds the same Toeplitz
+generator L = sum_k A^k D_k (t = 1) as a scipy.sparse matrix from the exported gather table,
+times scipy.sparse.linalg.expm_multiply(L, v) and compares it with koopman's expv result.
+Never part of the tests.
+"""
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
+from scipy.sparse.linalg import expm_multiply
+
+
+def load(prefix, name):
+    return np.load(f"{prefix}_{name}.npy")
+
+
+def main(peer_dir):
+    results = []
+    for gather_path in sorted(glob.glob(os.path.join(peer_dir, "n*_gather.npy"))):
+        prefix = gather_path[: -len("_gather.npy")]
+        gather = load(prefix, "gather")
+        points = load(prefix, "points")
+        n, m = gather.shape
+        rows = np.repeat(np.arange(n), m)
+        cols = gather.reshape(-1)
+        inside = cols < n
+        L = sp.csr_matrix((n, n), dtype=np.complex128)
+        for k in range(points.shape[1]):
+            a = load(prefix, f"coeff{k}_re") + 1j * load(prefix, f"coeff{k}_im")
+            vals = np.tile(a, n)
+            A = sp.csr_matrix((vals[inside], (rows[inside], cols[inside])), shape=(n, n))
+            D = sp.diags(1j * points[:, k])
+            L = L + A @ D
+        v = load(prefix, "v_re") + 1j * load(prefix, "v_im")
+        w_ours = load(prefix, "w_re") + 1j * load(prefix, "w_im")
+        ours_s = float(load(prefix, "expv_seconds")[0])
+        expm_multiply(L, v)  # warm-up (norm estimates, caches)
+        repeats = 3
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            w = expm_multiply(L, v)
+        scipy_s = (time.perf_counter() - t0) / repeats
+        diff = float(np.linalg.norm(w - w_ours) / np.linalg.norm(v))
+        results.append(
+            {
+                "n": int(n),
+                "scipy_seconds": scipy_s,
+                "koopman_expv_seconds": ours_s,
+                "scipy_over_koopman": scipy_s / ours_s,
+                "relative_difference": diff,
+                "scipy_version": scipy.__version__,
+            }
+        )
+        print(
+            f"|N| = {n}: scipy expm_multiply {scipy_s:.3e} s, koopman expv {ours_s:.3e} s, "
+            f"ratio scipy/koopman {scipy_s / ours_s:.2f}, ||w_scipy - w_koopman||/||v|| = {diff:.2e}"
+        )
+    with open(os.path.join(peer_dir, "scipy_peer.json"), "w") as f:
+        json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "reports/peer")

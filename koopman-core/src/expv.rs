@@ -116,6 +116,8 @@ pub struct ExpvReport {
     pub breakdown: bool,
     /// Number of columns processed.
     pub columns: usize,
+    /// Whether Lanczos (rather than Arnoldi) built the bases.
+    pub lanczos: bool,
 }
 
 impl ExpvReport {
@@ -126,6 +128,7 @@ impl ExpvReport {
         self.error_estimate = self.error_estimate.max(other.error_estimate);
         self.breakdown |= other.breakdown;
         self.columns += other.columns;
+        self.lanczos = other.lanczos;
     }
 }
 
@@ -345,6 +348,7 @@ impl KrylovStepper<'_> {
     fn propagate(&self, t: f64, v: &ComplexTensor) -> Result<(ComplexTensor, ExpvReport)> {
         let mut report = ExpvReport {
             columns: 1,
+            lanczos: self.lanczos,
             ..Default::default()
         };
         let normv = v.norm_f64()?;
@@ -430,7 +434,10 @@ impl KrylovStepper<'_> {
                         self.config.tol
                     )));
                 }
-                t_step = round_step(gamma * t_step * (t_step * tol_rate / err_loc).powf(xm));
+                // Shrink by the estimate's rate, but at most 20-fold per rejection (and 20-fold
+                // when the estimate overflowed on a far too long first attempt).
+                let factor = gamma * (t_step * tol_rate / err_loc).powf(xm);
+                t_step = round_step(t_step * factor.max(0.05));
                 rejections += 1;
                 report.rejected += 1;
             };

@@ -120,13 +120,14 @@ fn hermitian_uses_lanczos(dev: &Device) -> Result<()> {
                 method,
                 ..Default::default()
             };
-            check_against_dense(
+            let report = check_against_dense(
                 &op,
                 -1.3,
                 &v,
                 &config,
                 &format!("hermitian {method:?} {tol}"),
             )?;
+            assert_eq!(report.lanczos, method != KrylovMethod::Arnoldi);
         }
     }
     Ok(())
@@ -461,5 +462,33 @@ fn bad_input_is_an_error() -> Result<()> {
         expv(&f32_op, 5.0, &v32, &tiny),
         Err(CoreError::NoConvergence(_))
     ));
+    Ok(())
+}
+
+test_device!(
+    very_large_norms,
+    very_large_norms_cpu,
+    very_large_norms_cuda
+);
+fn very_large_norms(dev: &Device) -> Result<()> {
+    // ||tA|| in the hundreds: the whole-interval first attempt is rejected many-fold, and a
+    // stiff Hermitian negative semi-definite operator decays by many orders of magnitude.
+    let n = 60;
+    let b = ComplexTensor::randn((n, n), 1.0 / (n as f64).sqrt(), 91, DType::F64, dev)?;
+    let skew = b.sub(&b.adjoint()?)?.scale_real(300.0)?;
+    let stiff = b.adjoint()?.matmul(&b)?.scale_real(-200.0)?;
+    let v = start_vector(n, 92, dev)?;
+    for (name, a) in [("skew", skew), ("stiff", stiff)] {
+        let op = DenseOperator::new(a)?;
+        let config = ExpvConfig {
+            tol: 1e-8,
+            ..Default::default()
+        };
+        let report = check_against_dense(&op, 1.0, &v, &config, name)?;
+        assert!(
+            report.rejected >= 1 && report.substeps >= 2,
+            "{name}: {report:?}"
+        );
+    }
     Ok(())
 }

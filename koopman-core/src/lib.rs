@@ -59,6 +59,7 @@ pub use complex::{c64, ComplexTensor};
 pub use dmd::KoopmanFit;
 pub use error::{CoreError, Result};
 pub use expv::{expv, expv_dense, ExpvConfig, ExpvReport, KrylovMethod};
+pub use faer;
 pub use index_set::IndexSet;
 pub use matrix_exp::expm;
 pub use operator::{DenseOperator, LinearOperator};

@@ -94,7 +94,10 @@ fn hungarian_handles_rectangular_and_ties() -> Result<()> {
     let a = hungarian(&cost, 3, 3)?;
     let total: f64 = a.iter().enumerate().map(|(i, &j)| cost[i * 3 + j]).sum();
     assert_eq!(total, 5.0);
-    assert!(matches!(hungarian(&cost, 3, 2), Err(CoreError::ShapeMismatch(_))));
+    assert!(matches!(
+        hungarian(&cost, 3, 2),
+        Err(CoreError::ShapeMismatch(_))
+    ));
     Ok(())
 }
 
@@ -145,7 +148,10 @@ fn unit_circle_amplitude_and_convergence_helpers() -> Result<()> {
     assert_eq!(s.top_by_amplitude(2).len(), 2);
     // errors
     let empty = Spectrum::new(vec![]);
-    assert!(matches!(wasserstein(&empty, &empty), Err(CoreError::Empty(_))));
+    assert!(matches!(
+        wasserstein(&empty, &empty),
+        Err(CoreError::Empty(_))
+    ));
     let nan = Spectrum::new(vec![c64::new(f64::NAN, 0.0)]);
     assert!(matches!(
         wasserstein(&nan, &Spectrum::new(vec![c64::new(0.0, 0.0)])),

@@ -19,7 +19,7 @@
 //! use koopman_core::dmd::{dmd_rrr, RefineSelection, RrrConfig};
 //!
 //! # fn main() -> koopman_core::Result<()> {
-//! let x = Mat::from_fn(3, 6, |i, j| ((i + 1) as f64 * 0.7 + j as f64 * 1.3).sin());
+//! let x = Mat::from_fn(3, 6, |i, j| 1.0 / (1.0 + i as f64 + j as f64));
 //! let a = Mat::from_fn(3, 3, |i, j| if i == j { 0.5 + 0.1 * i as f64 } else { 0.05 });
 //! let y = &a * &x;
 //! let config = RrrConfig { refine: RefineSelection::All, ..Default::default() };

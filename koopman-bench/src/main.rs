@@ -74,6 +74,12 @@ enum Command {
         /// Folder for the exported .npy files.
         #[arg(long, default_value = "reports/peer")]
         peer_dir: PathBuf,
+        /// Skip the DMD timings (exact DMD / DMD_RRR on 10,000 x 1,000, batched finite section).
+        #[arg(long)]
+        skip_dmd: bool,
+        /// Also write the DMD snapshot data as .npy files for the PyDMD peer script.
+        #[arg(long)]
+        export_dmd_peer: bool,
     },
 }
 
@@ -176,6 +182,8 @@ fn run(cli: Cli) -> Result<bool> {
             json,
             export_peer,
             peer_dir,
+            skip_dmd,
+            export_dmd_peer,
         } => {
             if radii.iter().any(|&r| r < 1) {
                 return Err(BenchError::Usage("radii must be >= 1".into()));
@@ -197,6 +205,19 @@ fn run(cli: Cli) -> Result<bool> {
                 pb.inc(1);
             })?;
             pb.finish_and_clear();
+            let mut report = report;
+            if !skip_dmd {
+                let dmd_config = perf::DmdPerfConfig::default();
+                let timing = perf::run_dmd_perf(&dmd_config)?;
+                if export_dmd_peer {
+                    std::fs::create_dir_all(&peer_dir).map_err(|e| {
+                        BenchError::Usage(format!("cannot create {}: {e}", peer_dir.display()))
+                    })?;
+                    perf::export_dmd_for_peer(&peer_dir, &dmd_config, &timing)?;
+                    println!("DMD peer files: {}", peer_dir.display());
+                }
+                report.dmd = Some(timing);
+            }
             print!("{}", perf::format_table(&report));
             koopman_core::io::write_atomic(&json, &serde_json::to_vec_pretty(&report)?)?;
             println!("json: {}", json.display());

@@ -109,18 +109,13 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result
     Ok(&s.as_slice::<T>()?[start..end])
 }
 
-/// Complex multiply-accumulate `acc += conj?(w) * y` in f64.
-#[inline]
-fn mac(acc: &mut (f64, f64), w: (f64, f64), y: (f64, f64), conj_w: bool) {
-    let wi = if conj_w { -w.1 } else { w.1 };
-    acc.0 += w.0 * y.0 - wi * y.1;
-    acc.1 += w.0 * y.1 + wi * y.0;
-}
-
 #[inline]
 fn pair<T: WithDType>(data: &[T], idx: usize) -> (f64, f64) {
     (data[2 * idx].to_f64(), data[2 * idx + 1].to_f64())
 }
+
+/// Outputs per parallel task.
+const BLOCK: usize = 128;
 
 /// `out[j, i] = sum_k conj?(w[i', k]) y[j, table[i, k]]` with `i' = i` or `0` (shared weights),
 /// or, with `weight_at_target`, `w` indexed at the gathered position `table[i, k]` instead of `i`.
@@ -136,39 +131,43 @@ fn gather_kernel<T: WithDType>(
     weight_at_target: bool,
 ) -> Vec<T> {
     let b = y.len() / (2 * n);
-    let mut out = vec![T::zero(); b * n * 2];
-    let row = |(j, i): (usize, usize)| -> (f64, f64) {
-        let mut acc = (0.0, 0.0);
-        let yrow = &y[j * 2 * n..(j + 1) * 2 * n];
-        for c in 0..k {
-            let src = table[i * k + c] as usize;
-            if src == n {
-                continue;
+    let sign = if conj_w { -1.0 } else { 1.0 };
+    let compute = |first: usize, chunk: &mut [T]| {
+        for (offset, out) in chunk.chunks_exact_mut(2).enumerate() {
+            let idx = first + offset;
+            let (j, i) = (idx / n, idx % n);
+            let yrow = &y[j * 2 * n..(j + 1) * 2 * n];
+            let trow = &table[i * k..(i + 1) * k];
+            let (mut re, mut im) = (0.0, 0.0);
+            for (c, &src) in trow.iter().enumerate() {
+                let src = src as usize;
+                if src == n {
+                    continue;
+                }
+                let widx = if shared_weights {
+                    c
+                } else if weight_at_target {
+                    src * k + c
+                } else {
+                    i * k + c
+                };
+                let (wr, wi) = pair(w, widx);
+                let wi = sign * wi;
+                let (yr, yi) = pair(yrow, src);
+                re += wr * yr - wi * yi;
+                im += wr * yi + wi * yr;
             }
-            let wi = if shared_weights {
-                c
-            } else if weight_at_target {
-                src * k + c
-            } else {
-                i * k + c
-            };
-            mac(&mut acc, pair(w, wi), pair(yrow, src), conj_w);
+            out[0] = T::from_f64(re);
+            out[1] = T::from_f64(im);
         }
-        acc
     };
-    let write = |chunk: &mut [T], idx: usize| {
-        let (re, im) = row((idx / n, idx % n));
-        chunk[0] = T::from_f64(re);
-        chunk[1] = T::from_f64(im);
-    };
+    let mut out = vec![T::zero(); b * n * 2];
     if b * n * k >= PARALLEL_WORK {
-        out.par_chunks_mut(2)
+        out.par_chunks_mut(2 * BLOCK)
             .enumerate()
-            .for_each(|(idx, chunk)| write(chunk, idx));
+            .for_each(|(block, chunk)| compute(block * BLOCK, chunk));
     } else {
-        out.chunks_mut(2)
-            .enumerate()
-            .for_each(|(idx, chunk)| write(chunk, idx));
+        compute(0, &mut out);
     }
     out
 }
@@ -199,23 +198,28 @@ fn weight_grad_kernel<T: WithDType>(
         acc
     };
     let rows = if shared_weights { 1 } else { n };
-    let mut out = vec![T::zero(); rows * k * 2];
-    let fill = |(idx, chunk): (usize, &mut [T])| {
-        let (re, im) = if shared_weights {
-            (0..n).fold((0.0, 0.0), |s, i| {
-                let e = entry(i, idx);
-                (s.0 + e.0, s.1 + e.1)
-            })
-        } else {
-            entry(idx / k, idx % k)
-        };
-        chunk[0] = T::from_f64(re);
-        chunk[1] = T::from_f64(im);
+    let fill = |first: usize, chunk: &mut [T]| {
+        for (offset, out) in chunk.chunks_exact_mut(2).enumerate() {
+            let idx = first + offset;
+            let (re, im) = if shared_weights {
+                (0..n).fold((0.0, 0.0), |s, i| {
+                    let e = entry(i, idx);
+                    (s.0 + e.0, s.1 + e.1)
+                })
+            } else {
+                entry(idx / k, idx % k)
+            };
+            out[0] = T::from_f64(re);
+            out[1] = T::from_f64(im);
+        }
     };
+    let mut out = vec![T::zero(); rows * k * 2];
     if b * n * k >= PARALLEL_WORK {
-        out.par_chunks_mut(2).enumerate().for_each(fill);
+        out.par_chunks_mut(2 * BLOCK)
+            .enumerate()
+            .for_each(|(block, chunk)| fill(block * BLOCK, chunk));
     } else {
-        out.chunks_mut(2).enumerate().for_each(fill);
+        fill(0, &mut out);
     }
     out
 }

@@ -2,7 +2,8 @@
 //!
 //! The numerical core of the koopman workspace: complex tensors on candle, linear operators
 //! (dense and the structured Toeplitz generator of deep Koopman-layered models), the dense matrix
-//! exponential and Krylov exponential actions `exp(tA) v` with error control. Everything is written
+//! exponential and Krylov exponential actions `exp(tA) v` with error control, and Koopman/DMD
+//! estimators with spectral comparisons (decompositions on the host with faer). The tensor code is written
 //! in candle ops on a caller-chosen [`candle_core::Device`] and dtype, so gradients flow through
 //! operators and exponentials alike.
 //!
@@ -11,6 +12,10 @@
 //! | [`complex`] | [`ComplexTensor`]: a pair of real tensors `(re, im)` with differentiable ops |
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
+//! | [`gather`] | the one-pass CPU weighted-gather kernel (candle custom op with backward) |
+//! | [`linalg`] | faer helpers: thin SVD, eigen, QR, SVD least squares, tensor <-> matrix |
+//! | [`dmd`] | Koopman/DMD estimators (finite section, exact DMD, DMD_RRR, Hankel, EDMD, kernel DMD) returning one [`KoopmanFit`] |
+//! | [`spectrum`] | [`Spectrum`]: unit-circle distances, Wasserstein-1 between spectra, subset matching, permutation test |
 //! | [`operator`] | the [`LinearOperator`] trait and [`DenseOperator`] |
 //! | [`toeplitz`] | [`ToeplitzGenerator`]: `L = t sum_k A^k_1 ... A^k_R D_k`, applied by gathers |
 //! | [`matrix_exp`] | dense `exp(A)` by scaling and squaring (Taylor, Paterson–Stockmeyer) |
@@ -36,23 +41,29 @@
 //! ```
 
 pub mod complex;
+pub mod dmd;
 pub mod error;
 pub mod expv;
 pub mod gather;
 pub mod index_set;
 pub mod io;
+pub mod linalg;
 pub mod matrix_exp;
 pub mod operator;
 #[cfg(feature = "expm")]
 pub mod reference;
+pub mod spectrum;
 pub mod testing;
 pub mod toeplitz;
 
 pub use candle_core;
 pub use complex::{c64, ComplexTensor};
+pub use dmd::KoopmanFit;
 pub use error::{CoreError, Result};
 pub use expv::{expv, expv_dense, ExpvConfig, ExpvReport, KrylovMethod};
+pub use faer;
 pub use index_set::IndexSet;
 pub use matrix_exp::expm;
 pub use operator::{DenseOperator, LinearOperator};
+pub use spectrum::Spectrum;
 pub use toeplitz::{GatherKernel, ToeplitzGenerator};

@@ -8,6 +8,7 @@ use crate::report::{ExperimentReport, RunContext};
 use crate::{BenchError, Result};
 use indicatif::ProgressBar;
 
+pub mod conjugacy;
 pub mod krylov;
 
 /// One reproducible experiment.
@@ -28,7 +29,10 @@ pub trait Experiment {
 
 /// Every registered experiment, in run order.
 pub fn registry() -> Vec<Box<dyn Experiment>> {
-    vec![Box::new(krylov::KrylovAccuracy)]
+    vec![
+        Box::new(krylov::KrylovAccuracy),
+        Box::new(conjugacy::Conjugacy),
+    ]
 }
 
 /// The experiments selected by `--only` (comma-separated names), or all of them.

@@ -4,6 +4,12 @@
 //! OpenBLAS/LAPACKE). The crate is real-f64 only, so a complex `A = X + iY` is exponentiated
 //! through its real embedding `[[X, -Y], [Y, X]]`, whose exponential is `[[Re, -Im], [Im, Re]]` of
 //! `exp(A)`. Host-side computation; the result is returned on `A`'s device and dtype.
+//!
+//! expm 0.1.1 panics on its degree-9 and degree-13 Padé paths (it passes four matrix powers where
+//! the degree-13 sum asserts seven), which it takes when the 1-norm exceeds about 0.95. So the
+//! embedding is first scaled by `2^-s` to 1-norm at most 1/2, where the crate uses degree <= 7,
+//! and the result is squared `s` times with ndarray's own matrix product: the approximant and the
+//! products stay independent of koopman-core's candle implementation.
 
 use crate::complex::{c64, ComplexTensor};
 use crate::error::{CoreError, Result};
@@ -29,8 +35,20 @@ pub fn expm_reference(a: &ComplexTensor) -> Result<ComplexTensor> {
             embedded[[i + n, j]] = z.im;
         }
     }
+    let norm1 = (0..2 * n)
+        .map(|j| embedded.column(j).iter().map(|x| x.abs()).sum::<f64>())
+        .fold(0.0, f64::max);
+    let squarings = if norm1 > 0.5 {
+        (norm1 / 0.5).log2().ceil() as i32
+    } else {
+        0
+    };
+    let scaled = embedded.mapv(|x| x * 0.5f64.powi(squarings));
     let mut out = ndarray::Array2::<f64>::zeros((2 * n, 2 * n));
-    expm::expm(&embedded, &mut out);
+    expm::expm(&scaled, &mut out);
+    for _ in 0..squarings {
+        out = out.dot(&out);
+    }
     let result: Vec<c64> = (0..n)
         .flat_map(|i| (0..n).map(move |j| (i, j)))
         .map(|(i, j)| c64::new(out[[i, j]], out[[i + n, j]]))

@@ -110,7 +110,12 @@ fn bad_input_is_an_error() {
 fn agrees_with_expm_crate() -> Result<()> {
     use koopman_core::reference::expm_reference;
     let dev = Device::Cpu;
-    for (seed, scale, n) in [(1u64, 0.3, 6usize), (2, 1.0, 20), (3, 3.0, 15)] {
+    for (seed, scale, n) in [
+        (1u64, 0.3, 6usize),
+        (2, 1.0, 20),
+        (3, 3.0, 15),
+        (4, 12.0, 10),
+    ] {
         let a = ComplexTensor::randn((n, n), scale / (n as f64).sqrt(), seed, DType::F64, &dev)?;
         let ours = expm(&a)?;
         let theirs = expm_reference(&a)?;

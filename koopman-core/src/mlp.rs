@@ -581,7 +581,7 @@ fn check_classification(x: &Tensor, y: &Tensor) -> Result<usize> {
 }
 
 /// Trains a classifier with cross-entropy on logits `model(x)` against `u32` labels `y`.
-pub fn train_classifier<M: Module>(
+pub fn train_classifier<M: Module + ?Sized>(
     model: &M,
     vars: Vec<Var>,
     x: &Tensor,
@@ -597,7 +597,7 @@ pub fn train_classifier<M: Module>(
 }
 
 /// Predicted classes (arg-max of the logits), evaluated in batches of 4096.
-pub fn predict_classes<M: Module>(model: &M, x: &Tensor) -> Result<Vec<u32>> {
+pub fn predict_classes<M: Module + ?Sized>(model: &M, x: &Tensor) -> Result<Vec<u32>> {
     let (n, _) = x.dims2().map_err(|_| {
         CoreError::ShapeMismatch(format!("inputs must be (samples, features), got {:?}", x.dims()))
     })?;
@@ -613,7 +613,7 @@ pub fn predict_classes<M: Module>(model: &M, x: &Tensor) -> Result<Vec<u32>> {
 }
 
 /// Fraction of samples whose predicted class equals the label.
-pub fn accuracy<M: Module>(model: &M, x: &Tensor, y: &Tensor) -> Result<f64> {
+pub fn accuracy<M: Module + ?Sized>(model: &M, x: &Tensor, y: &Tensor) -> Result<f64> {
     let n = check_classification(x, y)?;
     if n == 0 {
         return Err(CoreError::Empty("no samples to evaluate".into()));

@@ -1,4 +1,12 @@
 //! The error type of koopman-layers.
+//!
+//! ```
+//! use koopman_layers::LayersError;
+//! let e = LayersError::InvalidArgument("layer index 7 out of range".into());
+//! assert!(e.to_string().contains("out of range"));
+//! let core: LayersError = koopman_core::CoreError::Format("truncated".into()).into();
+//! assert!(matches!(core, LayersError::Core(_)));
+//! ```
 
 /// Everything that can go wrong in koopman-layers.
 #[derive(Debug, thiserror::Error)]

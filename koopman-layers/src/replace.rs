@@ -400,6 +400,9 @@ pub struct HybridConfig {
     pub normalize: bool,
     /// Pull DMD eigenvalues of modulus > 1 back onto the unit circle.
     pub stabilize: bool,
+    /// Append the constant observable 1 to every state before the DMD fit (iterated readout),
+    /// so the linear model can carry the layers' biases.
+    pub affine: bool,
     /// Fit on at most this many trajectories (the first ones); `None` uses all.
     pub max_trajectories: Option<usize>,
 }
@@ -412,6 +415,7 @@ impl Default for HybridConfig {
             readout: ReadoutKind::Iterated,
             normalize: false,
             stabilize: false,
+            affine: false,
             max_trajectories: None,
         }
     }
@@ -448,6 +452,9 @@ pub struct HybridMeta {
     pub normalize: bool,
     /// Whether eigenvalues were stabilised.
     pub stabilize: bool,
+    /// Whether every state carries the constant observable 1 (iterated readout).
+    #[serde(default)]
+    pub affine: bool,
 }
 
 const FORMAT: &str = "koopman-hybrid-v1";
@@ -500,7 +507,9 @@ pub fn fit_hybrid(
         return Err(LayersError::InvalidArgument("no trajectories to fit".into()));
     }
     let steps = m - h;
-    let n = h * width;
+    let affine = config.affine && config.readout == ReadoutKind::Iterated;
+    let width_eff = width + usize::from(affine);
+    let n = h * width_eff;
     let out = scaled.out_dim();
     let device = scaled.mlp.layer(0)?.weight().device().clone();
     let mut readout = HashMap::new();
@@ -509,6 +518,7 @@ pub fn fit_hybrid(
     match config.readout {
         ReadoutKind::Direct => {
             // Features: first window plus a constant; targets: original output.
+            let n = h * width;
             let feats = Mat::from_fn(count, n + 1, |i, j| {
                 if j == n {
                     1.0
@@ -555,7 +565,15 @@ pub fn fit_hybrid(
             }
             let normed: Vec<Mat<f64>> = trajectories.states[..count]
                 .iter()
-                .map(|t| Mat::from_fn(width, m, |r, c| (t[(r, c)] - mean[r]) / scale[r]))
+                .map(|t| {
+                    Mat::from_fn(width_eff, m, |r, c| {
+                        if r == width {
+                            1.0
+                        } else {
+                            (t[(r, c)] - mean[r]) / scale[r]
+                        }
+                    })
+                })
                 .collect();
             let refs: Vec<_> = normed.iter().map(|t| t.as_ref()).collect();
             let (x, y) = delay_embed(&refs, h)?;
@@ -595,11 +613,11 @@ pub fn fit_hybrid(
                 eigenvalues = clamped;
             }
             // Rows of B giving the first `out` coordinates of the last state of the window.
-            let last = (h - 1) * width;
+            let last = (h - 1) * width_eff;
             let b_out = Mat::from_fn(r, out, |i, j| b[(last + j, i)]);
             let a_t = ar.transpose().to_owned();
-            let mean_w = Mat::from_fn(1, n, |_, j| mean[j % width]);
-            let scale_w = Mat::from_fn(1, n, |_, j| scale[j % width]);
+            let mean_w = Mat::from_fn(1, n, |_, j| mean.get(j % width_eff).copied().unwrap_or(0.0));
+            let scale_w = Mat::from_fn(1, n, |_, j| scale.get(j % width_eff).copied().unwrap_or(1.0));
             let out_mean = Mat::from_fn(1, out, |_, j| mean[j]);
             let out_scale = Mat::from_fn(1, out, |_, j| scale[j]);
             for (name, mat) in [
@@ -633,6 +651,7 @@ pub fn fit_hybrid(
             readout: config.readout,
             normalize: config.normalize,
             stabilize: config.stabilize,
+            affine,
         },
         before: mlp.layers()[..k].to_vec(),
         scaled: scaled.scaled[..h - 1].to_vec(),
@@ -681,10 +700,20 @@ impl HybridModel {
         }
         let width = self.meta.width;
         let pad = self.meta.pad_value;
-        let mut states = vec![pad_to(&h, width, pad)?.to_dtype(DType::F64)?];
+        let affine = self.meta.affine;
+        let state = |h: &Tensor| -> candle_core::Result<Tensor> {
+            let p = pad_to(h, width, pad)?.to_dtype(DType::F64)?;
+            if affine {
+                let ones = Tensor::ones((p.dims()[0], 1), DType::F64, p.device())?;
+                Tensor::cat(&[&p, &ones], 1)
+            } else {
+                Ok(p)
+            }
+        };
+        let mut states = vec![state(&h)?];
         for l in &self.scaled {
             h = l.forward(&h.to_dtype(l.weight().dtype())?)?.relu()?;
-            states.push(pad_to(&h, width, pad)?.to_dtype(DType::F64)?);
+            states.push(state(&h)?);
         }
         Tensor::cat(&states, 1)
     }
@@ -813,6 +842,7 @@ impl HybridModel {
             .map(|i| linear("after", i - k - 1, sizes[i], sizes[i + 1]))
             .collect::<Result<Vec<_>>>()?;
         let n = meta.delays * meta.width;
+        let n_it = meta.delays * (meta.width + usize::from(meta.affine));
         let out = sizes[k + 1];
         let mut readout = HashMap::new();
         let mut eigenvalues = Vec::new();
@@ -823,9 +853,9 @@ impl HybridModel {
             ReadoutKind::Iterated => {
                 let r = meta.rank;
                 for (name, shape) in [
-                    ("mean", [1, n]),
-                    ("scale", [1, n]),
-                    ("u", [n, r]),
+                    ("mean", [1, n_it]),
+                    ("scale", [1, n_it]),
+                    ("u", [n_it, r]),
                     ("a_t", [r, r]),
                     ("b_out", [r, out]),
                     ("out_mean", [1, out]),

@@ -42,7 +42,7 @@ fn every_layer_both_readouts_round_trip() -> R {
         assert_eq!(traj.len_states(), 5);
         for readout in [ReadoutKind::Iterated, ReadoutKind::Direct] {
             for stabilize in [false, true] {
-                let cfg = HybridConfig { delays: 2, rank: 6, readout, normalize: stabilize, stabilize, ..Default::default() };
+                let cfg = HybridConfig { delays: 2, rank: 6, readout, normalize: stabilize, stabilize, affine: stabilize, ..Default::default() };
                 let hybrid = fit_hybrid(&scaled, &traj, &cfg)?;
                 let before = hybrid.forward(&x)?;
                 assert_eq!(before.dims(), &[600, 3]);

@@ -241,9 +241,9 @@ impl Experiment for YinYangReplace {
         let dev = &ctx.device;
         let seeds: Vec<u64> = (0..3).map(|s| ctx.seed + s).collect();
         let n_train = ctx.pick(5000, 5000);
-        let epochs = ctx.pick(150, 300);
-        let restarts = ctx.pick(4, 8);
-        let screen_epochs = ctx.pick(40, 60);
+        let epochs = ctx.pick(300, 500);
+        let restarts = ctx.pick(6, 10);
+        let screen_epochs = ctx.pick(50, 60);
         let s_layers = ctx.pick(14, 14);
         let scale_epochs = ctx.pick(20, 60);
         let fit_traj = ctx.pick(1500, 5000);
@@ -259,6 +259,7 @@ impl Experiment for YinYangReplace {
         let mut rows = Vec::new();
         let mut grid_rows = Vec::new();
         let mut ablation_rows = Vec::new();
+        let mut ablation_values: Vec<Vec<f64>> = Vec::new();
         let mut files = Vec::new();
         for (si, &seed) in seeds.iter().enumerate() {
             progress.set_message(format!("seed {seed}: training MLP"));
@@ -333,24 +334,28 @@ impl Experiment for YinYangReplace {
                     progress.set_message(format!("seed {seed}: layer {layer} ablation"));
                     let h = it_best.config.delays;
                     let r = it_best.config.rank;
-                    let eval = |scaled: &ScaledLayer, pad: f64, normalize: bool, stabilize: bool| -> Result<String> {
+                    let eval = |scaled: &ScaledLayer, pad: f64, normalize: bool, stabilize: bool, affine: bool| -> Result<f64> {
                         let traj = scaled.trajectories(&x_tr, pad)?;
                         let hh = h.min(traj.len_states() - 1);
-                        let model = fit_hybrid(scaled, &traj, &HybridConfig { delays: hh, rank: r.min(hh * scaled.width()), normalize, stabilize, max_trajectories: Some(fit_traj), ..Default::default() })?;
-                        Ok(pct(accuracy(&model, &x_te, &y_te)?))
+                        let model = fit_hybrid(scaled, &traj, &HybridConfig { delays: hh, rank: r.min(hh * scaled.width()), normalize, stabilize, affine, max_trajectories: Some(fit_traj), ..Default::default() })?;
+                        Ok(accuracy(&model, &x_te, &y_te)?)
                     };
                     let few = ScaledLayer::train(&mlp, layer, &x_tr, &ScalingConfig { layers: 4, ..scaling.clone() })?;
                     let ident = ScaledLayer::train(&mlp, layer, &x_tr, &ScalingConfig { init: ScalingInit::NearIdentity, ..scaling.clone() })?;
-                    ablation_rows.push(vec![
-                        format!("{layer}"),
-                        config_label(&it_best),
-                        eval(&scaled, -1.0, false, false)?,
-                        eval(&scaled, 0.0, false, false)?,
-                        eval(&scaled, -1.0, true, false)?,
-                        eval(&scaled, -1.0, false, true)?,
-                        eval(&few, -1.0, false, false)?,
-                        eval(&ident, -1.0, false, false)?,
-                    ]);
+                    let values = vec![
+                        eval(&scaled, -1.0, false, false, false)?,
+                        eval(&scaled, 0.0, false, false, false)?,
+                        eval(&scaled, -1.0, true, false, false)?,
+                        eval(&scaled, -1.0, false, true, false)?,
+                        eval(&scaled, -1.0, false, false, true)?,
+                        eval(&scaled, -1.0, true, true, true)?,
+                        eval(&few, -1.0, false, false, false)?,
+                        eval(&ident, -1.0, false, false, false)?,
+                    ];
+                    let mut row = vec![format!("{layer}"), config_label(&it_best)];
+                    row.extend(values.iter().map(|v| pct(*v)));
+                    ablation_rows.push(row);
+                    ablation_values.push(values);
                     plot_models.push((format!("{}x{} DMD {}", sizes[layer], sizes[layer + 1], pct(it_best.test)), it_best.model));
                     plot_models.push((format!("{}x{} direct {}", sizes[layer], sizes[layer + 1], pct(di_best.test)), di_best.model));
                 }
@@ -385,6 +390,30 @@ impl Experiment for YinYangReplace {
             holds: Some(orig_m >= 0.975),
         }];
         let names = ["8x6", "6x4", "4x3"];
+        let variants = ["pad 0", "normalised", "stabilised", "constant observable", "normalised + stabilised + constant", "S = 4", "near-identity init"];
+        let ablation_note = if ablation_values.is_empty() {
+            String::new()
+        } else {
+            let k = ablation_values.len() as f64;
+            let deltas: Vec<String> = variants
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let d = ablation_values.iter().map(|v| v[i + 1] - v[0]).sum::<f64>() / k;
+                    (d, name)
+                })
+                .map(|(d, name)| format!("{name} {:+.1} points", 100.0 * d))
+                .collect();
+            format!(
+                "Iterated DMD below the paper: tried padding constant, S, rank and delay (grid above, chosen on validation), eigenvalue \
+                 stabilisation, normalisation, a constant observable and the block initialisation. Mean change of the iterated readout's test accuracy \
+                 against the baseline over the three layers (seed {}, same h and r): {}. The direct readout from the same window avoids \
+                 compounding {}-step errors and is the best linear replacement found.",
+                seeds[0],
+                deltas.join(", "),
+                s_layers + 2
+            )
+        };
         let mut summary = Vec::new();
         for li in 0..3 {
             let (it_m, _) = mean_sd(&iterated[li]);
@@ -435,7 +464,7 @@ impl Experiment for YinYangReplace {
                 },
                 Table {
                     title: format!("Ablation of the iterated readout, seed {} at its selected (h, r): test accuracy", seeds[0]),
-                    header: ["layer", "selected", "baseline (pad -1, S=14, Kaiming)", "pad 0", "normalised", "stabilised", "S = 4", "near-identity init"].map(String::from).to_vec(),
+                    header: ["layer", "selected", "baseline (pad -1, S=14, Kaiming)", "pad 0", "normalised", "stabilised", "constant observable", "all three", "S = 4", "near-identity init"].map(String::from).to_vec(),
                     rows: ablation_rows,
                 },
                 Table {
@@ -445,6 +474,7 @@ impl Experiment for YinYangReplace {
                 },
             ],
             notes: vec![
+                ablation_note,
                 format!(
                     "Data: {n_train} training, 1,000 validation and 1,000 test samples per seed (Yin-Yang generator of SPEC 3.2, seeds 1000+s, 2000+s, 3000+s). \
                      MLP 4-8-6-4-3 ReLU, seeded initialisation; {restarts} restarts screened for {screen_epochs} epochs (AdamW lr 2e-2, batch 128), the best on the validation set \

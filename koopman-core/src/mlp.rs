@@ -144,9 +144,9 @@ impl Mlp {
         let mut tensors = HashMap::new();
         for (i, l) in layers.iter().enumerate() {
             tensors.insert(format!("{}.weight", 2 * i), l.weight().clone());
-            let bias = l.bias().ok_or_else(|| {
-                CoreError::InvalidArgument(format!("layer {i} has no bias"))
-            })?;
+            let bias = l
+                .bias()
+                .ok_or_else(|| CoreError::InvalidArgument(format!("layer {i} has no bias")))?;
             tensors.insert(format!("{}.bias", 2 * i), bias.clone());
         }
         Self::from_tensors(&tensors, activation, "layers")
@@ -381,7 +381,10 @@ pub fn load_tensors(
         source,
     })?;
     let map = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
-        CoreError::Format(format!("{}: not a readable safetensors file ({e})", path.display()))
+        CoreError::Format(format!(
+            "{}: not a readable safetensors file ({e})",
+            path.display()
+        ))
     })?;
     map.into_iter()
         .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
@@ -390,7 +393,10 @@ pub fn load_tensors(
 
 /// Writes named tensors as a safetensors file atomically (temporary file beside the target,
 /// `fsync`, rename). Creates missing parent folders.
-pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: impl AsRef<Path>) -> Result<()> {
+pub fn save_tensors_atomic(
+    tensors: &HashMap<String, Tensor>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
     let path = path.as_ref();
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -563,7 +569,10 @@ where
 
 fn check_classification(x: &Tensor, y: &Tensor) -> Result<usize> {
     let (n, _) = x.dims2().map_err(|_| {
-        CoreError::ShapeMismatch(format!("inputs must be (samples, features), got {:?}", x.dims()))
+        CoreError::ShapeMismatch(format!(
+            "inputs must be (samples, features), got {:?}",
+            x.dims()
+        ))
     })?;
     if y.dims() != [n] {
         return Err(CoreError::ShapeMismatch(format!(
@@ -599,7 +608,10 @@ pub fn train_classifier<M: Module + ?Sized>(
 /// Predicted classes (arg-max of the logits), evaluated in batches of 4096.
 pub fn predict_classes<M: Module + ?Sized>(model: &M, x: &Tensor) -> Result<Vec<u32>> {
     let (n, _) = x.dims2().map_err(|_| {
-        CoreError::ShapeMismatch(format!("inputs must be (samples, features), got {:?}", x.dims()))
+        CoreError::ShapeMismatch(format!(
+            "inputs must be (samples, features), got {:?}",
+            x.dims()
+        ))
     })?;
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
@@ -639,12 +651,18 @@ mod tests {
             "0.weight".to_string(),
             Tensor::from_vec(vec![1f32, 0., 0., 1., 1., 1.], (3, 2), &dev)?,
         );
-        t.insert("0.bias".to_string(), Tensor::from_vec(vec![0f32, 0., -1.], 3, &dev)?);
+        t.insert(
+            "0.bias".to_string(),
+            Tensor::from_vec(vec![0f32, 0., -1.], 3, &dev)?,
+        );
         t.insert(
             "2.weight".to_string(),
             Tensor::from_vec(vec![1f32, -1., 0.5], (1, 3), &dev)?,
         );
-        t.insert("2.bias".to_string(), Tensor::from_vec(vec![0.25f32], 1, &dev)?);
+        t.insert(
+            "2.bias".to_string(),
+            Tensor::from_vec(vec![0.25f32], 1, &dev)?,
+        );
         let path = tmp("torch.safetensors");
         candle_core::safetensors::save(&t, &path)?;
         let mlp = Mlp::load(&path, Activation::Relu, DType::F32, &dev)?;
@@ -665,16 +683,51 @@ mod tests {
         let w2 = Tensor::zeros((1, 3), DType::F32, &dev)?;
         let b2 = Tensor::zeros(1, DType::F32, &dev)?;
         let cases: Vec<(Vec<(&str, &Tensor)>, &str)> = vec![
-            (vec![("0.weight", &w0), ("2.weight", &w2), ("2.bias", &b2)], "missing tensor '0.bias'"),
-            (vec![("0.weight", &w0), ("0.bias", &b2), ("2.weight", &w2), ("2.bias", &b2)], "'0.bias' has shape"),
-            (vec![("0.weight", &w0), ("0.bias", &b0), ("2.weight", &w0), ("2.bias", &b0)], "takes 2 inputs"),
-            (vec![("0.weight", &w0), ("0.bias", &b0), ("3.weight", &w2), ("3.bias", &b2)], "found index 3"),
-            (vec![("0.weight", &b0), ("0.bias", &b0)], "expected (out, in)"),
-            (vec![("0.weight", &w0), ("0.bias", &b0), ("head", &b0)], "unexpected tensor"),
+            (
+                vec![("0.weight", &w0), ("2.weight", &w2), ("2.bias", &b2)],
+                "missing tensor '0.bias'",
+            ),
+            (
+                vec![
+                    ("0.weight", &w0),
+                    ("0.bias", &b2),
+                    ("2.weight", &w2),
+                    ("2.bias", &b2),
+                ],
+                "'0.bias' has shape",
+            ),
+            (
+                vec![
+                    ("0.weight", &w0),
+                    ("0.bias", &b0),
+                    ("2.weight", &w0),
+                    ("2.bias", &b0),
+                ],
+                "takes 2 inputs",
+            ),
+            (
+                vec![
+                    ("0.weight", &w0),
+                    ("0.bias", &b0),
+                    ("3.weight", &w2),
+                    ("3.bias", &b2),
+                ],
+                "found index 3",
+            ),
+            (
+                vec![("0.weight", &b0), ("0.bias", &b0)],
+                "expected (out, in)",
+            ),
+            (
+                vec![("0.weight", &w0), ("0.bias", &b0), ("head", &b0)],
+                "unexpected tensor",
+            ),
         ];
         for (k, (tensors, needle)) in cases.into_iter().enumerate() {
-            let map: HashMap<String, Tensor> =
-                tensors.into_iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+            let map: HashMap<String, Tensor> = tensors
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect();
             let path = tmp(&format!("bad{k}.safetensors"));
             candle_core::safetensors::save(&map, &path)?;
             let err = Mlp::load(&path, Activation::Relu, DType::F32, &dev).unwrap_err();
@@ -708,7 +761,12 @@ mod tests {
                 let v = if name.ends_with("weight") { 0.1 } else { 0.0 };
                 var.set(&var.as_tensor().ones_like()?.affine(v, 0.0)?)?;
             }
-            let cfg = TrainConfig { epochs: 3, batch_size: 3, seed: 7, ..Default::default() };
+            let cfg = TrainConfig {
+                epochs: 3,
+                batch_size: 3,
+                seed: 7,
+                ..Default::default()
+            };
             Ok(train_classifier(&mlp, vm.all_vars(), &x, &y, &cfg)?.epoch_losses)
         };
         assert_eq!(run()?, run()?);

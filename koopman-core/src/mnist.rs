@@ -101,7 +101,9 @@ pub fn read_idx(path: impl AsRef<Path>, magic: u32) -> Result<Idx> {
         let mut bytes = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_end(&mut bytes)
-            .map_err(|e| CoreError::Format(format!("{what}: broken or truncated gzip data ({e})")))?;
+            .map_err(|e| {
+                CoreError::Format(format!("{what}: broken or truncated gzip data ({e})"))
+            })?;
         parse_idx(&bytes, magic, &what)
     } else {
         parse_idx(&raw, magic, &what)
@@ -179,8 +181,14 @@ pub fn mnist_files_present(dir: &Path) -> bool {
 }
 
 fn load_pair(dir: &Path, prefix: &str, device: &Device) -> Result<(Tensor, Tensor)> {
-    let images = read_idx(find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?, IMAGES_MAGIC)?;
-    let labels = read_idx(find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?, LABELS_MAGIC)?;
+    let images = read_idx(
+        find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?,
+        IMAGES_MAGIC,
+    )?;
+    let labels = read_idx(
+        find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?,
+        LABELS_MAGIC,
+    )?;
     if images.dims.len() != 3 {
         return Err(CoreError::Format(format!(
             "{prefix} images: expected 3 dimensions, got {:?}",
@@ -195,7 +203,9 @@ fn load_pair(dir: &Path, prefix: &str, device: &Device) -> Result<(Tensor, Tenso
         )));
     }
     if let Some(bad) = labels.data.iter().find(|&&l| l > 9) {
-        return Err(CoreError::Format(format!("{prefix} labels: label {bad} outside 0..=9")));
+        return Err(CoreError::Format(format!(
+            "{prefix} labels: label {bad} outside 0..=9"
+        )));
     }
     let x: Vec<f32> = images.data.iter().map(|&b| b as f32 / 255.0).collect();
     let y: Vec<u32> = labels.data.iter().map(|&b| b as u32).collect();
@@ -272,7 +282,11 @@ mod tests {
 
         // Truncated gzip stream.
         let full = gz(&idx_bytes(IMAGES_MAGIC, &[2, 2, 2], &img));
-        std::fs::write(dir.join("train-images-idx3-ubyte.gz"), &full[..full.len() / 2]).unwrap();
+        std::fs::write(
+            dir.join("train-images-idx3-ubyte.gz"),
+            &full[..full.len() / 2],
+        )
+        .unwrap();
         let e = load_mnist(&dir, &Device::Cpu).unwrap_err();
         assert!(matches!(e, CoreError::Format(_)), "{e}");
         // Truncated raw body.

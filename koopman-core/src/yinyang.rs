@@ -51,7 +51,8 @@ pub fn yinyang_class(x: f64, y: f64, config: &YinYangConfig) -> u32 {
     if d_right < rs || d_left < rs {
         return 2;
     }
-    let yin = d_right <= rs || (d_left > rs && d_left <= 0.5 * rb) || (y > rb && d_right > 0.5 * rb);
+    let yin =
+        d_right <= rs || (d_left > rs && d_left <= 0.5 * rb) || (y > rb && d_right > 0.5 * rb);
     u32::from(yin)
 }
 

@@ -90,7 +90,10 @@ fn main() -> R<()> {
         };
         train_classifier(&mlp, vm.all_vars(), &x, &y, &cfg)?;
         mlp.save(out)?;
-        println!("demo MLP 4-8-6-4-3 saved to {out}; test accuracy {:.1}%", 100.0 * accuracy(&mlp, &xt, &yt)?);
+        println!(
+            "demo MLP 4-8-6-4-3 saved to {out}; test accuracy {:.1}%",
+            100.0 * accuracy(&mlp, &xt, &yt)?
+        );
         return Ok(());
     }
     let model = args
@@ -103,7 +106,11 @@ fn main() -> R<()> {
     let r = num(&args, "r", 16)?;
     let s = num(&args, "scaled", (h + 4).max(8))?;
     let (x, _y, xt, yt) = dataset(&args, &dev)?;
-    println!("MLP {:?} ({}), replacing Linear layer {layer}; h = {h}, r = {r}, S = {s}", mlp.sizes(), activation.name());
+    println!(
+        "MLP {:?} ({}), replacing Linear layer {layer}; h = {h}, r = {r}, S = {s}",
+        mlp.sizes(),
+        activation.name()
+    );
     let original = accuracy(&mlp, &xt, &yt)?;
     let scaling = ScalingConfig {
         layers: s,
@@ -112,7 +119,10 @@ fn main() -> R<()> {
         ..Default::default()
     };
     let scaled = ScaledLayer::train(&mlp, layer, &x, &scaling)?;
-    println!("scaling block: matching error {:.4} (mean |y_scaled - y| on test inputs)", scaled.matching_error(&xt)?);
+    println!(
+        "scaling block: matching error {:.4} (mean |y_scaled - y| on test inputs)",
+        scaled.matching_error(&xt)?
+    );
     let traj = scaled.trajectories(&x, -1.0)?;
     println!("original            test accuracy {:.2}%", 100.0 * original);
     for readout in [ReadoutKind::Iterated, ReadoutKind::Direct] {
@@ -125,7 +135,11 @@ fn main() -> R<()> {
         };
         let hybrid = fit_hybrid(&scaled, &traj, &cfg)?;
         let acc = accuracy(&hybrid, &xt, &yt)?;
-        println!("hybrid ({:<8})   test accuracy {:.2}%", readout.name(), 100.0 * acc);
+        println!(
+            "hybrid ({:<8})   test accuracy {:.2}%",
+            readout.name(),
+            100.0 * acc
+        );
         if let Some(path) = args.get("save") {
             let p = PathBuf::from(path).with_extension(format!("{}.safetensors", readout.name()));
             hybrid.save(&p)?;

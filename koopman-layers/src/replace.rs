@@ -52,13 +52,13 @@
 use crate::error::{LayersError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder, VarMap};
+use koopman_core::c64;
 use koopman_core::dmd::{choose_rank, delay_embed, RankPolicy};
 use koopman_core::faer::Mat;
 use koopman_core::linalg::{self, SolveOptions};
 use koopman_core::mlp::{
     save_tensors_atomic, train_minibatch, Activation, Mlp, TrainConfig, TrainReport,
 };
-use koopman_core::c64;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -175,9 +175,14 @@ impl ScaledLayer {
         let vb = VarBuilder::from_varmap(&varmap, dtype, &device);
         let mut scaled = Vec::with_capacity(config.layers);
         // Seeded initialisation: candle's init uses the device RNG, so draw it here instead.
-        let mut rng_seed = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        let mut rng_seed = config
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(1);
         for j in 0..config.layers {
-            let w = vb.pp(j).get_with_hints((width, width), "weight", Init::Const(0.0))?;
+            let w = vb
+                .pp(j)
+                .get_with_hints((width, width), "weight", Init::Const(0.0))?;
             let b = vb.pp(j).get_with_hints(width, "bias", Init::Const(0.01))?;
             let std = (2.0 / width as f64).sqrt();
             let noise = seeded_normal(width * width, rng_seed);
@@ -504,7 +509,9 @@ pub fn fit_hybrid(
         .unwrap_or(trajectories.states.len())
         .min(trajectories.states.len());
     if count == 0 {
-        return Err(LayersError::InvalidArgument("no trajectories to fit".into()));
+        return Err(LayersError::InvalidArgument(
+            "no trajectories to fit".into(),
+        ));
     }
     let steps = m - h;
     let affine = config.affine && config.readout == ReadoutKind::Iterated;
@@ -617,7 +624,9 @@ pub fn fit_hybrid(
             let b_out = Mat::from_fn(r, out, |i, j| b[(last + j, i)]);
             let a_t = ar.transpose().to_owned();
             let mean_w = Mat::from_fn(1, n, |_, j| mean.get(j % width_eff).copied().unwrap_or(0.0));
-            let scale_w = Mat::from_fn(1, n, |_, j| scale.get(j % width_eff).copied().unwrap_or(1.0));
+            let scale_w = Mat::from_fn(1, n, |_, j| {
+                scale.get(j % width_eff).copied().unwrap_or(1.0)
+            });
             let out_mean = Mat::from_fn(1, out, |_, j| mean[j]);
             let out_scale = Mat::from_fn(1, out, |_, j| scale[j]);
             for (name, mat) in [

@@ -49,7 +49,10 @@ fn sweep(
 ) -> Result<Vec<GridPoint>> {
     let m = traj.len_states();
     let width = scaled.width();
-    let fitted = base.max_trajectories.unwrap_or(traj.states.len()).min(traj.states.len());
+    let fitted = base
+        .max_trajectories
+        .unwrap_or(traj.states.len())
+        .min(traj.states.len());
     let mut out = Vec::new();
     for &h in delays.iter().filter(|&&h| h < m) {
         let rank_list: Vec<usize> = match readout {
@@ -84,9 +87,11 @@ fn sweep(
 }
 
 fn best(points: Vec<GridPoint>) -> Option<GridPoint> {
-    points
-        .into_iter()
-        .max_by(|a, b| a.val.total_cmp(&b.val).then(b.config.delays.cmp(&a.config.delays)))
+    points.into_iter().max_by(|a, b| {
+        a.val
+            .total_cmp(&b.val)
+            .then(b.config.delays.cmp(&a.config.delays))
+    })
 }
 
 fn pct(x: f64) -> String {
@@ -158,10 +163,19 @@ fn train_mlp_restarts(
     let mut best: Option<(f64, VarMap, Mlp)> = None;
     for i in 0..restarts.max(1) {
         let vm = VarMap::new();
-        let mlp = Mlp::new(sizes, Activation::Relu, VarBuilder::from_varmap(&vm, DType::F32, device))?;
+        let mlp = Mlp::new(
+            sizes,
+            Activation::Relu,
+            VarBuilder::from_varmap(&vm, DType::F32, device),
+        )?;
         let seed = config.seed * 100 + i as u64;
         reseed(&vm, seed)?;
-        let screen = TrainConfig { epochs: screen_epochs, final_lr_fraction: 1.0, seed, ..config.clone() };
+        let screen = TrainConfig {
+            epochs: screen_epochs,
+            final_lr_fraction: 1.0,
+            seed,
+            ..config.clone()
+        };
         train_classifier(&mlp, vm.all_vars(), train.0, train.1, &screen)?;
         let acc = accuracy(&mlp, val.0, val.1)?;
         if best.as_ref().is_none_or(|b| acc > b.0) {
@@ -195,7 +209,12 @@ fn reseed(vm: &VarMap, seed: u64) -> Result<()> {
     let fan_in: std::collections::HashMap<String, usize> = names
         .iter()
         .filter(|n| n.ends_with(".weight"))
-        .map(|n| (n.trim_end_matches(".weight").to_string(), data[*n].dims()[1]))
+        .map(|n| {
+            (
+                n.trim_end_matches(".weight").to_string(),
+                data[*n].dims()[1],
+            )
+        })
         .collect();
     for name in names {
         let var = &data[name];
@@ -206,7 +225,10 @@ fn reseed(vm: &VarMap, seed: u64) -> Result<()> {
         let values: Vec<f32> = if name.ends_with(".weight") {
             let std = (2.0 / fan).sqrt();
             (0..count)
-                .map(|_| { let z: f64 = rand_distr::StandardNormal.sample(&mut rng); (std * z) as f32 })
+                .map(|_| {
+                    let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
+                    (std * z) as f32
+                })
                 .collect()
         } else {
             let b = 1.0 / fan.sqrt();
@@ -275,7 +297,15 @@ impl Experiment for YinYangReplace {
                 final_lr_fraction: 0.01,
                 seed,
             };
-            let mlp = train_mlp_restarts(&sizes, (&x_tr, &y_tr), (&x_val, &y_val), &train_cfg, restarts, screen_epochs, dev)?;
+            let mlp = train_mlp_restarts(
+                &sizes,
+                (&x_tr, &y_tr),
+                (&x_val, &y_val),
+                &train_cfg,
+                restarts,
+                screen_epochs,
+                dev,
+            )?;
             let acc = accuracy(&mlp, &x_te, &y_te)?;
             original.push(acc);
             progress.inc(1);
@@ -298,10 +328,29 @@ impl Experiment for YinYangReplace {
                 let scaled = ScaledLayer::train(&mlp, layer, &x_tr, &scaling)?;
                 let match_err = scaled.matching_error(&x_te)?;
                 let traj = scaled.trajectories(&x_tr, -1.0)?;
-                let base = HybridConfig { max_trajectories: Some(fit_traj), ..Default::default() };
+                let base = HybridConfig {
+                    max_trajectories: Some(fit_traj),
+                    ..Default::default()
+                };
                 progress.set_message(format!("seed {seed}: layer {layer} DMD grid"));
-                let it_points = sweep(&scaled, &traj, ReadoutKind::Iterated, &delays, &ranks, &base, &split)?;
-                let di_points = sweep(&scaled, &traj, ReadoutKind::Direct, &delays, &[], &base, &split)?;
+                let it_points = sweep(
+                    &scaled,
+                    &traj,
+                    ReadoutKind::Iterated,
+                    &delays,
+                    &ranks,
+                    &base,
+                    &split,
+                )?;
+                let di_points = sweep(
+                    &scaled,
+                    &traj,
+                    ReadoutKind::Direct,
+                    &delays,
+                    &[],
+                    &base,
+                    &split,
+                )?;
                 if si == 0 {
                     for p in it_points.iter().chain(&di_points) {
                         grid_rows.push(vec![
@@ -334,14 +383,47 @@ impl Experiment for YinYangReplace {
                     progress.set_message(format!("seed {seed}: layer {layer} ablation"));
                     let h = it_best.config.delays;
                     let r = it_best.config.rank;
-                    let eval = |scaled: &ScaledLayer, pad: f64, normalize: bool, stabilize: bool, affine: bool| -> Result<f64> {
+                    let eval = |scaled: &ScaledLayer,
+                                pad: f64,
+                                normalize: bool,
+                                stabilize: bool,
+                                affine: bool|
+                     -> Result<f64> {
                         let traj = scaled.trajectories(&x_tr, pad)?;
                         let hh = h.min(traj.len_states() - 1);
-                        let model = fit_hybrid(scaled, &traj, &HybridConfig { delays: hh, rank: r.min(hh * scaled.width()), normalize, stabilize, affine, max_trajectories: Some(fit_traj), ..Default::default() })?;
+                        let model = fit_hybrid(
+                            scaled,
+                            &traj,
+                            &HybridConfig {
+                                delays: hh,
+                                rank: r.min(hh * scaled.width()),
+                                normalize,
+                                stabilize,
+                                affine,
+                                max_trajectories: Some(fit_traj),
+                                ..Default::default()
+                            },
+                        )?;
                         Ok(accuracy(&model, &x_te, &y_te)?)
                     };
-                    let few = ScaledLayer::train(&mlp, layer, &x_tr, &ScalingConfig { layers: 4, ..scaling.clone() })?;
-                    let ident = ScaledLayer::train(&mlp, layer, &x_tr, &ScalingConfig { init: ScalingInit::NearIdentity, ..scaling.clone() })?;
+                    let few = ScaledLayer::train(
+                        &mlp,
+                        layer,
+                        &x_tr,
+                        &ScalingConfig {
+                            layers: 4,
+                            ..scaling.clone()
+                        },
+                    )?;
+                    let ident = ScaledLayer::train(
+                        &mlp,
+                        layer,
+                        &x_tr,
+                        &ScalingConfig {
+                            init: ScalingInit::NearIdentity,
+                            ..scaling.clone()
+                        },
+                    )?;
                     let values = vec![
                         eval(&scaled, -1.0, false, false, false)?,
                         eval(&scaled, 0.0, false, false, false)?,
@@ -356,8 +438,24 @@ impl Experiment for YinYangReplace {
                     row.extend(values.iter().map(|v| pct(*v)));
                     ablation_rows.push(row);
                     ablation_values.push(values);
-                    plot_models.push((format!("{}x{} DMD {}", sizes[layer], sizes[layer + 1], pct(it_best.test)), it_best.model));
-                    plot_models.push((format!("{}x{} direct {}", sizes[layer], sizes[layer + 1], pct(di_best.test)), di_best.model));
+                    plot_models.push((
+                        format!(
+                            "{}x{} DMD {}",
+                            sizes[layer],
+                            sizes[layer + 1],
+                            pct(it_best.test)
+                        ),
+                        it_best.model,
+                    ));
+                    plot_models.push((
+                        format!(
+                            "{}x{} direct {}",
+                            sizes[layer],
+                            sizes[layer + 1],
+                            pct(di_best.test)
+                        ),
+                        di_best.model,
+                    ));
                 }
                 progress.inc(1);
             }
@@ -370,9 +468,15 @@ impl Experiment for YinYangReplace {
                     .collect();
                 let domain = PlotDomain::yinyang(ctx.pick(80, 120));
                 for (kind, parity) in [("iterated", 0usize), ("direct", 1)] {
-                    let mut panels = vec![Panel { title: format!("original {}", pct(acc)), model: &mlp as &dyn Module }];
+                    let mut panels = vec![Panel {
+                        title: format!("original {}", pct(acc)),
+                        model: &mlp as &dyn Module,
+                    }];
                     for (title, model) in plot_models.iter().skip(parity).step_by(2) {
-                        panels.push(Panel { title: title.clone(), model });
+                        panels.push(Panel {
+                            title: title.clone(),
+                            model,
+                        });
                     }
                     let svg = decision_boundary_svg(&panels, &domain, &points, dev)?;
                     let name = format!("yinyang_boundaries_{kind}.svg");
@@ -390,7 +494,15 @@ impl Experiment for YinYangReplace {
             holds: Some(orig_m >= 0.975),
         }];
         let names = ["8x6", "6x4", "4x3"];
-        let variants = ["pad 0", "normalised", "stabilised", "constant observable", "normalised + stabilised + constant", "S = 4", "near-identity init"];
+        let variants = [
+            "pad 0",
+            "normalised",
+            "stabilised",
+            "constant observable",
+            "normalised + stabilised + constant",
+            "S = 4",
+            "near-identity init",
+        ];
         let ablation_note = if ablation_values.is_empty() {
             String::new()
         } else {
@@ -439,7 +551,8 @@ impl Experiment for YinYangReplace {
             if li == 2 {
                 let best_last = it_m.max(di_m);
                 comparisons.push(Comparison {
-                    quantity: "best linear replacement of the last layer 4x3 (mean of 3 seeds)".into(),
+                    quantity: "best linear replacement of the last layer 4x3 (mean of 3 seeds)"
+                        .into(),
                     paper: "97.3%".into(),
                     measured: pct(best_last),
                     holds: Some(best_last >= 0.965),
@@ -587,34 +700,89 @@ impl Experiment for MnistReplace {
         }];
         let mut grid_rows = Vec::new();
         let mut speed_rows = Vec::new();
-        let t_orig = median_time(|| { mlp.forward(x_te)?; Ok(()) }, 5)?;
-        speed_rows.push(vec!["original MLP".into(), format!("{:.2}", t_orig * 1e3), format!("{:.0}", x_te.dims()[0] as f64 / t_orig), "1.00".into()]);
-        for (layer, label, paper) in [(1usize, "first hidden layer 64x32", "90.2% (r = 500, h = 10)"), (3, "last hidden layer 32x10", "95.8% (h = 10)")] {
+        let t_orig = median_time(
+            || {
+                mlp.forward(x_te)?;
+                Ok(())
+            },
+            5,
+        )?;
+        speed_rows.push(vec![
+            "original MLP".into(),
+            format!("{:.2}", t_orig * 1e3),
+            format!("{:.0}", x_te.dims()[0] as f64 / t_orig),
+            "1.00".into(),
+        ]);
+        for (layer, label, paper) in [
+            (
+                1usize,
+                "first hidden layer 64x32",
+                "90.2% (r = 500, h = 10)",
+            ),
+            (3, "last hidden layer 32x10", "95.8% (h = 10)"),
+        ] {
             progress.set_message(format!("layer {layer}: scaling block"));
             let scaled = ScaledLayer::train(
                 &mlp,
                 layer,
                 &x_tr,
-                &ScalingConfig { layers: s_layers, epochs: scale_epochs, batch_size: 64, seed: ctx.seed + layer as u64, ..Default::default() },
+                &ScalingConfig {
+                    layers: s_layers,
+                    epochs: scale_epochs,
+                    batch_size: 64,
+                    seed: ctx.seed + layer as u64,
+                    ..Default::default()
+                },
             )?;
             let traj = scaled.trajectories(&x_tr, -1.0)?;
             progress.set_message(format!("layer {layer}: (h, r) grid"));
-            let base = HybridConfig { max_trajectories: max_traj, ..Default::default() };
-            let it = sweep(&scaled, &traj, ReadoutKind::Iterated, &delays, &ranks, &base, &split)?;
-            let di = sweep(&scaled, &traj, ReadoutKind::Direct, &delays, &[], &base, &split)?;
+            let base = HybridConfig {
+                max_trajectories: max_traj,
+                ..Default::default()
+            };
+            let it = sweep(
+                &scaled,
+                &traj,
+                ReadoutKind::Iterated,
+                &delays,
+                &ranks,
+                &base,
+                &split,
+            )?;
+            let di = sweep(
+                &scaled,
+                &traj,
+                ReadoutKind::Direct,
+                &delays,
+                &[],
+                &base,
+                &split,
+            )?;
             for p in it.iter().chain(&di) {
-                grid_rows.push(vec![label.to_string(), p.config.readout.name().into(), config_label(p), pct(p.val), pct(p.test)]);
+                grid_rows.push(vec![
+                    label.to_string(),
+                    p.config.readout.name().into(),
+                    config_label(p),
+                    pct(p.val),
+                    pct(p.test),
+                ]);
             }
             let it_best = best(it).ok_or_else(|| crate::BenchError::Usage("empty grid".into()))?;
             let di_best = best(di).ok_or_else(|| crate::BenchError::Usage("empty grid".into()))?;
             comparisons.push(Comparison {
-                quantity: format!("{label} replaced: iterated Hankel DMD ({})", config_label(&it_best)),
+                quantity: format!(
+                    "{label} replaced: iterated Hankel DMD ({})",
+                    config_label(&it_best)
+                ),
                 paper: paper.into(),
                 measured: pct(it_best.test),
                 holds: None,
             });
             comparisons.push(Comparison {
-                quantity: format!("{label} replaced: direct readout ({})", config_label(&di_best)),
+                quantity: format!(
+                    "{label} replaced: direct readout ({})",
+                    config_label(&di_best)
+                ),
                 paper: format!("{paper} (DMD)"),
                 measured: pct(di_best.test),
                 holds: None,
@@ -629,7 +797,13 @@ impl Experiment for MnistReplace {
                 });
             }
             for p in [&it_best, &di_best] {
-                let t = median_time(|| { p.model.forward(x_te)?; Ok(()) }, 5)?;
+                let t = median_time(
+                    || {
+                        p.model.forward(x_te)?;
+                        Ok(())
+                    },
+                    5,
+                )?;
                 speed_rows.push(vec![
                     format!("{label}, {} ({})", p.config.readout.name(), config_label(p)),
                     format!("{:.2}", t * 1e3),

@@ -30,6 +30,7 @@
 //! let y = Tensor::from_vec(y, 64, &dev)?;
 //! let varmap = VarMap::new();
 //! let mlp = Mlp::new(&[2, 8, 2], Activation::Relu, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+//! koopman_core::mlp::init_seeded(&varmap, 0)?; // reproducible initialisation
 //! let config = TrainConfig { epochs: 30, batch_size: 16, lr: 1e-2, ..Default::default() };
 //! train_classifier(&mlp, varmap.all_vars(), &x, &y, &config)?;
 //! assert!(accuracy(&mlp, &x, &y)? > 0.95);
@@ -366,6 +367,50 @@ impl Module for Mlp {
         }
         Ok(h)
     }
+}
+
+/// Re-initialises every variable of `varmap` from `seed` (rand `StdRng`): `*.weight` Kaiming
+/// normal (fan-in, ReLU gain), `*.bias` uniform in `±1/sqrt(fan_in)`, as candle-nn's `linear`
+/// does, but reproducibly (candle's own initialisers draw from an unseeded generator).
+pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
+    use rand::Rng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xA5A5_5A5A);
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| CoreError::InvalidArgument("poisoned variable map".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let fan_in: HashMap<String, usize> = names
+        .iter()
+        .filter(|n| n.ends_with(".weight"))
+        .filter_map(|n| {
+            let dims = data[*n].dims();
+            (dims.len() == 2).then(|| (n.trim_end_matches(".weight").to_string(), dims[1]))
+        })
+        .collect();
+    for name in names {
+        let var = &data[name];
+        let shape = var.dims().to_vec();
+        let count: usize = shape.iter().product();
+        let prefix = name.rsplit_once('.').map_or("", |p| p.0);
+        let fan = fan_in.get(prefix).copied().unwrap_or(1).max(1) as f64;
+        let values: Vec<f32> = if name.ends_with(".weight") {
+            let std = (2.0 / fan).sqrt();
+            (0..count)
+                .map(|_| {
+                    let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
+                    (std * z) as f32
+                })
+                .collect()
+        } else {
+            let b = 1.0 / fan.sqrt();
+            (0..count).map(|_| rng.random_range(-b..b) as f32).collect()
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// Reads every tensor of a safetensors file, converted to `dtype` on `device`; a file that is

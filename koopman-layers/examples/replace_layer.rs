@@ -81,6 +81,7 @@ fn main() -> R<()> {
             Activation::Relu,
             VarBuilder::from_varmap(&vm, DType::F32, &dev),
         )?;
+        koopman_core::mlp::init_seeded(&vm, 0)?;
         let cfg = TrainConfig {
             epochs: 150,
             batch_size: 128,

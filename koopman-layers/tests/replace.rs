@@ -29,6 +29,7 @@ fn small_yinyang_mlp(dev: &Device) -> Result<(Mlp, Tensor, Tensor), Box<dyn std:
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, dev),
     )?;
+    koopman_core::mlp::init_seeded(&vm, 3)?;
     let cfg = TrainConfig {
         epochs: 15,
         batch_size: 32,
@@ -276,6 +277,7 @@ fn mnist_last_layer_direct_readout_keeps_accuracy() -> R {
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
     )?;
+    koopman_core::mlp::init_seeded(&vm, 0)?;
     let cfg = TrainConfig {
         epochs: 4,
         batch_size: 64,

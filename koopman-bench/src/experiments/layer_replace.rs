@@ -197,46 +197,7 @@ fn train_mlp_restarts(
 /// Re-initialises every variable of `vm` from `seed`: weights Kaiming normal (fan-in), biases
 /// uniform in `±1/sqrt(fan_in)`, as candle-nn's `linear` does, but reproducibly.
 fn reseed(vm: &VarMap, seed: u64) -> Result<()> {
-    use rand::{Rng, SeedableRng};
-    use rand_distr::Distribution;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xA5A5_5A5A);
-    let data = vm
-        .data()
-        .lock()
-        .map_err(|_| crate::BenchError::Usage("poisoned variable map".into()))?;
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let fan_in: std::collections::HashMap<String, usize> = names
-        .iter()
-        .filter(|n| n.ends_with(".weight"))
-        .map(|n| {
-            (
-                n.trim_end_matches(".weight").to_string(),
-                data[*n].dims()[1],
-            )
-        })
-        .collect();
-    for name in names {
-        let var = &data[name];
-        let shape = var.dims().to_vec();
-        let count: usize = shape.iter().product();
-        let prefix = name.rsplit_once('.').map_or("", |p| p.0);
-        let fan = fan_in.get(prefix).copied().unwrap_or(1) as f64;
-        let values: Vec<f32> = if name.ends_with(".weight") {
-            let std = (2.0 / fan).sqrt();
-            (0..count)
-                .map(|_| {
-                    let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
-                    (std * z) as f32
-                })
-                .collect()
-        } else {
-            let b = 1.0 / fan.sqrt();
-            (0..count).map(|_| rng.random_range(-b..b) as f32).collect()
-        };
-        var.set(&Tensor::from_vec(values, shape, var.device())?)?;
-    }
-    Ok(())
+    Ok(koopman_core::mlp::init_seeded(vm, seed)?)
 }
 
 /// The registered experiment `yinyang`.

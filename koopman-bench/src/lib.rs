@@ -35,6 +35,9 @@ pub enum BenchError {
     /// An error from koopman-core.
     #[error(transparent)]
     Core(#[from] koopman_core::CoreError),
+    /// An error from koopman-layers.
+    #[error(transparent)]
+    Layers(#[from] koopman_layers::LayersError),
     /// An error from candle.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

@@ -30,6 +30,10 @@ pub enum CoreError {
     /// A dense decomposition (SVD, eigen, QR) failed.
     #[error("decomposition failed: {0}")]
     Decomposition(String),
+    /// A file's contents are malformed (wrong magic number, truncated data, missing or
+    /// misshapen tensors in a model file).
+    #[error("bad file format: {0}")]
+    Format(String),
     /// Reading or writing a file failed.
     #[error("i/o on {path}: {source}")]
     Io {

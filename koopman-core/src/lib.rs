@@ -13,6 +13,9 @@
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
 //! | [`gather`] | the one-pass CPU weighted-gather kernel (candle custom op with backward) |
+//! | [`mlp`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW training loop |
+//! | [`mnist`] | the MNIST IDX loader (gzip or raw) |
+//! | [`yinyang`] | the seeded Yin-Yang data set generator |
 //! | [`linalg`] | faer helpers: thin SVD, eigen, QR, SVD least squares, tensor <-> matrix |
 //! | [`dmd`] | Koopman/DMD estimators (finite section, exact DMD, DMD_RRR, Hankel, EDMD, kernel DMD) returning one [`KoopmanFit`] |
 //! | [`spectrum`] | [`Spectrum`]: unit-circle distances, Wasserstein-1 between spectra, subset matching, permutation test |
@@ -49,14 +52,18 @@ pub mod index_set;
 pub mod io;
 pub mod linalg;
 pub mod matrix_exp;
+pub mod mlp;
+pub mod mnist;
 pub mod operator;
 #[cfg(feature = "expm")]
 pub mod reference;
 pub mod spectrum;
 pub mod testing;
 pub mod toeplitz;
+pub mod yinyang;
 
 pub use candle_core;
+pub use candle_nn;
 pub use complex::{c64, ComplexTensor};
 pub use dmd::KoopmanFit;
 pub use error::{CoreError, Result};
@@ -64,6 +71,7 @@ pub use expv::{expv, expv_dense, ExpvConfig, ExpvReport, KrylovMethod};
 pub use faer;
 pub use index_set::IndexSet;
 pub use matrix_exp::expm;
+pub use mlp::{Activation, Mlp};
 pub use operator::{DenseOperator, LinearOperator};
 pub use spectrum::Spectrum;
 pub use toeplitz::{GatherKernel, ToeplitzGenerator};

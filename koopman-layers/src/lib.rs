@@ -8,7 +8,25 @@
 //! - replacement of a trained MLP layer by a delay-embedded (Hankel DMD) linear operator
 //!   (paper 002).
 //!
-//! This crate builds on koopman-core's operators and Krylov exponentials; the models themselves
-//! are added by the layered-model and layer-replacement issues.
+//! | module | what it holds |
+//! |---|---|
+//! | [`replace`] | layer-scaling block, trajectories, Hankel-DMD fit, [`HybridModel`] with iterated and direct readouts, save/load |
+//! | [`plot`] | decision-boundary plots (SVG) of 2-D classifiers such as Yin-Yang |
+//! | [`error`] | [`LayersError`] |
+//!
+//! ```
+//! use koopman_layers::replace::{HybridConfig, ReadoutKind};
+//! let config = HybridConfig { delays: 4, rank: 16, readout: ReadoutKind::Direct, ..Default::default() };
+//! assert_eq!(config.readout.name(), "direct");
+//! ```
 
+pub mod error;
+pub mod plot;
+pub mod replace;
+
+pub use error::{LayersError, Result};
 pub use koopman_core;
+pub use replace::{
+    fit_hybrid, HybridConfig, HybridModel, ReadoutKind, ScaledLayer, ScalingConfig, ScalingInit,
+    Trajectories,
+};

@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 
 pub mod conjugacy;
 pub mod krylov;
+pub mod layer_replace;
 
 /// One reproducible experiment.
 pub trait Experiment {
@@ -32,6 +33,8 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(krylov::KrylovAccuracy),
         Box::new(conjugacy::Conjugacy),
+        Box::new(layer_replace::YinYangReplace),
+        Box::new(layer_replace::MnistReplace),
     ]
 }
 

@@ -1,0 +1,820 @@
+//! Multi-layer perceptrons (Linear + activation stacks) with PyTorch-compatible safetensors I/O
+//! and a plain mini-batch training loop.
+//!
+//! An [`Mlp`] of `L` Linear layers applies the activation after every layer but the last (the
+//! last layer returns logits). Tensors are named as PyTorch's `nn.Sequential` names them: the
+//! Linear layers sit at the even indices `0, 2, 4, ...` (`0.weight` of shape `(out, in)`,
+//! `0.bias` of shape `(out,)`) and the activations, which have no parameters, at the odd ones. A
+//! `state_dict` saved from `nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))` with
+//! `safetensors.torch.save_file` therefore loads with [`Mlp::load`], and [`Mlp::save`] writes a
+//! file PyTorch loads back (atomically: temporary file, `fsync`, rename).
+//!
+//! Training ([`train_classifier`], and the general [`train_minibatch`]) uses candle-nn's AdamW
+//! over seeded shuffled mini-batches (rand `StdRng`); [`accuracy`] and [`predict_classes`]
+//! evaluate a classifier.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::{VarBuilder, VarMap};
+//! use koopman_core::mlp::{accuracy, train_classifier, Activation, Mlp, TrainConfig};
+//!
+//! # fn main() -> koopman_core::Result<()> {
+//! let dev = Device::Cpu;
+//! // Two separable clusters.
+//! let x: Vec<f32> = (0..64).flat_map(|i| {
+//!     let c = if i % 2 == 0 { 1.0 } else { -1.0 };
+//!     [c + 0.01 * i as f32, c]
+//! }).collect();
+//! let y: Vec<u32> = (0..64).map(|i| (i % 2) as u32).collect();
+//! let x = Tensor::from_vec(x, (64, 2), &dev)?;
+//! let y = Tensor::from_vec(y, 64, &dev)?;
+//! let varmap = VarMap::new();
+//! let mlp = Mlp::new(&[2, 8, 2], Activation::Relu, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+//! koopman_core::mlp::init_seeded(&varmap, 0)?; // reproducible initialisation
+//! let config = TrainConfig { epochs: 30, batch_size: 16, lr: 1e-2, ..Default::default() };
+//! train_classifier(&mlp, varmap.all_vars(), &x, &y, &config)?;
+//! assert!(accuracy(&mlp, &x, &y)? > 0.95);
+//!
+//! // Round trip through a PyTorch-named safetensors file.
+//! let path = std::env::temp_dir().join(format!("koopman-mlp-doc-{}.safetensors", std::process::id()));
+//! mlp.save(&path)?;
+//! let back = Mlp::load(&path, Activation::Relu, DType::F32, &dev)?;
+//! assert_eq!(back.sizes(), &[2, 8, 2]);
+//! assert_eq!(accuracy(&back, &x, &y)?, accuracy(&mlp, &x, &y)?);
+//! # std::fs::remove_file(&path).ok();
+//! # Ok(()) }
+//! ```
+
+use crate::error::{CoreError, Result};
+use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_nn::{Linear, Optimizer, VarBuilder};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The activation between Linear layers (PyTorch `nn.ReLU`, `nn.Sigmoid`, `nn.Tanh`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+impl Activation {
+    /// Applies the activation elementwise.
+    pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+
+    /// The lower-case name (`relu`, `sigmoid`, `tanh`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        }
+    }
+
+    /// Parses a name as written by [`name`](Self::name) (case-insensitive).
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "relu" => Ok(Activation::Relu),
+            "sigmoid" => Ok(Activation::Sigmoid),
+            "tanh" => Ok(Activation::Tanh),
+            other => Err(CoreError::InvalidArgument(format!(
+                "unknown activation '{other}' (expected relu, sigmoid or tanh)"
+            ))),
+        }
+    }
+}
+
+/// A stack of Linear layers with an activation after every layer but the last.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    sizes: Vec<usize>,
+    activation: Activation,
+}
+
+fn check_sizes(sizes: &[usize]) -> Result<()> {
+    if sizes.len() < 2 {
+        return Err(CoreError::InvalidArgument(format!(
+            "an MLP needs at least an input and an output size, got {sizes:?}"
+        )));
+    }
+    if sizes.contains(&0) {
+        return Err(CoreError::InvalidArgument(format!(
+            "layer sizes must be >= 1, got {sizes:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl Mlp {
+    /// A new MLP with layer widths `sizes` (input first, output last), parameters created by
+    /// `vb` under the PyTorch names (`0.weight`, `0.bias`, `2.weight`, ...): weights Kaiming
+    /// normal, biases uniform in `±1/sqrt(in)` as candle-nn's `linear`.
+    pub fn new(sizes: &[usize], activation: Activation, vb: VarBuilder) -> Result<Self> {
+        check_sizes(sizes)?;
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(2 * i)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            sizes: sizes.to_vec(),
+            activation,
+        })
+    }
+
+    /// An MLP from existing Linear layers (consecutive widths must agree; every layer needs a
+    /// bias).
+    pub fn from_layers(layers: Vec<Linear>, activation: Activation) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(CoreError::Empty("an MLP needs at least one layer".into()));
+        }
+        let mut tensors = HashMap::new();
+        for (i, l) in layers.iter().enumerate() {
+            tensors.insert(format!("{}.weight", 2 * i), l.weight().clone());
+            let bias = l
+                .bias()
+                .ok_or_else(|| CoreError::InvalidArgument(format!("layer {i} has no bias")))?;
+            tensors.insert(format!("{}.bias", 2 * i), bias.clone());
+        }
+        Self::from_tensors(&tensors, activation, "layers")
+    }
+
+    /// An MLP from named tensors with PyTorch `nn.Sequential` names; `source` names the origin in
+    /// error messages. Fails with [`CoreError::Format`] on a missing weight or bias, a tensor of
+    /// the wrong rank or shape, Linear layers at odd indices or with gaps, widths that do not
+    /// chain, or an unexpected tensor name.
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        activation: Activation,
+        source: &str,
+    ) -> Result<Self> {
+        let mut by_index: BTreeMap<usize, (Option<&Tensor>, Option<&Tensor>)> = BTreeMap::new();
+        for (name, t) in tensors {
+            let parsed = name.split_once('.').and_then(|(idx, kind)| {
+                idx.parse::<usize>()
+                    .ok()
+                    .filter(|_| kind == "weight" || kind == "bias")
+                    .map(|i| (i, kind))
+            });
+            let Some((i, kind)) = parsed else {
+                return Err(CoreError::Format(format!(
+                    "{source}: unexpected tensor '{name}' (expected '<index>.weight' / '<index>.bias')"
+                )));
+            };
+            let entry = by_index.entry(i).or_insert((None, None));
+            if kind == "weight" {
+                entry.0 = Some(t);
+            } else {
+                entry.1 = Some(t);
+            }
+        }
+        if by_index.is_empty() {
+            return Err(CoreError::Format(format!("{source}: no tensors")));
+        }
+        let mut layers = Vec::new();
+        let mut sizes = Vec::new();
+        for (k, (&i, &(w, b))) in by_index.iter().enumerate() {
+            if i != 2 * k {
+                return Err(CoreError::Format(format!(
+                    "{source}: expected Linear layer {k} at index {} ('{}.weight'), found index {i}; \
+                     Linear layers sit at even indices with activations in between",
+                    2 * k,
+                    2 * k
+                )));
+            }
+            let w = w.ok_or_else(|| {
+                CoreError::Format(format!("{source}: missing tensor '{i}.weight'"))
+            })?;
+            let b =
+                b.ok_or_else(|| CoreError::Format(format!("{source}: missing tensor '{i}.bias'")))?;
+            let (out_dim, in_dim) = w.dims2().map_err(|_| {
+                CoreError::Format(format!(
+                    "{source}: '{i}.weight' has shape {:?}, expected (out, in)",
+                    w.dims()
+                ))
+            })?;
+            if b.dims() != [out_dim] {
+                return Err(CoreError::Format(format!(
+                    "{source}: '{i}.bias' has shape {:?}, expected [{out_dim}] to match '{i}.weight' {:?}",
+                    b.dims(),
+                    w.dims()
+                )));
+            }
+            if out_dim == 0 || in_dim == 0 {
+                return Err(CoreError::Format(format!(
+                    "{source}: '{i}.weight' is empty ({:?})",
+                    w.dims()
+                )));
+            }
+            if let Some(&prev) = sizes.last() {
+                if prev != in_dim {
+                    return Err(CoreError::Format(format!(
+                        "{source}: '{i}.weight' takes {in_dim} inputs but the previous layer has {prev} outputs"
+                    )));
+                }
+            } else {
+                sizes.push(in_dim);
+            }
+            sizes.push(out_dim);
+            if w.dtype() != b.dtype() {
+                return Err(CoreError::Format(format!(
+                    "{source}: '{i}.weight' is {:?} but '{i}.bias' is {:?}",
+                    w.dtype(),
+                    b.dtype()
+                )));
+            }
+            layers.push(Linear::new(w.clone(), Some(b.clone())));
+        }
+        Ok(Self {
+            layers,
+            sizes,
+            activation,
+        })
+    }
+
+    /// Loads a safetensors file with PyTorch `nn.Sequential` names, inferring the widths;
+    /// tensors are converted to `dtype` on `device`.
+    pub fn load(
+        path: impl AsRef<Path>,
+        activation: Activation,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let tensors = load_tensors(path, dtype, device)?;
+        Self::from_tensors(&tensors, activation, &path.display().to_string())
+    }
+
+    /// [`load`](Self::load) and check that the widths are `sizes`.
+    pub fn load_with_sizes(
+        path: impl AsRef<Path>,
+        sizes: &[usize],
+        activation: Activation,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let mlp = Self::load(path.as_ref(), activation, dtype, device)?;
+        if mlp.sizes != sizes {
+            return Err(CoreError::Format(format!(
+                "{}: layer widths {:?}, expected {sizes:?}",
+                path.as_ref().display(),
+                mlp.sizes
+            )));
+        }
+        Ok(mlp)
+    }
+
+    /// The tensors under their PyTorch names.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        let mut map = HashMap::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            map.insert(format!("{}.weight", 2 * i), l.weight().clone());
+            if let Some(b) = l.bias() {
+                map.insert(format!("{}.bias", 2 * i), b.clone());
+            }
+        }
+        map
+    }
+
+    /// Saves the tensors as safetensors under PyTorch names, atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_tensors_atomic(&self.tensors(), path)
+    }
+
+    /// Layer widths, input first.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Number of Linear layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Linear layer `i`.
+    pub fn layer(&self, i: usize) -> Result<&Linear> {
+        self.layers.get(i).ok_or_else(|| {
+            CoreError::InvalidArgument(format!(
+                "layer index {i} out of range: the MLP has {} Linear layers",
+                self.layers.len()
+            ))
+        })
+    }
+
+    /// The Linear layers.
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// The activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Whether layer `i` is followed by the activation (every layer but the last).
+    pub fn has_activation(&self, i: usize) -> bool {
+        i + 1 < self.layers.len()
+    }
+
+    /// Layer `i` with its activation (none after the last layer).
+    pub fn forward_layer(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        let y = self.layer(i)?.forward(x)?;
+        Ok(if self.has_activation(i) {
+            self.activation.apply(&y)?
+        } else {
+            y
+        })
+    }
+
+    /// Layers `range.start .. range.end` (each with its activation) applied to `x`.
+    pub fn forward_range(&self, x: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
+        if range.end > self.layers.len() || range.start > range.end {
+            return Err(CoreError::InvalidArgument(format!(
+                "layer range {range:?} outside 0..{}",
+                self.layers.len()
+            )));
+        }
+        let mut h = x.clone();
+        for i in range {
+            h = self.forward_layer(i, &h)?;
+        }
+        Ok(h)
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = x.clone();
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(&h)?;
+            if self.has_activation(i) {
+                h = self.activation.apply(&h)?;
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Re-initialises every variable of `varmap` from `seed` (rand `StdRng`): `*.weight` Kaiming
+/// normal (fan-in, ReLU gain), `*.bias` uniform in `±1/sqrt(fan_in)`, as candle-nn's `linear`
+/// does, but reproducibly (candle's own initialisers draw from an unseeded generator).
+pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
+    use rand::Rng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xA5A5_5A5A);
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| CoreError::InvalidArgument("poisoned variable map".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let fan_in: HashMap<String, usize> = names
+        .iter()
+        .filter(|n| n.ends_with(".weight"))
+        .filter_map(|n| {
+            let dims = data[*n].dims();
+            (dims.len() == 2).then(|| (n.trim_end_matches(".weight").to_string(), dims[1]))
+        })
+        .collect();
+    for name in names {
+        let var = &data[name];
+        let shape = var.dims().to_vec();
+        let count: usize = shape.iter().product();
+        let prefix = name.rsplit_once('.').map_or("", |p| p.0);
+        let fan = fan_in.get(prefix).copied().unwrap_or(1).max(1) as f64;
+        let values: Vec<f32> = if name.ends_with(".weight") {
+            let std = (2.0 / fan).sqrt();
+            (0..count)
+                .map(|_| {
+                    let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
+                    (std * z) as f32
+                })
+                .collect()
+        } else {
+            let b = 1.0 / fan.sqrt();
+            (0..count).map(|_| rng.random_range(-b..b) as f32).collect()
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+/// Reads every tensor of a safetensors file, converted to `dtype` on `device`; a file that is
+/// not valid safetensors is a [`CoreError::Format`].
+pub fn load_tensors(
+    path: impl AsRef<Path>,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let map = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
+        CoreError::Format(format!(
+            "{}: not a readable safetensors file ({e})",
+            path.display()
+        ))
+    })?;
+    map.into_iter()
+        .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
+        .collect()
+}
+
+/// Writes named tensors as a safetensors file atomically (temporary file beside the target,
+/// `fsync`, rename). Creates missing parent folders.
+pub fn save_tensors_atomic(
+    tensors: &HashMap<String, Tensor>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |p: &Path, source| CoreError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", path.display())))?;
+    let tmp = parent.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let contiguous: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let result = candle_core::safetensors::save(&contiguous, &tmp)
+        .map_err(CoreError::from)
+        .and_then(|_| {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&tmp, e))
+        })
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Settings of the mini-batch training loops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Samples per mini-batch (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Learning rate at the end as a fraction of `lr` (cosine decay; 1 keeps it constant).
+    pub final_lr_fraction: f64,
+    /// Seed of the shuffling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            final_lr_fraction: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            return Err(CoreError::InvalidArgument(format!(
+                "epochs and batch size must be >= 1, got {} and {}",
+                self.epochs, self.batch_size
+            )));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(CoreError::InvalidArgument(format!(
+                "learning rate must be finite and > 0, got {}",
+                self.lr
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(CoreError::InvalidArgument(format!(
+                "weight decay must be finite and >= 0, got {}",
+                self.weight_decay
+            )));
+        }
+        if !(self.final_lr_fraction.is_finite() && self.final_lr_fraction > 0.0) {
+            return Err(CoreError::InvalidArgument(format!(
+                "final learning-rate fraction must be finite and > 0, got {}",
+                self.final_lr_fraction
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a training loop did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainReport {
+    /// Mean mini-batch loss of each epoch.
+    pub epoch_losses: Vec<f64>,
+    /// Optimizer steps taken.
+    pub steps: usize,
+}
+
+/// The general loop: `epochs` passes of seeded shuffled mini-batches over `n` samples; for each
+/// batch, `loss(indices)` (a `u32` index tensor on `device`) returns a scalar loss whose
+/// gradient AdamW applies to `vars`.
+pub fn train_minibatch<F>(
+    vars: Vec<Var>,
+    n: usize,
+    device: &Device,
+    config: &TrainConfig,
+    mut loss: F,
+) -> Result<TrainReport>
+where
+    F: FnMut(&Tensor) -> Result<Tensor>,
+{
+    config.validate()?;
+    if n == 0 {
+        return Err(CoreError::Empty("no training samples".into()));
+    }
+    if vars.is_empty() {
+        return Err(CoreError::Empty("no trainable variables".into()));
+    }
+    let mut opt = candle_nn::AdamW::new(
+        vars,
+        candle_nn::ParamsAdamW {
+            lr: config.lr,
+            weight_decay: config.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let batches_per_epoch = n.div_ceil(config.batch_size);
+    let total = (config.epochs * batches_per_epoch) as f64;
+    let mut steps = 0usize;
+    let mut epoch_losses = Vec::with_capacity(config.epochs);
+    for _ in 0..config.epochs {
+        order.shuffle(&mut rng);
+        let mut sum = 0.0;
+        for chunk in order.chunks(config.batch_size) {
+            if config.final_lr_fraction != 1.0 {
+                let progress = steps as f64 / total;
+                let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+                let f = config.final_lr_fraction + (1.0 - config.final_lr_fraction) * cos;
+                opt.set_learning_rate(config.lr * f);
+            }
+            let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
+            let l = loss(&idx)?;
+            let value = l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !value.is_finite() {
+                return Err(CoreError::NonFinite(format!(
+                    "training loss at step {steps}"
+                )));
+            }
+            sum += value;
+            opt.backward_step(&l)?;
+            steps += 1;
+        }
+        epoch_losses.push(sum / batches_per_epoch as f64);
+    }
+    Ok(TrainReport {
+        epoch_losses,
+        steps,
+    })
+}
+
+fn check_classification(x: &Tensor, y: &Tensor) -> Result<usize> {
+    let (n, _) = x.dims2().map_err(|_| {
+        CoreError::ShapeMismatch(format!(
+            "inputs must be (samples, features), got {:?}",
+            x.dims()
+        ))
+    })?;
+    if y.dims() != [n] {
+        return Err(CoreError::ShapeMismatch(format!(
+            "labels have shape {:?}, expected [{n}]",
+            y.dims()
+        )));
+    }
+    if y.dtype() != DType::U32 {
+        return Err(CoreError::InvalidArgument(format!(
+            "labels must be u32, got {:?}",
+            y.dtype()
+        )));
+    }
+    Ok(n)
+}
+
+/// Trains a classifier with cross-entropy on logits `model(x)` against `u32` labels `y`.
+pub fn train_classifier<M: Module + ?Sized>(
+    model: &M,
+    vars: Vec<Var>,
+    x: &Tensor,
+    y: &Tensor,
+    config: &TrainConfig,
+) -> Result<TrainReport> {
+    let n = check_classification(x, y)?;
+    train_minibatch(vars, n, x.device(), config, |idx| {
+        let xb = x.index_select(idx, 0)?;
+        let yb = y.index_select(idx, 0)?;
+        Ok(candle_nn::loss::cross_entropy(&model.forward(&xb)?, &yb)?)
+    })
+}
+
+/// Predicted classes (arg-max of the logits), evaluated in batches of 4096.
+pub fn predict_classes<M: Module + ?Sized>(model: &M, x: &Tensor) -> Result<Vec<u32>> {
+    let (n, _) = x.dims2().map_err(|_| {
+        CoreError::ShapeMismatch(format!(
+            "inputs must be (samples, features), got {:?}",
+            x.dims()
+        ))
+    })?;
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let len = 4096.min(n - start);
+        let logits = model.forward(&x.narrow(0, start, len)?)?;
+        out.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+        start += len;
+    }
+    Ok(out)
+}
+
+/// Fraction of samples whose predicted class equals the label.
+pub fn accuracy<M: Module + ?Sized>(model: &M, x: &Tensor, y: &Tensor) -> Result<f64> {
+    let n = check_classification(x, y)?;
+    if n == 0 {
+        return Err(CoreError::Empty("no samples to evaluate".into()));
+    }
+    let pred = predict_classes(model, x)?;
+    let labels = y.to_vec1::<u32>()?;
+    Ok(pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / n as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("koopman-mlp-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn pytorch_named_file_loads() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut t = HashMap::new();
+        t.insert(
+            "0.weight".to_string(),
+            Tensor::from_vec(vec![1f32, 0., 0., 1., 1., 1.], (3, 2), &dev)?,
+        );
+        t.insert(
+            "0.bias".to_string(),
+            Tensor::from_vec(vec![0f32, 0., -1.], 3, &dev)?,
+        );
+        t.insert(
+            "2.weight".to_string(),
+            Tensor::from_vec(vec![1f32, -1., 0.5], (1, 3), &dev)?,
+        );
+        t.insert(
+            "2.bias".to_string(),
+            Tensor::from_vec(vec![0.25f32], 1, &dev)?,
+        );
+        let path = tmp("torch.safetensors");
+        candle_core::safetensors::save(&t, &path)?;
+        let mlp = Mlp::load(&path, Activation::Relu, DType::F32, &dev)?;
+        assert_eq!(mlp.sizes(), &[2, 3, 1]);
+        let x = Tensor::from_vec(vec![2f32, 1.], (1, 2), &dev)?;
+        // hidden = relu([2, 1, 2]) -> out = 2 - 1 + 1 + 0.25
+        let y = mlp.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        assert!((y[0] - 2.25).abs() < 1e-6);
+        std::fs::remove_file(&path).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn missing_and_misshapen_tensors_are_errors() -> Result<()> {
+        let dev = Device::Cpu;
+        let w0 = Tensor::zeros((3, 2), DType::F32, &dev)?;
+        let b0 = Tensor::zeros(3, DType::F32, &dev)?;
+        let w2 = Tensor::zeros((1, 3), DType::F32, &dev)?;
+        let b2 = Tensor::zeros(1, DType::F32, &dev)?;
+        let cases: Vec<(Vec<(&str, &Tensor)>, &str)> = vec![
+            (
+                vec![("0.weight", &w0), ("2.weight", &w2), ("2.bias", &b2)],
+                "missing tensor '0.bias'",
+            ),
+            (
+                vec![
+                    ("0.weight", &w0),
+                    ("0.bias", &b2),
+                    ("2.weight", &w2),
+                    ("2.bias", &b2),
+                ],
+                "'0.bias' has shape",
+            ),
+            (
+                vec![
+                    ("0.weight", &w0),
+                    ("0.bias", &b0),
+                    ("2.weight", &w0),
+                    ("2.bias", &b0),
+                ],
+                "takes 2 inputs",
+            ),
+            (
+                vec![
+                    ("0.weight", &w0),
+                    ("0.bias", &b0),
+                    ("3.weight", &w2),
+                    ("3.bias", &b2),
+                ],
+                "found index 3",
+            ),
+            (
+                vec![("0.weight", &b0), ("0.bias", &b0)],
+                "expected (out, in)",
+            ),
+            (
+                vec![("0.weight", &w0), ("0.bias", &b0), ("head", &b0)],
+                "unexpected tensor",
+            ),
+        ];
+        for (k, (tensors, needle)) in cases.into_iter().enumerate() {
+            let map: HashMap<String, Tensor> = tensors
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect();
+            let path = tmp(&format!("bad{k}.safetensors"));
+            candle_core::safetensors::save(&map, &path)?;
+            let err = Mlp::load(&path, Activation::Relu, DType::F32, &dev).unwrap_err();
+            assert!(
+                matches!(err, CoreError::Format(_)) && err.to_string().contains(needle),
+                "case {k}: {err}"
+            );
+            std::fs::remove_file(&path).ok();
+        }
+        let path = tmp("garbage.safetensors");
+        std::fs::write(&path, b"not a safetensors file").unwrap();
+        assert!(matches!(
+            Mlp::load(&path, Activation::Relu, DType::F32, &dev),
+            Err(CoreError::Format(_))
+        ));
+        std::fs::remove_file(&path).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn training_is_seeded() -> Result<()> {
+        let dev = Device::Cpu;
+        let run = || -> Result<Vec<f64>> {
+            let x = Tensor::from_vec((0..40).map(|i| i as f32 / 40.0).collect(), (20, 2), &dev)?;
+            let y = Tensor::from_vec((0..20).map(|i| (i % 2) as u32).collect(), 20, &dev)?;
+            let vm = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+            let mlp = Mlp::new(&[2, 4, 2], Activation::Tanh, vb)?;
+            // Same init: overwrite with constants.
+            for (name, var) in vm.data().lock().unwrap().iter() {
+                let v = if name.ends_with("weight") { 0.1 } else { 0.0 };
+                var.set(&var.as_tensor().ones_like()?.affine(v, 0.0)?)?;
+            }
+            let cfg = TrainConfig {
+                epochs: 3,
+                batch_size: 3,
+                seed: 7,
+                ..Default::default()
+            };
+            Ok(train_classifier(&mlp, vm.all_vars(), &x, &y, &cfg)?.epoch_losses)
+        };
+        assert_eq!(run()?, run()?);
+        Ok(())
+    }
+}

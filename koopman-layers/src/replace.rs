@@ -1,0 +1,939 @@
+//! Replacing a trained MLP layer by a delay-embedded linear operator (paper 002, SPEC 3.2).
+//!
+//! The pipeline, for Linear layer `k` of an [`Mlp`] (any index, first and last included; the
+//! "layer" is the Linear map with the activation that follows it, none after the last):
+//!
+//! 1. **Layer-scaling block** ([`ScaledLayer::train`]): `S` extra trainable `in -> in` Linear +
+//!    ReLU layers are inserted before layer `k` (Kaiming normal weights, bias 0.01) and trained,
+//!    with the original network frozen, so that layer `k` applied after them reproduces layer `k`
+//!    applied to the original input (Huber loss, `delta = 1`, AdamW lr 1e-3, weight decay 1e-3).
+//! 2. **Trajectories** ([`ScaledLayer::trajectories`]): per sample, the states `x_in, s_1, ...,
+//!    s_S, y` (layer `k`'s input, each scaled layer's output, layer `k`'s output on the scaled
+//!    path), each padded with a constant (paper: -1) to the common width `max(in, out)`: `S + 2`
+//!    states of fixed width.
+//! 3. **Hankel DMD** ([`fit_hybrid`]): windows of `h` consecutive states of each trajectory (never
+//!    straddling two) are the delay-embedded states; exact DMD of rank `r` on the window pairs
+//!    gives `A ≈ B U_r^T` with `A_r = U_r^T B` (`r x r`).
+//! 4. **Hybrid model** ([`HybridModel`]): the layers before `k`, then the first `h - 1` scaled
+//!    layers give the first window `w_0`; the readout maps it to layer `k`'s output, the padding is
+//!    dropped, and the layers after `k` continue. Layer `k` itself is never executed (it is not even
+//!    stored in the hybrid). Two readouts ([`ReadoutKind`]):
+//!    - [`ReadoutKind::Iterated`] (the paper's): step the reduced linear model `steps = S + 2 - h`
+//!      times, `w_steps = B A_r^(steps-1) U_r^T w_0`, and read the last state of the last window;
+//!    - [`ReadoutKind::Direct`]: least squares from the same window `w_0` plus a constant straight
+//!      to layer `k`'s original output (one linear map, no compounding of step errors).
+//!
+//! Hybrids save to safetensors plus a small JSON file and load back with identical predictions.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use candle_nn::{VarBuilder, VarMap};
+//! use koopman_core::mlp::{accuracy, train_classifier, Activation, Mlp, TrainConfig};
+//! use koopman_core::yinyang::{yinyang, YinYangConfig};
+//! use koopman_layers::replace::{fit_hybrid, HybridConfig, ReadoutKind, ScaledLayer, ScalingConfig};
+//!
+//! # fn main() -> koopman_layers::Result<()> {
+//! let dev = Device::Cpu;
+//! let (x, y) = yinyang(400, 1, &YinYangConfig::default())?.to_tensors(DType::F32, &dev)?;
+//! let vm = VarMap::new();
+//! let mlp = Mlp::new(&[4, 16, 8, 3], Activation::Relu, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+//! train_classifier(&mlp, vm.all_vars(), &x, &y, &TrainConfig { epochs: 20, lr: 1e-2, ..Default::default() })?;
+//! let scaled = ScaledLayer::train(&mlp, 2, &x, &ScalingConfig { layers: 3, epochs: 5, ..Default::default() })?;
+//! let traj = scaled.trajectories(&x, -1.0)?;
+//! let direct = fit_hybrid(&scaled, &traj, &HybridConfig { delays: 2, rank: 8, readout: ReadoutKind::Direct, ..Default::default() })?;
+//! // The last layer is linear in the window (which holds its input): the direct readout reproduces it.
+//! let (a, b) = (accuracy(&mlp, &x, &y)?, accuracy(&direct, &x, &y)?);
+//! assert!((a - b).abs() < 0.02, "{a} vs {b}");
+//! let iterated = fit_hybrid(&scaled, &traj, &HybridConfig { delays: 2, rank: 8, ..Default::default() })?;
+//! assert_eq!(iterated.meta().steps, 3);
+//! # Ok(()) }
+//! ```
+
+use crate::error::{LayersError, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Init, Linear, VarBuilder, VarMap};
+use koopman_core::c64;
+use koopman_core::dmd::{choose_rank, delay_embed, RankPolicy};
+use koopman_core::faer::Mat;
+use koopman_core::linalg::{self, SolveOptions};
+use koopman_core::mlp::{
+    save_tensors_atomic, train_minibatch, Activation, Mlp, TrainConfig, TrainReport,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Initialisation of the scaled layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScalingInit {
+    /// Kaiming normal weights (fan-in, ReLU gain), bias 0.01 (the paper's choice).
+    Kaiming,
+    /// Identity weights plus Kaiming noise scaled by 0.1, bias 0.01 (starts at the original path).
+    NearIdentity,
+}
+
+/// Settings of the layer-scaling block and its training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalingConfig {
+    /// Number `S` of scaled layers (trajectories have `S + 2` states).
+    pub layers: usize,
+    /// Training epochs over the inputs.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// AdamW learning rate (paper 1e-3).
+    pub lr: f64,
+    /// AdamW weight decay (paper 1e-3).
+    pub weight_decay: f64,
+    /// Huber loss threshold (paper 1).
+    pub huber_delta: f64,
+    /// Initialisation of the scaled layers.
+    pub init: ScalingInit,
+    /// Seed of the initialisation and the shuffling.
+    pub seed: u64,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            layers: 8,
+            epochs: 20,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 1e-3,
+            huber_delta: 1.0,
+            init: ScalingInit::Kaiming,
+            seed: 0,
+        }
+    }
+}
+
+/// A trained MLP with a trained layer-scaling block in front of layer `k`.
+#[derive(Clone, Debug)]
+pub struct ScaledLayer {
+    mlp: Mlp,
+    layer: usize,
+    scaled: Vec<Linear>,
+    report: TrainReport,
+}
+
+fn check_layer(mlp: &Mlp, layer: usize) -> Result<()> {
+    if layer >= mlp.num_layers() {
+        return Err(LayersError::InvalidArgument(format!(
+            "layer index {layer} out of range: the MLP {:?} has {} Linear layers (0..={})",
+            mlp.sizes(),
+            mlp.num_layers(),
+            mlp.num_layers() - 1
+        )));
+    }
+    Ok(())
+}
+
+fn pad_to(t: &Tensor, width: usize, value: f64) -> candle_core::Result<Tensor> {
+    let (n, c) = t.dims2()?;
+    if c == width {
+        return Ok(t.clone());
+    }
+    let pad = Tensor::full(value, (n, width - c), t.device())?.to_dtype(t.dtype())?;
+    Tensor::cat(&[t, &pad], 1)
+}
+
+impl ScaledLayer {
+    /// Trains a block of `config.layers` scaled layers in front of layer `layer` of `mlp` on the
+    /// network inputs `x` (`samples x features`); the MLP stays frozen.
+    pub fn train(mlp: &Mlp, layer: usize, x: &Tensor, config: &ScalingConfig) -> Result<Self> {
+        check_layer(mlp, layer)?;
+        if config.layers == 0 {
+            return Err(LayersError::InvalidArgument(
+                "the layer-scaling block needs at least one layer (S >= 1)".into(),
+            ));
+        }
+        if !(config.huber_delta.is_finite() && config.huber_delta > 0.0) {
+            return Err(LayersError::InvalidArgument(format!(
+                "Huber delta must be finite and > 0, got {}",
+                config.huber_delta
+            )));
+        }
+        let (n, features) = x.dims2().map_err(|_| {
+            LayersError::InvalidArgument(format!(
+                "inputs must be (samples, features), got {:?}",
+                x.dims()
+            ))
+        })?;
+        if features != mlp.sizes()[0] {
+            return Err(LayersError::InvalidArgument(format!(
+                "inputs have {features} features, the MLP expects {}",
+                mlp.sizes()[0]
+            )));
+        }
+        let device = x.device().clone();
+        let dtype = mlp.layer(layer)?.weight().dtype();
+        let x_in = mlp.forward_range(&x.to_dtype(dtype)?, 0..layer)?.detach();
+        let target = mlp.forward_layer(layer, &x_in)?.detach();
+        let width = mlp.sizes()[layer];
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, dtype, &device);
+        let mut scaled = Vec::with_capacity(config.layers);
+        // Seeded initialisation: candle's init uses the device RNG, so draw it here instead.
+        let mut rng_seed = config
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(1);
+        for j in 0..config.layers {
+            let w = vb
+                .pp(j)
+                .get_with_hints((width, width), "weight", Init::Const(0.0))?;
+            let b = vb.pp(j).get_with_hints(width, "bias", Init::Const(0.01))?;
+            let std = (2.0 / width as f64).sqrt();
+            let noise = seeded_normal(width * width, rng_seed);
+            rng_seed = rng_seed.wrapping_add(0x632B_E59B_D9B4_E019);
+            let init: Vec<f64> = (0..width * width)
+                .map(|i| match config.init {
+                    ScalingInit::Kaiming => std * noise[i],
+                    ScalingInit::NearIdentity => {
+                        let eye = if i / width == i % width { 1.0 } else { 0.0 };
+                        eye + 0.1 * std * noise[i]
+                    }
+                })
+                .collect();
+            let init = Tensor::from_vec(init, (width, width), &device)?.to_dtype(dtype)?;
+            varmap
+                .data()
+                .lock()
+                .map_err(|_| LayersError::InvalidArgument("poisoned variable map".into()))?
+                .get(&format!("{j}.weight"))
+                .ok_or_else(|| LayersError::InvalidArgument("scaled weight not created".into()))?
+                .set(&init)?;
+            scaled.push(Linear::new(w, Some(b)));
+        }
+        let train_config = TrainConfig {
+            epochs: config.epochs,
+            batch_size: config.batch_size,
+            lr: config.lr,
+            weight_decay: config.weight_decay,
+            final_lr_fraction: 1.0,
+            seed: config.seed,
+        };
+        let delta = config.huber_delta;
+        let report = train_minibatch(varmap.all_vars(), n, &device, &train_config, |idx| {
+            let mut h = x_in.index_select(idx, 0)?;
+            for l in &scaled {
+                h = l.forward(&h)?.relu()?;
+            }
+            let out = mlp.forward_layer(layer, &h)?;
+            let t = target.index_select(idx, 0)?;
+            Ok(candle_nn::loss::huber(&out, &t, delta)?)
+        })?;
+        // Freeze: keep plain tensors, detached from the variables.
+        let scaled = scaled
+            .into_iter()
+            .map(|l| {
+                Ok(Linear::new(
+                    l.weight().detach().copy()?,
+                    l.bias().map(|b| b.detach().copy()).transpose()?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            mlp: mlp.clone(),
+            layer,
+            scaled,
+            report,
+        })
+    }
+
+    /// The original MLP.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// The index of the replaced Linear layer.
+    pub fn layer(&self) -> usize {
+        self.layer
+    }
+
+    /// Number `S` of scaled layers.
+    pub fn num_scaled(&self) -> usize {
+        self.scaled.len()
+    }
+
+    /// The scaled layers (each followed by ReLU).
+    pub fn scaled_layers(&self) -> &[Linear] {
+        &self.scaled
+    }
+
+    /// Input width of the replaced layer.
+    pub fn in_dim(&self) -> usize {
+        self.mlp.sizes()[self.layer]
+    }
+
+    /// Output width of the replaced layer.
+    pub fn out_dim(&self) -> usize {
+        self.mlp.sizes()[self.layer + 1]
+    }
+
+    /// Width of the trajectory states, `max(in, out)`.
+    pub fn width(&self) -> usize {
+        self.in_dim().max(self.out_dim())
+    }
+
+    /// The training report of the block (mean Huber loss per epoch).
+    pub fn report(&self) -> &TrainReport {
+        &self.report
+    }
+
+    fn inputs(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = self.mlp.layer(self.layer)?.weight().dtype();
+        Ok(self.mlp.forward_range(&x.to_dtype(dtype)?, 0..self.layer)?)
+    }
+
+    /// Mean absolute difference between layer `k`'s output on the scaled path and on the
+    /// original path, for network inputs `x`.
+    pub fn matching_error(&self, x: &Tensor) -> Result<f64> {
+        let x_in = self.inputs(x)?;
+        let mut h = x_in.clone();
+        for l in &self.scaled {
+            h = l.forward(&h)?.relu()?;
+        }
+        let a = self.mlp.forward_layer(self.layer, &h)?;
+        let b = self.mlp.forward_layer(self.layer, &x_in)?;
+        Ok((a - b)?
+            .abs()?
+            .mean_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?)
+    }
+
+    /// The trajectories of the network inputs `x`: per sample `S + 2` states of width
+    /// [`width`](Self::width), shorter states padded with `pad_value`.
+    pub fn trajectories(&self, x: &Tensor, pad_value: f64) -> Result<Trajectories> {
+        if !pad_value.is_finite() {
+            return Err(LayersError::InvalidArgument(format!(
+                "padding constant must be finite, got {pad_value}"
+            )));
+        }
+        let width = self.width();
+        let x_in = self.inputs(x)?;
+        let n = x_in.dims()[0];
+        if n == 0 {
+            return Err(LayersError::InvalidArgument("no samples".into()));
+        }
+        let mut states = vec![pad_to(&x_in, width, pad_value)?];
+        let mut h = x_in.clone();
+        for l in &self.scaled {
+            h = l.forward(&h)?.relu()?;
+            states.push(pad_to(&h, width, pad_value)?);
+        }
+        let y = self.mlp.forward_layer(self.layer, &h)?;
+        states.push(pad_to(&y, width, pad_value)?);
+        let original = self.mlp.forward_layer(self.layer, &x_in)?;
+        let host: Vec<Vec<Vec<f64>>> = states
+            .iter()
+            .map(|s| s.to_dtype(DType::F64)?.to_vec2::<f64>())
+            .collect::<candle_core::Result<_>>()?;
+        let m = states.len();
+        let trajs = (0..n)
+            .map(|i| Mat::from_fn(width, m, |r, t| host[t][i][r]))
+            .collect();
+        let orig = original.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let out = self.out_dim();
+        Ok(Trajectories {
+            states: trajs,
+            original_output: Mat::from_fn(n, out, |i, j| orig[i][j]),
+            pad_value,
+        })
+    }
+}
+
+fn seeded_normal(len: usize, seed: u64) -> Vec<f64> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let normal = rand_distr::StandardNormal;
+    (0..len).map(|_| normal.sample(&mut rng)).collect()
+}
+
+/// Trajectories through a scaled layer.
+#[derive(Clone, Debug)]
+pub struct Trajectories {
+    /// One matrix per sample: states as columns (`width x (S + 2)`).
+    pub states: Vec<Mat<f64>>,
+    /// The replaced layer's output on the original path (`samples x out`).
+    pub original_output: Mat<f64>,
+    /// The padding constant.
+    pub pad_value: f64,
+}
+
+impl Trajectories {
+    /// Number of states per trajectory (`S + 2`).
+    pub fn len_states(&self) -> usize {
+        self.states.first().map_or(0, |m| m.ncols())
+    }
+}
+
+/// Which readout a hybrid uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadoutKind {
+    /// Step the reduced Hankel-DMD model to the final state (the paper's).
+    Iterated,
+    /// Least squares from the first window plus a constant to the original layer output.
+    Direct,
+}
+
+impl ReadoutKind {
+    /// `iterated` or `direct`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReadoutKind::Iterated => "iterated",
+            ReadoutKind::Direct => "direct",
+        }
+    }
+}
+
+/// Settings of [`fit_hybrid`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HybridConfig {
+    /// Window length `h` (stacked states per delay-embedded state; 1 is plain DMD); at most
+    /// `S + 1`.
+    pub delays: usize,
+    /// DMD rank `r` (iterated readout); at most `min(h * width, number of windows)`.
+    pub rank: usize,
+    /// The readout.
+    pub readout: ReadoutKind,
+    /// Standardise every state coordinate (mean 0, standard deviation 1 over all states) before
+    /// the DMD fit.
+    pub normalize: bool,
+    /// Pull DMD eigenvalues of modulus > 1 back onto the unit circle.
+    pub stabilize: bool,
+    /// Append the constant observable 1 to every state before the DMD fit (iterated readout),
+    /// so the linear model can carry the layers' biases.
+    pub affine: bool,
+    /// Fit on at most this many trajectories (the first ones); `None` uses all.
+    pub max_trajectories: Option<usize>,
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        Self {
+            delays: 1,
+            rank: 8,
+            readout: ReadoutKind::Iterated,
+            normalize: false,
+            stabilize: false,
+            affine: false,
+            max_trajectories: None,
+        }
+    }
+}
+
+/// What describes a hybrid besides its tensors (written as JSON beside them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HybridMeta {
+    /// Format tag.
+    pub format: String,
+    /// Widths of the original MLP.
+    pub sizes: Vec<usize>,
+    /// Its activation.
+    pub activation: Activation,
+    /// The replaced Linear layer.
+    pub layer: usize,
+    /// Width of the trajectory states.
+    pub width: usize,
+    /// Scaled layers trained (`S`).
+    pub scaled_layers: usize,
+    /// Window length `h`.
+    pub delays: usize,
+    /// DMD rank requested.
+    pub requested_rank: usize,
+    /// DMD rank used (the numerical rank may be lower); 0 for the direct readout.
+    pub rank: usize,
+    /// Linear steps from the first window to the window ending in the output (`S + 2 - h`).
+    pub steps: usize,
+    /// Padding constant.
+    pub pad_value: f64,
+    /// The readout.
+    pub readout: ReadoutKind,
+    /// Whether states were standardised.
+    pub normalize: bool,
+    /// Whether eigenvalues were stabilised.
+    pub stabilize: bool,
+    /// Whether every state carries the constant observable 1 (iterated readout).
+    #[serde(default)]
+    pub affine: bool,
+}
+
+const FORMAT: &str = "koopman-hybrid-v1";
+
+/// An MLP whose layer `k` is replaced by a delay-embedded linear readout; see the
+/// [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct HybridModel {
+    meta: HybridMeta,
+    before: Vec<Linear>,
+    scaled: Vec<Linear>,
+    after: Vec<Linear>,
+    /// Readout tensors (f64): iterated `mean, scale, u, a_t, b_out, out_mean, out_scale`;
+    /// direct `weight`.
+    readout: HashMap<String, Tensor>,
+    eigenvalues: Vec<c64>,
+}
+
+fn to_tensor(m: &Mat<f64>, device: &Device) -> Result<Tensor> {
+    Ok(linalg::tensor_from_mat(m.as_ref(), device)?)
+}
+
+/// Fits a hybrid from a scaled layer and its trajectories; see the
+/// [module documentation](self). Fails on a delay or rank too large for the data.
+pub fn fit_hybrid(
+    scaled: &ScaledLayer,
+    trajectories: &Trajectories,
+    config: &HybridConfig,
+) -> Result<HybridModel> {
+    let m = trajectories.len_states();
+    let width = scaled.width();
+    if trajectories.states.is_empty() || m != scaled.num_scaled() + 2 {
+        return Err(LayersError::InvalidArgument(format!(
+            "trajectories of {m} states do not belong to a block of {} scaled layers",
+            scaled.num_scaled()
+        )));
+    }
+    let h = config.delays;
+    if h == 0 || h > m - 1 {
+        return Err(LayersError::InvalidArgument(format!(
+            "delay window h = {h} too large or zero: trajectories have S + 2 = {m} states, so 1 <= h <= {}",
+            m - 1
+        )));
+    }
+    let count = config
+        .max_trajectories
+        .unwrap_or(trajectories.states.len())
+        .min(trajectories.states.len());
+    if count == 0 {
+        return Err(LayersError::InvalidArgument(
+            "no trajectories to fit".into(),
+        ));
+    }
+    let steps = m - h;
+    let affine = config.affine && config.readout == ReadoutKind::Iterated;
+    let width_eff = width + usize::from(affine);
+    let n = h * width_eff;
+    let out = scaled.out_dim();
+    let device = scaled.mlp.layer(0)?.weight().device().clone();
+    let mut readout = HashMap::new();
+    let mut eigenvalues = Vec::new();
+    let mut rank_used = 0;
+    match config.readout {
+        ReadoutKind::Direct => {
+            // Features: first window plus a constant; targets: original output.
+            let n = h * width;
+            let feats = Mat::from_fn(count, n + 1, |i, j| {
+                if j == n {
+                    1.0
+                } else {
+                    trajectories.states[i][(j % width, j / width)]
+                }
+            });
+            let targets = trajectories.original_output.as_ref().subrows(0, count);
+            let (w, _) = linalg::lstsq(feats.as_ref(), targets, &SolveOptions::default())?;
+            readout.insert("weight".to_string(), to_tensor(&w, &device)?);
+        }
+        ReadoutKind::Iterated => {
+            let windows = count * (m - h);
+            let max_rank = n.min(windows);
+            if config.rank == 0 || config.rank > max_rank {
+                return Err(LayersError::InvalidArgument(format!(
+                    "rank r = {} out of range: the delay-embedded data ({n} x {windows}) allow 1 <= r <= {max_rank}",
+                    config.rank
+                )));
+            }
+            // Standardisation per state coordinate over all states of the fitted trajectories.
+            let (mut mean, mut scale) = (vec![0.0; width], vec![1.0; width]);
+            if config.normalize {
+                let total = (count * m) as f64;
+                for t in &trajectories.states[..count] {
+                    for c in 0..m {
+                        for r in 0..width {
+                            mean[r] += t[(r, c)] / total;
+                        }
+                    }
+                }
+                let mut var = vec![0.0; width];
+                for t in &trajectories.states[..count] {
+                    for c in 0..m {
+                        for r in 0..width {
+                            var[r] += (t[(r, c)] - mean[r]).powi(2) / total;
+                        }
+                    }
+                }
+                for r in 0..width {
+                    let s = var[r].sqrt();
+                    scale[r] = if s > 1e-8 { s } else { 1.0 };
+                }
+            }
+            let normed: Vec<Mat<f64>> = trajectories.states[..count]
+                .iter()
+                .map(|t| {
+                    Mat::from_fn(width_eff, m, |r, c| {
+                        if r == width {
+                            1.0
+                        } else {
+                            (t[(r, c)] - mean[r]) / scale[r]
+                        }
+                    })
+                })
+                .collect();
+            let refs: Vec<_> = normed.iter().map(|t| t.as_ref()).collect();
+            let (x, y) = delay_embed(&refs, h)?;
+            // Thin SVD of X through its Gram matrix (n x n; the windows far outnumber n).
+            let gram = x.as_ref() * x.as_ref().transpose();
+            let svd = linalg::thin_svd(gram.as_ref())?;
+            let s: Vec<f64> = svd.s.iter().map(|v| v.max(0.0).sqrt()).collect();
+            let s1 = s.first().copied().unwrap_or(0.0);
+            // The Gram route resolves singular values down to ~sqrt(eps) s_1.
+            let floor = 1e-7 * s1;
+            let r = choose_rank(&s, n, windows, &RankPolicy::Fixed(config.rank))?
+                .min(s.iter().take_while(|&&v| v > floor).count());
+            if r == 0 {
+                return Err(LayersError::InvalidArgument(
+                    "the trajectories carry no signal (all states equal)".into(),
+                ));
+            }
+            rank_used = r;
+            let ur = svd.u.as_ref().subcols(0, r).to_owned();
+            let yx = y.as_ref() * x.as_ref().transpose();
+            let yxu = yx.as_ref() * ur.as_ref();
+            let b = Mat::from_fn(n, r, |i, j| yxu[(i, j)] / (s[j] * s[j]));
+            let mut ar = ur.as_ref().transpose() * b.as_ref();
+            let (vals, vecs) = linalg::eig(ar.as_ref())?;
+            eigenvalues = vals.clone();
+            if config.stabilize && vals.iter().any(|l| l.norm() > 1.0) {
+                let clamped: Vec<c64> = vals
+                    .iter()
+                    .map(|l| if l.norm() > 1.0 { l / l.norm() } else { *l })
+                    .collect();
+                let eye = Mat::<c64>::identity(r, r);
+                let (winv, _) =
+                    linalg::lstsq(vecs.as_ref(), eye.as_ref(), &SolveOptions::default())?;
+                let wl = Mat::from_fn(r, r, |i, j| vecs[(i, j)] * clamped[j]);
+                let rebuilt = wl.as_ref() * winv.as_ref();
+                ar = Mat::from_fn(r, r, |i, j| rebuilt[(i, j)].re);
+                eigenvalues = clamped;
+            }
+            // Rows of B giving the first `out` coordinates of the last state of the window.
+            let last = (h - 1) * width_eff;
+            let b_out = Mat::from_fn(r, out, |i, j| b[(last + j, i)]);
+            let a_t = ar.transpose().to_owned();
+            let mean_w = Mat::from_fn(1, n, |_, j| mean.get(j % width_eff).copied().unwrap_or(0.0));
+            let scale_w = Mat::from_fn(1, n, |_, j| {
+                scale.get(j % width_eff).copied().unwrap_or(1.0)
+            });
+            let out_mean = Mat::from_fn(1, out, |_, j| mean[j]);
+            let out_scale = Mat::from_fn(1, out, |_, j| scale[j]);
+            for (name, mat) in [
+                ("mean", &mean_w),
+                ("scale", &scale_w),
+                ("u", &ur),
+                ("a_t", &a_t),
+                ("b_out", &b_out),
+                ("out_mean", &out_mean),
+                ("out_scale", &out_scale),
+            ] {
+                readout.insert(name.to_string(), to_tensor(mat, &device)?);
+            }
+        }
+    }
+    let mlp = &scaled.mlp;
+    let k = scaled.layer;
+    Ok(HybridModel {
+        meta: HybridMeta {
+            format: FORMAT.into(),
+            sizes: mlp.sizes().to_vec(),
+            activation: mlp.activation(),
+            layer: k,
+            width,
+            scaled_layers: scaled.num_scaled(),
+            delays: h,
+            requested_rank: config.rank,
+            rank: rank_used,
+            steps,
+            pad_value: trajectories.pad_value,
+            readout: config.readout,
+            normalize: config.normalize,
+            stabilize: config.stabilize,
+            affine,
+        },
+        before: mlp.layers()[..k].to_vec(),
+        scaled: scaled.scaled[..h - 1].to_vec(),
+        after: mlp.layers()[k + 1..].to_vec(),
+        readout,
+        eigenvalues,
+    })
+}
+
+impl HybridModel {
+    /// The dtype of the MLP weights (f32 where the hybrid keeps no MLP layer).
+    pub fn dtype(&self) -> DType {
+        self.before
+            .iter()
+            .chain(&self.after)
+            .next()
+            .map_or(DType::F32, |l| l.weight().dtype())
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &HybridMeta {
+        &self.meta
+    }
+
+    /// Eigenvalues of the reduced DMD operator (after stabilisation, if requested); empty for
+    /// the direct readout.
+    pub fn eigenvalues(&self) -> &[c64] {
+        &self.eigenvalues
+    }
+
+    fn r(&self, name: &str) -> candle_core::Result<&Tensor> {
+        self.readout
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("readout tensor '{name}' missing")))
+    }
+
+    /// The first delay-embedded window `w_0` (`batch x h * width`, f64) for network inputs `x`.
+    pub fn first_window(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let act = self.meta.activation;
+        let mut h = x.clone();
+        if let Some(l) = self.before.first() {
+            h = h.to_dtype(l.weight().dtype())?;
+        }
+        for l in &self.before {
+            h = act.apply(&l.forward(&h)?)?;
+        }
+        let width = self.meta.width;
+        let pad = self.meta.pad_value;
+        let affine = self.meta.affine;
+        let state = |h: &Tensor| -> candle_core::Result<Tensor> {
+            let p = pad_to(h, width, pad)?.to_dtype(DType::F64)?;
+            if affine {
+                let ones = Tensor::ones((p.dims()[0], 1), DType::F64, p.device())?;
+                Tensor::cat(&[&p, &ones], 1)
+            } else {
+                Ok(p)
+            }
+        };
+        let mut states = vec![state(&h)?];
+        for l in &self.scaled {
+            h = l.forward(&h.to_dtype(l.weight().dtype())?)?.relu()?;
+            states.push(state(&h)?);
+        }
+        Tensor::cat(&states, 1)
+    }
+
+    /// The readout: the replaced layer's (post-activation) output predicted from `x`, f64.
+    pub fn replaced_output(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let w0 = self.first_window(x)?;
+        match self.meta.readout {
+            ReadoutKind::Direct => {
+                let ones = Tensor::ones((w0.dims()[0], 1), DType::F64, w0.device())?;
+                Tensor::cat(&[&w0, &ones], 1)?.matmul(self.r("weight")?)
+            }
+            ReadoutKind::Iterated => {
+                let w = w0
+                    .broadcast_sub(self.r("mean")?)?
+                    .broadcast_div(self.r("scale")?)?;
+                let mut z = w.matmul(self.r("u")?)?;
+                let a_t = self.r("a_t")?;
+                for _ in 1..self.meta.steps {
+                    z = z.matmul(a_t)?;
+                }
+                z.matmul(self.r("b_out")?)?
+                    .broadcast_mul(self.r("out_scale")?)?
+                    .broadcast_add(self.r("out_mean")?)
+            }
+        }
+    }
+
+    /// Saves the hybrid: tensors to `path` (safetensors), metadata to `path` with extension
+    /// `json`; both atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut tensors = HashMap::new();
+        for (prefix, layers) in [
+            ("before", &self.before),
+            ("scaled", &self.scaled),
+            ("after", &self.after),
+        ] {
+            for (i, l) in layers.iter().enumerate() {
+                tensors.insert(format!("{prefix}.{i}.weight"), l.weight().clone());
+                if let Some(b) = l.bias() {
+                    tensors.insert(format!("{prefix}.{i}.bias"), b.clone());
+                }
+            }
+        }
+        for (k, t) in &self.readout {
+            tensors.insert(format!("readout.{k}"), t.clone());
+        }
+        if !self.eigenvalues.is_empty() {
+            let flat: Vec<f64> = self.eigenvalues.iter().flat_map(|z| [z.re, z.im]).collect();
+            let dev = self.r("u")?.device().clone();
+            tensors.insert(
+                "readout.eigenvalues".into(),
+                Tensor::from_vec(flat, (self.eigenvalues.len(), 2), &dev)?,
+            );
+        }
+        save_tensors_atomic(&tensors, path)?;
+        koopman_core::io::write_atomic(
+            meta_path(path),
+            serde_json::to_string_pretty(&self.meta)?.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Loads a hybrid written by [`save`](Self::save) onto `device`; missing or misshapen
+    /// tensors and inconsistent metadata are [`LayersError::Format`] errors.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let mp = meta_path(path);
+        let text = std::fs::read_to_string(&mp).map_err(|source| {
+            LayersError::Core(koopman_core::CoreError::Io {
+                path: mp.clone(),
+                source,
+            })
+        })?;
+        let meta: HybridMeta = serde_json::from_str(&text)?;
+        if meta.format != FORMAT {
+            return Err(LayersError::Format(format!(
+                "{}: format '{}', expected '{FORMAT}'",
+                mp.display(),
+                meta.format
+            )));
+        }
+        let l = meta.sizes.len();
+        if l < 2 || meta.layer + 1 >= l || meta.delays == 0 || meta.delays > meta.scaled_layers + 1
+        {
+            return Err(LayersError::Format(format!(
+                "{}: inconsistent metadata (sizes {:?}, layer {}, h {}, S {})",
+                mp.display(),
+                meta.sizes,
+                meta.layer,
+                meta.delays,
+                meta.scaled_layers
+            )));
+        }
+        let tensors = load_raw(path, device)?;
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = tensors.get(name).ok_or_else(|| {
+                LayersError::Format(format!("{}: missing tensor '{name}'", path.display()))
+            })?;
+            if t.dims() != shape {
+                return Err(LayersError::Format(format!(
+                    "{}: tensor '{name}' has shape {:?}, expected {shape:?}",
+                    path.display(),
+                    t.dims()
+                )));
+            }
+            Ok(t.clone())
+        };
+        let k = meta.layer;
+        let sizes = &meta.sizes;
+        let linear = |prefix: &str, i: usize, inp: usize, out: usize| -> Result<Linear> {
+            Ok(Linear::new(
+                get(&format!("{prefix}.{i}.weight"), &[out, inp])?,
+                Some(get(&format!("{prefix}.{i}.bias"), &[out])?),
+            ))
+        };
+        let before = (0..k)
+            .map(|i| linear("before", i, sizes[i], sizes[i + 1]))
+            .collect::<Result<Vec<_>>>()?;
+        let inp = sizes[k];
+        let scaled = (0..meta.delays - 1)
+            .map(|j| linear("scaled", j, inp, inp))
+            .collect::<Result<Vec<_>>>()?;
+        let after = (k + 1..l - 1)
+            .map(|i| linear("after", i - k - 1, sizes[i], sizes[i + 1]))
+            .collect::<Result<Vec<_>>>()?;
+        let n = meta.delays * meta.width;
+        let n_it = meta.delays * (meta.width + usize::from(meta.affine));
+        let out = sizes[k + 1];
+        let mut readout = HashMap::new();
+        let mut eigenvalues = Vec::new();
+        match meta.readout {
+            ReadoutKind::Direct => {
+                readout.insert("weight".into(), get("readout.weight", &[n + 1, out])?);
+            }
+            ReadoutKind::Iterated => {
+                let r = meta.rank;
+                for (name, shape) in [
+                    ("mean", [1, n_it]),
+                    ("scale", [1, n_it]),
+                    ("u", [n_it, r]),
+                    ("a_t", [r, r]),
+                    ("b_out", [r, out]),
+                    ("out_mean", [1, out]),
+                    ("out_scale", [1, out]),
+                ] {
+                    readout.insert(name.to_string(), get(&format!("readout.{name}"), &shape)?);
+                }
+                if let Some(e) = tensors.get("readout.eigenvalues") {
+                    eigenvalues = e
+                        .to_dtype(DType::F64)?
+                        .to_vec2::<f64>()?
+                        .into_iter()
+                        .map(|p| c64::new(p[0], p.get(1).copied().unwrap_or(0.0)))
+                        .collect();
+                }
+            }
+        }
+        Ok(Self {
+            meta,
+            before,
+            scaled,
+            after,
+            readout,
+            eigenvalues,
+        })
+    }
+}
+
+fn meta_path(path: &Path) -> PathBuf {
+    path.with_extension("json")
+}
+
+fn load_raw(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    // Keep every tensor's stored dtype (MLP weights f32, readout f64).
+    let bytes = std::fs::read(path).map_err(|source| {
+        LayersError::Core(koopman_core::CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
+        LayersError::Format(format!(
+            "{}: not a readable safetensors file ({e})",
+            path.display()
+        ))
+    })
+}
+
+/// Loads an MLP for replacement (re-export of [`Mlp::load`] with f32 weights).
+pub fn load_mlp(path: impl AsRef<Path>, activation: Activation, device: &Device) -> Result<Mlp> {
+    Ok(Mlp::load(path, activation, DType::F32, device)?)
+}
+
+impl Module for HybridModel {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.replaced_output(x)?;
+        let act = self.meta.activation;
+        let last = self.meta.sizes.len() - 2;
+        let mut h = match self.after.first() {
+            Some(l) => y.to_dtype(l.weight().dtype())?,
+            None => y,
+        };
+        for (j, l) in self.after.iter().enumerate() {
+            h = l.forward(&h)?;
+            if self.meta.layer + 1 + j < last {
+                h = act.apply(&h)?;
+            }
+        }
+        // Logits in the model's dtype.
+        h.to_dtype(self.dtype())
+    }
+}

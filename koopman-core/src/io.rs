@@ -33,6 +33,20 @@ fn io_err(path: &Path, source: std::io::Error) -> CoreError {
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, `fsync`, rename.
 /// Creates missing parent folders.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| {
+        std::fs::File::create(tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| io_err(tmp, e))
+    })
+}
+
+/// Atomic write through a writer that produces the file at a temporary path: `write(tmp)` creates
+/// the complete file, which is then flushed to disk and renamed over `path`. On any error the
+/// temporary file is removed and `path` is left as it was. Creates missing parent folders.
+pub fn write_atomic_with(
+    path: impl AsRef<Path>,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let path = path.as_ref();
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -47,17 +61,16 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
+    let result = write(&tmp).and_then(|_| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| io_err(path, e))
+    });
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path, e));
     }
-    Ok(())
+    result
 }
 
 /// The element data of a `.npy` array.

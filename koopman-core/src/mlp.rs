@@ -51,7 +51,7 @@ use candle_nn::{Linear, Optimizer, VarBuilder};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The activation between Linear layers (PyTorch `nn.ReLU`, `nn.Sigmoid`, `nn.Tanh`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -442,40 +442,13 @@ pub fn save_tensors_atomic(
     tensors: &HashMap<String, Tensor>,
     path: impl AsRef<Path>,
 ) -> Result<()> {
-    let path = path.as_ref();
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |p: &Path, source| CoreError::Io {
-        path: p.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", path.display())))?;
-    let tmp = parent.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let contiguous: HashMap<String, Tensor> = tensors
         .iter()
         .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
         .collect::<Result<_>>()?;
-    let result = candle_core::safetensors::save(&contiguous, &tmp)
-        .map_err(CoreError::from)
-        .and_then(|_| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io(&tmp, e))
-        })
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::io::write_atomic_with(path, |tmp| {
+        Ok(candle_core::safetensors::save(&contiguous, tmp)?)
+    })
 }
 
 /// Settings of the mini-batch training loops.

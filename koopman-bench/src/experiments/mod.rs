@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 
 pub mod conjugacy;
 pub mod krylov;
+pub mod layered;
 
 /// One reproducible experiment.
 pub trait Experiment {
@@ -32,6 +33,9 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(krylov::KrylovAccuracy),
         Box::new(conjugacy::Conjugacy),
+        Box::new(layered::LayeredVdp),
+        Box::new(layered::LayeredMeasure),
+        Box::new(layered::LayeredDamped),
     ]
 }
 

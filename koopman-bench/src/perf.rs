@@ -286,12 +286,16 @@ pub fn run_layered_step_perf(
     use koopman_layers::systems::{van_der_pol_pairs, VanDerPol};
     use koopman_layers::train::{SnapshotData, TrainConfig, Trainer};
     use koopman_layers::TorusNormalization;
-    let layered = |e: koopman_layers::LayersError| crate::BenchError::Usage(format!("koopman-layers: {e}"));
+    let layered =
+        |e: koopman_layers::LayersError| crate::BenchError::Usage(format!("koopman-layers: {e}"));
     let (x0, xt) = van_der_pol_pairs(&VanDerPol::default(), batch, 0.01, 0);
     let all: Vec<f64> = x0.iter().chain(&xt).copied().collect();
     let norm = TorusNormalization::fit(&all, 2, std::f64::consts::FRAC_PI_2).map_err(layered)?;
     let data = SnapshotData::new(
-        vec![norm.forward(&x0).map_err(layered)?, norm.forward(&xt).map_err(layered)?],
+        vec![
+            norm.forward(&x0).map_err(layered)?,
+            norm.forward(&xt).map_err(layered)?,
+        ],
         2,
     )
     .map_err(layered)?;

@@ -118,12 +118,32 @@ fn run() -> Result<()> {
         let parse_err = |name: &str| LayersError::InvalidArgument(format!("bad value for {name}"));
         match a.as_str() {
             "--out" => out = PathBuf::from(value("--out")?),
-            "--layers" => layers = value("--layers")?.parse().map_err(|_| parse_err("--layers"))?,
-            "--window" => window = value("--window")?.parse().map_err(|_| parse_err("--window"))?,
-            "--steps" => steps = value("--steps")?.parse().map_err(|_| parse_err("--steps"))?,
-            "--radius" => radius = value("--radius")?.parse().map_err(|_| parse_err("--radius"))?,
+            "--layers" => {
+                layers = value("--layers")?
+                    .parse()
+                    .map_err(|_| parse_err("--layers"))?
+            }
+            "--window" => {
+                window = value("--window")?
+                    .parse()
+                    .map_err(|_| parse_err("--window"))?
+            }
+            "--steps" => {
+                steps = value("--steps")?
+                    .parse()
+                    .map_err(|_| parse_err("--steps"))?
+            }
+            "--radius" => {
+                radius = value("--radius")?
+                    .parse()
+                    .map_err(|_| parse_err("--radius"))?
+            }
             "--lr" => lr = value("--lr")?.parse().map_err(|_| parse_err("--lr"))?,
-            "--batch" => batch = value("--batch")?.parse().map_err(|_| parse_err("--batch"))?,
+            "--batch" => {
+                batch = value("--batch")?
+                    .parse()
+                    .map_err(|_| parse_err("--batch"))?
+            }
             _ if a.starts_with("--") => {
                 return Err(LayersError::InvalidArgument(format!("unknown option {a}")))
             }
@@ -143,7 +163,9 @@ fn run() -> Result<()> {
         }
     };
     if layers == 0 {
-        return Err(LayersError::InvalidArgument("--layers must be at least 1".into()));
+        return Err(LayersError::InvalidArgument(
+            "--layers must be at least 1".into(),
+        ));
     }
     if window == 0 {
         window = ((series.n_time - 1) / layers).max(1);
@@ -179,7 +201,11 @@ fn run() -> Result<()> {
         .conjugate_symmetric(true);
     std::fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
     let config = TrainConfig {
-        loss: if layers > 1 { Loss::WindowWise } else { Loss::EndToEnd },
+        loss: if layers > 1 {
+            Loss::WindowWise
+        } else {
+            Loss::EndToEnd
+        },
         steps,
         lr,
         batch_size: Some(batch),

@@ -145,7 +145,10 @@ pub fn unit_circle_svg(title: &str, sets: &[(&str, &[c64])]) -> String {
     );
     for (i, (name, values)) in sets.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        for z in values.iter().filter(|z| z.re.is_finite() && z.im.is_finite()) {
+        for z in values
+            .iter()
+            .filter(|z| z.re.is_finite() && z.im.is_finite())
+        {
             svg.push_str(&format!(
                 "<circle cx=\"{:.2}\" cy=\"{:.2}\" r=\"2.5\" fill=\"{color}\" fill-opacity=\"0.7\"/>\n",
                 c + scale * z.re.clamp(-radius, radius),

@@ -436,7 +436,11 @@ impl DeepKoopmanLayered {
     }
 
     /// `e^{L} c` by the configured path.
-    pub fn apply_exp(&self, generator: &ToeplitzGenerator, c: &ComplexTensor) -> Result<ComplexTensor> {
+    pub fn apply_exp(
+        &self,
+        generator: &ToeplitzGenerator,
+        c: &ComplexTensor,
+    ) -> Result<ComplexTensor> {
         Ok(match self.mode {
             ExpMode::Krylov => expv(generator, 1.0, c, &self.expv)?.0,
             ExpMode::Dense => expv_dense(generator, 1.0, c)?,
@@ -463,7 +467,10 @@ impl DeepKoopmanLayered {
 
     /// The suffix coefficients `c_j = e^{L_j} ... e^{L_J} Q_N^* v` for `j = 1..J` (index `j - 1`);
     /// `c_1` is the end-to-end model. One right-to-left sweep.
-    pub fn suffix_coefficients(&self, generators: &[ToeplitzGenerator]) -> Result<Vec<ComplexTensor>> {
+    pub fn suffix_coefficients(
+        &self,
+        generators: &[ToeplitzGenerator],
+    ) -> Result<Vec<ComplexTensor>> {
         let mut out = Vec::with_capacity(generators.len());
         let mut c = self.v.clone();
         for g in generators.iter().rev() {
@@ -475,8 +482,14 @@ impl DeepKoopmanLayered {
     }
 
     /// The single-layer coefficients `e^{L_j} Q_N^* v` (window-wise model of layer `j`).
-    pub fn window_coefficients(&self, generators: &[ToeplitzGenerator]) -> Result<Vec<ComplexTensor>> {
-        generators.iter().map(|g| self.apply_exp(g, &self.v)).collect()
+    pub fn window_coefficients(
+        &self,
+        generators: &[ToeplitzGenerator],
+    ) -> Result<Vec<ComplexTensor>> {
+        generators
+            .iter()
+            .map(|g| self.apply_exp(g, &self.v))
+            .collect()
     }
 
     /// Outputs `Re G(x_b, y_k)` `(B, d)` for coefficients `c` at precomputed features.

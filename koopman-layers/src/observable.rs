@@ -73,7 +73,8 @@ impl CoordinateFunction {
                     .collect();
                 let design = Mat::from_fn(grid, k_max, |i, n| ((n + 1) as f64 * xs[i]).sin());
                 let rhs = Mat::from_fn(grid, 1, |i, _| xs[i]);
-                let (b, _) = linalg::lstsq(design.as_ref(), rhs.as_ref(), &SolveOptions::default())?;
+                let (b, _) =
+                    linalg::lstsq(design.as_ref(), rhs.as_ref(), &SolveOptions::default())?;
                 Ok((0..k_max).map(|n| b[(n, 0)]).collect())
             }
         }
@@ -250,8 +251,7 @@ impl VectorObservable {
         for row in z.chunks(d) {
             for &y in &self.nodes {
                 for f in self.frequencies.chunks(d + 1) {
-                    let phase: f64 =
-                        row.iter().zip(f).map(|(x, n)| x * n).sum::<f64>() + y * f[d];
+                    let phase: f64 = row.iter().zip(f).map(|(x, n)| x * n).sum::<f64>() + y * f[d];
                     let (s, c) = phase.sin_cos();
                     cos.push(c);
                     sin.push(s);

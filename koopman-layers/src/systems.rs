@@ -71,7 +71,12 @@ impl Default for VanDerPol {
 
 /// Pairs `(x_0, x_T)` (row-major `n x 2` each) from `x_0 ~ U[-1, 1]^2`, with i.i.d.
 /// `N(0, noise^2)` added to both (paper: 0.01), seeded.
-pub fn van_der_pol_pairs(system: &VanDerPol, n: usize, noise: f64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+pub fn van_der_pol_pairs(
+    system: &VanDerPol,
+    n: usize,
+    noise: f64,
+    seed: u64,
+) -> (Vec<f64>, Vec<f64>) {
     let mu = system.mu;
     let f = move |_t: f64, x: &[f64]| vec![x[1], mu * (1.0 - x[0] * x[0]) * x[1] - x[0]];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -172,7 +177,14 @@ pub fn damped_forced_trajectories(
     let mut out = Vec::with_capacity(n_traj * n_time * 2);
     for _ in 0..n_traj {
         let x0 = [rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)];
-        out.extend(integrate(&f, &x0, 0.0, system.dt, n_time.saturating_sub(1), 4));
+        out.extend(integrate(
+            &f,
+            &x0,
+            0.0,
+            system.dt,
+            n_time.saturating_sub(1),
+            4,
+        ));
     }
     out
 }

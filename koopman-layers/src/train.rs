@@ -234,9 +234,7 @@ impl TrainConfig {
             return Err(LayersError::InvalidArgument("batch size 0".into()));
         }
         if let Some((_, 0)) = &self.checkpoint {
-            return Err(LayersError::InvalidArgument(
-                "checkpoint interval 0".into(),
-            ));
+            return Err(LayersError::InvalidArgument("checkpoint interval 0".into()));
         }
         Ok(())
     }
@@ -328,8 +326,10 @@ fn prepare(model: &DeepKoopmanLayered, data: &SnapshotData) -> Result<Prepared> 
         .snapshots()
         .iter()
         .map(|s| {
-            Ok(Tensor::from_vec(obs.targets(s), (b, data.dim()), model.device())?
-                .to_dtype(model.dtype())?)
+            Ok(
+                Tensor::from_vec(obs.targets(s), (b, data.dim()), model.device())?
+                    .to_dtype(model.dtype())?,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Prepared { features, targets })
@@ -461,7 +461,11 @@ pub fn continuity_regulariser(
             model.dtype(),
             model.device(),
             &|x| Ok(model.apply_exp(a, x)?.sub(&model.apply_exp(b, x)?)?),
-            &|x| Ok(model.apply_exp_adjoint(a, x)?.sub(&model.apply_exp_adjoint(b, x)?)?),
+            &|x| {
+                Ok(model
+                    .apply_exp_adjoint(a, x)?
+                    .sub(&model.apply_exp_adjoint(b, x)?)?)
+            },
         )?;
         total = (total + term)?;
     }

@@ -58,6 +58,7 @@ struct VdpSetup {
     steps: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vdp_test_error(
     ctx: &RunContext,
     setup: &VdpSetup,
@@ -119,8 +120,16 @@ impl Experiment for LayeredVdp {
         for layers in [1usize, 2] {
             let mut errs = Vec::new();
             for &s in &seeds {
-                let (test, train) =
-                    vdp_test_error(ctx, &setup, layers, setup.n_train, 0.01, 0.0, setup.steps, s)?;
+                let (test, train) = vdp_test_error(
+                    ctx,
+                    &setup,
+                    layers,
+                    setup.n_train,
+                    0.01,
+                    0.0,
+                    setup.steps,
+                    s,
+                )?;
                 rows.push(vec![
                     format!("J = {layers}"),
                     s.to_string(),
@@ -138,8 +147,7 @@ impl Experiment for LayeredVdp {
         for weight in [0.0, 1e-5] {
             let mut errs = Vec::new();
             for &s in &seeds {
-                let (test, train) =
-                    vdp_test_error(ctx, &setup, 3, 30, 0.03, weight, reg_steps, s)?;
+                let (test, train) = vdp_test_error(ctx, &setup, 3, 30, 0.03, weight, reg_steps, s)?;
                 reg_rows.push(vec![sci(weight), s.to_string(), sci(train), sci(test)]);
                 errs.push(test);
                 progress.inc(1);
@@ -247,7 +255,7 @@ fn window_run(
     let initial = layer_eigenvalues(&trainer.model, 2000)?;
     let report = trainer.train(&data, &config)?;
     let trained = layer_eigenvalues(&trainer.model, 2000)?;
-    let k = report.losses.len().min(10).max(1);
+    let k = report.losses.len().clamp(1, 10);
     Ok(WindowRun {
         initial,
         trained,
@@ -523,6 +531,10 @@ fn spectrum_shift(a: &[c64], b: &[c64]) -> f64 {
     let mut y: Vec<f64> = b.iter().map(|z| z.norm()).collect();
     x.sort_by(f64::total_cmp);
     y.sort_by(f64::total_cmp);
-    mean(&x.iter().zip(&y).map(|(u, v)| (u - v).abs()).collect::<Vec<_>>())
+    mean(
+        &x.iter()
+            .zip(&y)
+            .map(|(u, v)| (u - v).abs())
+            .collect::<Vec<_>>(),
+    )
 }
-

@@ -80,6 +80,10 @@ enum Command {
         /// Also write the DMD snapshot data as .npy files for the PyDMD peer script.
         #[arg(long)]
         export_dmd_peer: bool,
+        /// Skip the deep Koopman-layered training-step timing (|N| = 1330, J = 2, batch 1000,
+        /// Krylov vs dense exponential).
+        #[arg(long)]
+        skip_layered: bool,
     },
 }
 
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> Result<bool> {
             peer_dir,
             skip_dmd,
             export_dmd_peer,
+            skip_layered,
         } => {
             if radii.iter().any(|&r| r < 1) {
                 return Err(BenchError::Usage("radii must be >= 1".into()));
@@ -217,6 +222,9 @@ fn run(cli: Cli) -> Result<bool> {
                     println!("DMD peer files: {}", peer_dir.display());
                 }
                 report.dmd = Some(timing);
+            }
+            if !skip_layered {
+                report.layered_step = Some(perf::run_layered_step_perf(5, 2, 1000, 3, &dev)?);
             }
             print!("{}", perf::format_table(&report));
             koopman_core::io::write_atomic(&json, &serde_json::to_vec_pretty(&report)?)?;

@@ -94,6 +94,8 @@ pub struct PerfReport {
     pub expv_vs_dense: Vec<ExpvTiming>,
     /// DMD fit timings (filled by [`run_dmd_perf`] when requested).
     pub dmd: Option<DmdTiming>,
+    /// One training step of the deep Koopman-layered model (filled by [`run_layered_step_perf`]).
+    pub layered_step: Option<LayeredStepTiming>,
 }
 
 /// The paper's offset set `M = {-2..2}^2 x {-1..1} \ {0}` (74 offsets).
@@ -192,6 +194,7 @@ pub fn run_perf(
         config: config.clone(),
         expv_vs_dense: entries,
         dmd: None,
+        layered_step: None,
     })
 }
 
@@ -231,7 +234,104 @@ pub fn format_table(report: &PerfReport) -> String {
     if let Some(d) = &report.dmd {
         out.push_str(&format_dmd_table(d));
     }
+    if let Some(l) = &report.layered_step {
+        out.push_str(&format!(
+            "deep Koopman-layered training step (forward + backward + Adam, f64), |N| = {}, |M| = {}, \
+             J = {}, batch {}:\n  Krylov expv {} s (median of {}), dense exponential {} s: {:.1}x\n",
+            l.n,
+            l.m,
+            l.layers,
+            l.batch,
+            sci(l.krylov_seconds),
+            l.krylov_repeats,
+            sci(l.dense_seconds),
+            l.speedup
+        ));
+    }
     out
+}
+
+/// One training step of the deep Koopman-layered model on the Krylov and the dense path.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayeredStepTiming {
+    /// `|N|`.
+    pub n: usize,
+    /// `|M|`.
+    pub m: usize,
+    /// `J`.
+    pub layers: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Median seconds of a Krylov step.
+    pub krylov_seconds: f64,
+    /// Krylov steps timed.
+    pub krylov_repeats: usize,
+    /// Seconds of one dense-exponential step.
+    pub dense_seconds: f64,
+    /// `dense_seconds / krylov_seconds`.
+    pub speedup: f64,
+}
+
+/// Times one training step (end-to-end loss on van der Pol pairs, forward + backward + AdamW
+/// update) of a `J`-layer model over `N = {-r..r}^3 \ {0}`, `M` = [`paper_offsets`], on the
+/// Krylov path (median of `repeats`) and on the dense-exponential path (once), in one process.
+pub fn run_layered_step_perf(
+    radius: i64,
+    layers: usize,
+    batch: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<LayeredStepTiming> {
+    use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
+    use koopman_layers::systems::{van_der_pol_pairs, VanDerPol};
+    use koopman_layers::train::{SnapshotData, TrainConfig, Trainer};
+    use koopman_layers::TorusNormalization;
+    let layered =
+        |e: koopman_layers::LayersError| crate::BenchError::Usage(format!("koopman-layers: {e}"));
+    let (x0, xt) = van_der_pol_pairs(&VanDerPol::default(), batch, 0.01, 0);
+    let all: Vec<f64> = x0.iter().chain(&xt).copied().collect();
+    let norm = TorusNormalization::fit(&all, 2, std::f64::consts::FRAC_PI_2).map_err(layered)?;
+    let data = SnapshotData::new(
+        vec![
+            norm.forward(&x0).map_err(layered)?,
+            norm.forward(&xt).map_err(layered)?,
+        ],
+        2,
+    )
+    .map_err(layered)?;
+    let n = Arc::new(IndexSet::cube(3, radius)?.without_origin()?);
+    let m = paper_offsets()?;
+    let (n_len, m_len) = (n.len(), m.len());
+    let config = TrainConfig {
+        steps: 1,
+        init_std: 0.01,
+        progress: false,
+        ..Default::default()
+    };
+    let builder = DeepKoopmanLayeredBuilder::new(2, n, vec![m]).layers(layers);
+    let mut trainer = Trainer::on(builder, &config, DType::F64, device).map_err(layered)?;
+    let mut times = Vec::with_capacity(repeats.max(1));
+    for step in 0..repeats.max(1) {
+        let t = std::time::Instant::now();
+        trainer.step(&data, &config, step as u64).map_err(layered)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let krylov_seconds = times[times.len() / 2];
+    trainer.model.set_exp_mode(ExpMode::Dense);
+    let t = std::time::Instant::now();
+    trainer.step(&data, &config, 0).map_err(layered)?;
+    let dense_seconds = t.elapsed().as_secs_f64();
+    Ok(LayeredStepTiming {
+        n: n_len,
+        m: m_len,
+        layers,
+        batch,
+        krylov_seconds,
+        krylov_repeats: times.len(),
+        dense_seconds,
+        speedup: dense_seconds / krylov_seconds,
+    })
 }
 
 /// Writes one generator, a start vector and the Krylov result as `.npy` files for the optional

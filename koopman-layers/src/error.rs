@@ -11,14 +11,14 @@
 /// Everything that can go wrong in koopman-layers.
 #[derive(Debug, thiserror::Error)]
 pub enum LayersError {
-    /// An error from koopman-core (numerics, files, model loading).
+    /// An error from koopman-core (numerics, operators, files, model loading).
     #[error(transparent)]
     Core(#[from] koopman_core::CoreError),
     /// An error raised by candle.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
     /// An argument is outside its admissible range (a layer index, a delay or a rank too large
-    /// for the data, ...).
+    /// for the data, J = 0, a learning rate <= 0, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// A saved model's metadata or tensors are inconsistent.
@@ -27,6 +27,23 @@ pub enum LayersError {
     /// Reading or writing JSON metadata failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// Data outside the declared range of the torus normalisation.
+    #[error("data out of range: {0}")]
+    OutOfRange(String),
+    /// Data containing NaN or an infinite value.
+    #[error("non-finite value (NaN or Inf) in {0}")]
+    NonFinite(String),
+    /// Arguments that disagree in shape or dimension (e.g. an index set of the wrong dimension).
+    #[error("shape mismatch: {0}")]
+    ShapeMismatch(String),
+    /// Reading or writing a file failed.
+    #[error("i/o on {path}: {message}")]
+    Io {
+        /// The file involved.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Result alias for koopman-layers.

@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 pub mod conjugacy;
 pub mod krylov;
 pub mod layer_replace;
+pub mod layered;
 
 /// One reproducible experiment.
 pub trait Experiment {
@@ -35,6 +36,9 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(conjugacy::Conjugacy),
         Box::new(layer_replace::YinYangReplace),
         Box::new(layer_replace::MnistReplace),
+        Box::new(layered::LayeredVdp),
+        Box::new(layered::LayeredMeasure),
+        Box::new(layered::LayeredDamped),
     ]
 }
 

@@ -1,0 +1,663 @@
+//! Training of [`DeepKoopmanLayered`]: losses, regularisers, Adam, checkpoints.
+//!
+//! Data are *snapshots* `S_0, ..., S_J` (torus coordinates, `B x d` each) where row `b` of `S_j`
+//! is row `b` of `S_{j-1}` flowed over one window. With only `S_0` and `S_J` (pairs
+//! `(x_0, x_T)`) only the end-to-end loss is available.
+//!
+//! - [`Loss::EndToEnd`]: `mean |G_{1..J}(S_0) - v(S_J)|^2` (paper 6.1);
+//! - [`Loss::WindowWise`]: `sum_j mean |G_j(S_{j-1}) - v(S_j)|^2` (paper 6.2);
+//! - [`Loss::Suffix`]: `sum_j mean |G_{j..J}(S_{j-1}) - v(S_J)|^2` (Corollary 6; one sweep).
+//!
+//! Regularisers: the norm regulariser `sum_j ||e^{L_j}||_2` (Remark 15) and the continuity
+//! regulariser `sum_j ||e^{L_j} - e^{L_{j-1}}||_2`, each 2-norm *estimated by power iteration*
+//! (a few detached iterations of `A^* A`, then the differentiable `||A u||` at the unit iterate
+//! `u`; a lower bound of the 2-norm). Every application is a Krylov `expv` of `L_j` or `L_j^*`, so no
+//! `|N| x |N|` matrix is formed. Optimiser: candle-nn AdamW with weight decay 0.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use koopman_core::IndexSet;
+//! use koopman_layers::model::DeepKoopmanLayeredBuilder;
+//! use koopman_layers::train::{Loss, SnapshotData, TrainConfig, Trainer};
+//!
+//! # fn main() -> koopman_layers::Result<()> {
+//! let n = Arc::new(IndexSet::cube(2, 2)?.without_origin()?);
+//! let m = Arc::new(IndexSet::product_of_ranges(&[(-1, 1), (0, 0)])?.without_origin()?);
+//! let x0: Vec<f64> = (0..20).map(|i| -1.0 + 0.1 * i as f64).collect();
+//! let x1: Vec<f64> = x0.iter().map(|x| 0.9 * x).collect();
+//! let data = SnapshotData::new(vec![x0, x1], 1)?;
+//! let builder = DeepKoopmanLayeredBuilder::new(1, n, vec![m]);
+//! let config = TrainConfig { steps: 5, lr: 1e-2, progress: false, ..Default::default() };
+//! let mut trainer = Trainer::new(builder, &config)?;
+//! let report = trainer.train(&data, &config)?;
+//! assert!(report.losses.last().unwrap() < &report.losses[0]);
+//! # Ok(()) }
+//! ```
+
+use crate::model::{DeepKoopmanLayered, DeepKoopmanLayeredBuilder};
+use crate::{LayersError, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use koopman_core::{ComplexTensor, ToeplitzGenerator};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Snapshots `S_0..S_K` (row-major `B x d` torus coordinates each).
+#[derive(Clone, Debug)]
+pub struct SnapshotData {
+    snapshots: Vec<Vec<f64>>,
+    dim: usize,
+}
+
+impl SnapshotData {
+    /// Checks shapes (at least two snapshots, equal row counts) and finiteness.
+    pub fn new(snapshots: Vec<Vec<f64>>, dim: usize) -> Result<Self> {
+        if dim == 0 {
+            return Err(LayersError::InvalidArgument("state dimension 0".into()));
+        }
+        if snapshots.len() < 2 {
+            return Err(LayersError::InvalidArgument(
+                "at least two snapshots (S_0 and S_J) are needed".into(),
+            ));
+        }
+        let len = snapshots[0].len();
+        if len == 0 || len % dim != 0 {
+            return Err(LayersError::ShapeMismatch(format!(
+                "snapshot of {len} values is not a non-empty set of rows of dimension {dim}"
+            )));
+        }
+        for (j, s) in snapshots.iter().enumerate() {
+            if s.len() != len {
+                return Err(LayersError::ShapeMismatch(format!(
+                    "snapshot {j} has {} values, snapshot 0 has {len}",
+                    s.len()
+                )));
+            }
+            if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+                return Err(LayersError::NonFinite(format!("snapshot {j} (entry {i})")));
+            }
+        }
+        Ok(Self { snapshots, dim })
+    }
+
+    /// Snapshots from trajectories `traj` (row-major `n_traj x n_time x dim`, torus coordinates):
+    /// `S_j` holds the states at times `s + j * window` for every trajectory and every start
+    /// `s < min(window, n_time - windows * window)`.
+    pub fn from_trajectories(
+        traj: &[f64],
+        n_traj: usize,
+        n_time: usize,
+        dim: usize,
+        window: usize,
+        windows: usize,
+    ) -> Result<Self> {
+        if traj.len() != n_traj * n_time * dim {
+            return Err(LayersError::ShapeMismatch(format!(
+                "{} values for {n_traj} x {n_time} x {dim} trajectories",
+                traj.len()
+            )));
+        }
+        if window == 0 || windows == 0 || n_time < windows * window + 1 {
+            return Err(LayersError::InvalidArgument(format!(
+                "{windows} windows of {window} steps need at least {} time steps, got {n_time}",
+                windows * window + 1
+            )));
+        }
+        let starts = window.min(n_time - windows * window);
+        let snapshots = (0..=windows)
+            .map(|j| {
+                let mut s = Vec::with_capacity(n_traj * starts * dim);
+                for i in 0..n_traj {
+                    for t in 0..starts {
+                        let at = (i * n_time + t + j * window) * dim;
+                        s.extend_from_slice(&traj[at..at + dim]);
+                    }
+                }
+                s
+            })
+            .collect();
+        Self::new(snapshots, dim)
+    }
+
+    /// The snapshots.
+    pub fn snapshots(&self) -> &[Vec<f64>] {
+        &self.snapshots
+    }
+
+    /// Rows per snapshot.
+    pub fn rows(&self) -> usize {
+        self.snapshots[0].len() / self.dim
+    }
+
+    /// State dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The rows `rows` of every snapshot.
+    pub fn select(&self, rows: &[usize]) -> Result<Self> {
+        let d = self.dim;
+        let snapshots = self
+            .snapshots
+            .iter()
+            .map(|s| {
+                rows.iter()
+                    .flat_map(|&r| s[r * d..(r + 1) * d].iter().copied())
+                    .collect()
+            })
+            .collect();
+        Self::new(snapshots, d)
+    }
+}
+
+/// The training loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Loss {
+    /// `x_0 -> x_T` through all layers.
+    #[default]
+    EndToEnd,
+    /// Layer `j` maps window `j - 1` to window `j`.
+    WindowWise,
+    /// The suffix products `e^{L_j} ... e^{L_J}` map window `j - 1` to the last.
+    Suffix,
+}
+
+/// Training settings.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// The data loss.
+    pub loss: Loss,
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Adam learning rate (paper: `1e-3`).
+    pub lr: f64,
+    /// Weight of `sum_j ||e^{L_j}||_2`.
+    pub norm_weight: f64,
+    /// Weight of `sum_j ||e^{L_j} - e^{L_{j-1}}||_2`.
+    pub continuity_weight: f64,
+    /// Power iterations per 2-norm estimate.
+    pub power_iterations: usize,
+    /// Rows per mini-batch (`None`: full batch).
+    pub batch_size: Option<usize>,
+    /// Seed of the mini-batches, power-iteration start vectors and initial coefficients.
+    pub seed: u64,
+    /// Standard deviation of the initial coefficients (per real part); 0 starts at `e^L = I`.
+    pub init_std: f64,
+    /// Show an indicatif progress bar.
+    pub progress: bool,
+    /// Write a checkpoint every so many steps (and at the end) to this file.
+    pub checkpoint: Option<(PathBuf, usize)>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            loss: Loss::EndToEnd,
+            steps: 1000,
+            lr: 1e-3,
+            norm_weight: 0.0,
+            continuity_weight: 0.0,
+            power_iterations: 3,
+            batch_size: None,
+            seed: 0,
+            init_std: 1e-3,
+            progress: true,
+            checkpoint: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(LayersError::InvalidArgument(format!(
+                "learning rate must be finite and > 0, got {}",
+                self.lr
+            )));
+        }
+        for (w, name) in [
+            (self.norm_weight, "norm weight"),
+            (self.continuity_weight, "continuity weight"),
+            (self.init_std, "initial std"),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(LayersError::InvalidArgument(format!(
+                    "{name} must be finite and >= 0, got {w}"
+                )));
+            }
+        }
+        if self.batch_size == Some(0) {
+            return Err(LayersError::InvalidArgument("batch size 0".into()));
+        }
+        if let Some((_, 0)) = &self.checkpoint {
+            return Err(LayersError::InvalidArgument("checkpoint interval 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Sets every coefficient variable (`….re`, `….im` under a `coef` path) of `varmap` to seeded
+/// i.i.d. `N(0, std^2)` values (names sorted, so the draw is reproducible).
+pub fn seed_coefficients(varmap: &VarMap, std: f64, seed: u64) -> Result<()> {
+    use rand_distr::{Distribution, Normal};
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| LayersError::InvalidArgument("variable map lock poisoned".into()))?;
+    let mut names: Vec<&String> = data
+        .keys()
+        .filter(|n| n.contains("coef") && (n.ends_with(".re") || n.ends_with(".im")))
+        .collect();
+    names.sort();
+    let normal = Normal::new(0.0, std)
+        .map_err(|e| LayersError::InvalidArgument(format!("initial std: {e}")))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let values: Vec<f64> = (0..var.elem_count())
+            .map(|_| normal.sample(&mut rng))
+            .collect();
+        let t = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Saves all variables of `varmap` to a safetensors file, atomically (temporary file + rename).
+pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<()> {
+    let tensors: HashMap<String, Tensor> = {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| LayersError::InvalidArgument("variable map lock poisoned".into()))?;
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| LayersError::InvalidArgument(format!("bad path {}", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    candle_core::safetensors::save(&tensors, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| LayersError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] into the variables of `varmap` (which must
+/// already exist: build the model first).
+pub fn load_checkpoint(varmap: &mut VarMap, path: &Path) -> Result<()> {
+    varmap.load(path)?;
+    Ok(())
+}
+
+/// Features and targets of a snapshot set, on the model's device.
+struct Prepared {
+    features: Vec<(Tensor, Tensor)>,
+    targets: Vec<Tensor>,
+}
+
+fn prepare(model: &DeepKoopmanLayered, data: &SnapshotData) -> Result<Prepared> {
+    if data.dim() != model.state_dim() {
+        return Err(LayersError::ShapeMismatch(format!(
+            "data of dimension {} for a model of state dimension {}",
+            data.dim(),
+            model.state_dim()
+        )));
+    }
+    let obs = model.observable();
+    let b = data.rows();
+    let features = data
+        .snapshots()
+        .iter()
+        .map(|s| model.features(s))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = data
+        .snapshots()
+        .iter()
+        .map(|s| {
+            Ok(
+                Tensor::from_vec(obs.targets(s), (b, data.dim()), model.device())?
+                    .to_dtype(model.dtype())?,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Prepared { features, targets })
+}
+
+fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    Ok((pred - target)?.sqr()?.mean_all()?)
+}
+
+/// The data loss of `model` on `data` (a scalar tensor, differentiable in the variables).
+pub fn data_loss(model: &DeepKoopmanLayered, data: &SnapshotData, loss: Loss) -> Result<Tensor> {
+    let generators = model.generators()?;
+    let prepared = prepare(model, data)?;
+    loss_from(model, &generators, &prepared, loss)
+}
+
+fn loss_from(
+    model: &DeepKoopmanLayered,
+    generators: &[ToeplitzGenerator],
+    p: &Prepared,
+    loss: Loss,
+) -> Result<Tensor> {
+    let j_count = generators.len();
+    let k = p.features.len();
+    let last = k - 1;
+    match loss {
+        Loss::EndToEnd => {
+            let c = model.suffix_coefficients(generators)?;
+            mse(&model.evaluate(&c[0], &p.features[0])?, &p.targets[last])
+        }
+        Loss::WindowWise | Loss::Suffix => {
+            if k != j_count + 1 {
+                return Err(LayersError::ShapeMismatch(format!(
+                    "{loss:?} loss needs J + 1 = {} snapshots, got {k}",
+                    j_count + 1
+                )));
+            }
+            let coeffs = if loss == Loss::WindowWise {
+                model.window_coefficients(generators)?
+            } else {
+                model.suffix_coefficients(generators)?
+            };
+            let mut total: Option<Tensor> = None;
+            for (j, c) in coeffs.iter().enumerate() {
+                let target = if loss == Loss::WindowWise {
+                    &p.targets[j + 1]
+                } else {
+                    &p.targets[last]
+                };
+                let term = mse(&model.evaluate(c, &p.features[j])?, target)?;
+                total = Some(match total {
+                    None => term,
+                    Some(t) => (t + term)?,
+                });
+            }
+            let total = total.ok_or_else(|| LayersError::InvalidArgument("no layers".into()))?;
+            Ok((total / j_count as f64)?)
+        }
+    }
+}
+
+/// Power-iteration estimate of `||A||_2` for `A` given by `apply` and `apply_adjoint`;
+/// differentiable in the operator (the iterate is detached).
+fn power_norm(
+    dim: usize,
+    iterations: usize,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+    apply: &dyn Fn(&ComplexTensor) -> Result<ComplexTensor>,
+    apply_adjoint: &dyn Fn(&ComplexTensor) -> Result<ComplexTensor>,
+) -> Result<Tensor> {
+    let mut u = ComplexTensor::randn(dim, 1.0, seed, dtype, device)?;
+    let normalise = |x: &ComplexTensor| -> Result<ComplexTensor> {
+        let n = x.norm_f64()?;
+        if n > 0.0 && n.is_finite() {
+            Ok(x.scale_real(1.0 / n)?.detach())
+        } else {
+            Err(LayersError::NonFinite("power iteration vector".into()))
+        }
+    };
+    u = normalise(&u)?;
+    for _ in 0..iterations {
+        let w = apply_adjoint(&apply(&u.detach())?.detach())?;
+        u = normalise(&w)?;
+    }
+    Ok(apply(&u)?.norm()?)
+}
+
+/// `sum_j ||e^{L_j}||_2` (power-iteration estimates).
+pub fn norm_regulariser(
+    model: &DeepKoopmanLayered,
+    generators: &[ToeplitzGenerator],
+    iterations: usize,
+    seed: u64,
+) -> Result<Tensor> {
+    let n = model.index_set().len();
+    let mut total = Tensor::zeros((), model.dtype(), model.device())?;
+    for (j, g) in generators.iter().enumerate() {
+        let term = power_norm(
+            n,
+            iterations,
+            seed.wrapping_add(j as u64),
+            model.dtype(),
+            model.device(),
+            &|x| model.apply_exp(g, x),
+            &|x| model.apply_exp_adjoint(g, x),
+        )?;
+        total = (total + term)?;
+    }
+    Ok(total)
+}
+
+/// `sum_{j >= 2} ||e^{L_j} - e^{L_{j-1}}||_2` (power-iteration estimates).
+pub fn continuity_regulariser(
+    model: &DeepKoopmanLayered,
+    generators: &[ToeplitzGenerator],
+    iterations: usize,
+    seed: u64,
+) -> Result<Tensor> {
+    let n = model.index_set().len();
+    let mut total = Tensor::zeros((), model.dtype(), model.device())?;
+    for (j, pair) in generators.windows(2).enumerate() {
+        let (a, b) = (&pair[1], &pair[0]);
+        let term = power_norm(
+            n,
+            iterations,
+            seed.wrapping_add(1000 + j as u64),
+            model.dtype(),
+            model.device(),
+            &|x| Ok(model.apply_exp(a, x)?.sub(&model.apply_exp(b, x)?)?),
+            &|x| {
+                Ok(model
+                    .apply_exp_adjoint(a, x)?
+                    .sub(&model.apply_exp_adjoint(b, x)?)?)
+            },
+        )?;
+        total = (total + term)?;
+    }
+    Ok(total)
+}
+
+/// The full training objective (data loss plus weighted regularisers).
+pub fn objective(
+    model: &DeepKoopmanLayered,
+    data: &SnapshotData,
+    config: &TrainConfig,
+    seed: u64,
+) -> Result<Tensor> {
+    let generators = model.generators()?;
+    let prepared = prepare(model, data)?;
+    objective_from(model, &generators, &prepared, config, seed)
+}
+
+fn objective_from(
+    model: &DeepKoopmanLayered,
+    generators: &[ToeplitzGenerator],
+    prepared: &Prepared,
+    config: &TrainConfig,
+    seed: u64,
+) -> Result<Tensor> {
+    let mut total = loss_from(model, generators, prepared, config.loss)?;
+    if config.norm_weight > 0.0 {
+        let r = norm_regulariser(model, generators, config.power_iterations, seed)?;
+        total = (total + (r * config.norm_weight)?)?;
+    }
+    if config.continuity_weight > 0.0 && generators.len() > 1 {
+        let r = continuity_regulariser(model, generators, config.power_iterations, seed)?;
+        total = (total + (r * config.continuity_weight)?)?;
+    }
+    Ok(total)
+}
+
+/// What a training run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TrainReport {
+    /// Objective per step (before the update).
+    pub losses: Vec<f64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// A model, its variables and its optimiser.
+pub struct Trainer {
+    /// The model.
+    pub model: DeepKoopmanLayered,
+    /// Its variables.
+    pub varmap: VarMap,
+    optimizer: AdamW,
+}
+
+impl Trainer {
+    /// Builds the model on CPU in f64 from `builder`, draws seeded initial coefficients
+    /// (`config.init_std`, `config.seed`) and sets up AdamW (`config.lr`, weight decay 0).
+    pub fn new(builder: DeepKoopmanLayeredBuilder, config: &TrainConfig) -> Result<Self> {
+        Self::on(builder, config, DType::F64, &Device::Cpu)
+    }
+
+    /// As [`Trainer::new`] with a chosen dtype and device.
+    pub fn on(
+        builder: DeepKoopmanLayeredBuilder,
+        config: &TrainConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
+        let model = builder.build(vb)?;
+        if config.init_std > 0.0 {
+            seed_coefficients(&varmap, config.init_std, config.seed)?;
+        }
+        let optimizer = AdamW::new(
+            varmap.all_vars(),
+            ParamsAdamW {
+                lr: config.lr,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )?;
+        Ok(Self {
+            model,
+            varmap,
+            optimizer,
+        })
+    }
+
+    /// The variables.
+    pub fn vars(&self) -> Vec<Var> {
+        self.varmap.all_vars()
+    }
+
+    /// One step (forward, backward, Adam update) on `data`; returns the objective before it.
+    pub fn step(&mut self, data: &SnapshotData, config: &TrainConfig, step: u64) -> Result<f64> {
+        let generators = self.model.generators()?;
+        let prepared = prepare(&self.model, data)?;
+        let objective = objective_from(&self.model, &generators, &prepared, config, config.seed)?;
+        let value = objective.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(LayersError::NonFinite(format!(
+                "training objective at step {step}"
+            )));
+        }
+        self.optimizer.backward_step(&objective)?;
+        Ok(value)
+    }
+
+    /// Trains for `config.steps` steps (mini-batches drawn with `config.seed`), with an optional
+    /// progress bar and checkpoints.
+    pub fn train(&mut self, data: &SnapshotData, config: &TrainConfig) -> Result<TrainReport> {
+        config.validate()?;
+        let start = std::time::Instant::now();
+        let bar = if config.progress {
+            let bar = indicatif::ProgressBar::new(config.steps as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "train [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            Some(bar)
+        } else {
+            None
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed ^ 0x5eed);
+        let full = match config.batch_size {
+            Some(b) if b < data.rows() => None,
+            _ => Some(data.clone()),
+        };
+        let mut order: Vec<usize> = (0..data.rows()).collect();
+        let mut cursor = data.rows();
+        let mut losses = Vec::with_capacity(config.steps);
+        for step in 0..config.steps {
+            let value = match &full {
+                Some(d) => self.step(d, config, step as u64)?,
+                None => {
+                    let b = config.batch_size.unwrap_or(order.len()).min(order.len());
+                    if cursor + b > order.len() {
+                        order.shuffle(&mut rng);
+                        cursor = 0;
+                    }
+                    let batch = data.select(&order[cursor..cursor + b])?;
+                    cursor += b;
+                    self.step(&batch, config, step as u64)?
+                }
+            };
+            losses.push(value);
+            if let Some(bar) = &bar {
+                bar.set_message(format!("loss {value:.3e}"));
+                bar.inc(1);
+            }
+            if let Some((path, every)) = &config.checkpoint {
+                if (step + 1) % every == 0 || step + 1 == config.steps {
+                    save_checkpoint(&self.varmap, path)?;
+                }
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(TrainReport {
+            losses,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Saves the variables (see [`save_checkpoint`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_checkpoint(&self.varmap, path)
+    }
+
+    /// Loads variables saved by [`Trainer::save`].
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        load_checkpoint(&mut self.varmap, path)
+    }
+}
+
+/// Root-mean-square error of end-to-end predictions from `x0` against `target` (both torus
+/// coordinates, row-major) in the output function's units.
+pub fn rmse(model: &DeepKoopmanLayered, x0: &[f64], target: &[f64]) -> Result<f64> {
+    let pred = model.predict(x0)?;
+    let t = model.observable().targets(target);
+    if pred.len() != t.len() {
+        return Err(LayersError::ShapeMismatch(format!(
+            "{} predictions for {} targets",
+            pred.len(),
+            t.len()
+        )));
+    }
+    let s: f64 = pred.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum();
+    Ok((s / t.len() as f64).sqrt())
+}

@@ -1,0 +1,294 @@
+//! Integration tests of the deep Koopman-layered model (small sizes).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use koopman_core::IndexSet;
+use koopman_layers::analysis::{layer_eigenvalues, mean_unit_circle_distance};
+use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
+use koopman_layers::systems::{van_der_pol_pairs, VanDerPol};
+use koopman_layers::train::{data_loss, objective, Loss, SnapshotData, TrainConfig, Trainer};
+use koopman_layers::{LayersError, TorusNormalization};
+use std::sync::Arc;
+
+fn small_sets() -> (Arc<IndexSet>, Arc<IndexSet>) {
+    let n = Arc::new(
+        IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])
+            .unwrap()
+            .without_origin()
+            .unwrap(),
+    );
+    let m = Arc::new(
+        IndexSet::product_of_ranges(&[(-1, 1), (-1, 1), (-1, 1)])
+            .unwrap()
+            .without_origin()
+            .unwrap(),
+    );
+    (n, m)
+}
+
+fn small_data(rows: usize, snapshots: usize, seed: u64) -> SnapshotData {
+    let (x0, xt) = van_der_pol_pairs(
+        &VanDerPol {
+            steps: 20,
+            ..Default::default()
+        },
+        rows,
+        0.0,
+        seed,
+    );
+    let all: Vec<f64> = x0.iter().chain(&xt).copied().collect();
+    let norm = TorusNormalization::fit(&all, 2, std::f64::consts::FRAC_PI_2).unwrap();
+    let a = norm.forward(&x0).unwrap();
+    let b = norm.forward(&xt).unwrap();
+    let mut s = vec![a.clone()];
+    for j in 1..snapshots {
+        let w = j as f64 / (snapshots - 1) as f64;
+        s.push(
+            a.iter()
+                .zip(&b)
+                .map(|(u, v)| (1.0 - w) * u + w * v)
+                .collect(),
+        );
+    }
+    SnapshotData::new(s, 2).unwrap()
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let (n, m) = small_sets();
+    // data losses: exact gradients; regularisers: the power iterate is detached, so the gradient
+    // is the envelope gradient, exact once the iteration has converged (many iterations here)
+    let cases = [
+        (Loss::EndToEnd, 0.0, 0.0, 1e-5),
+        (Loss::WindowWise, 0.0, 0.0, 1e-5),
+        (Loss::Suffix, 0.0, 0.0, 1e-5),
+        (Loss::EndToEnd, 0.1, 0.1, 1e-3),
+    ];
+    for (loss, norm_weight, continuity_weight, tol) in cases {
+        let config = TrainConfig {
+            loss,
+            steps: 0,
+            init_std: 0.05,
+            norm_weight,
+            continuity_weight,
+            power_iterations: if norm_weight > 0.0 { 40 } else { 3 },
+            progress: false,
+            seed: 3,
+            ..Default::default()
+        };
+        let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone()])
+            .layers(2)
+            .expv_config(koopman_core::ExpvConfig {
+                tol: 1e-13,
+                ..Default::default()
+            });
+        let trainer = Trainer::new(builder, &config).unwrap();
+        let data = small_data(12, 3, 1);
+        let f = objective(&trainer.model, &data, &config, 7).unwrap();
+        let grads = f.backward().unwrap();
+        let mut checked = 0;
+        let vars = trainer.vars();
+        let take = if norm_weight > 0.0 { 1 } else { 4 };
+        for var in vars.into_iter().take(take) {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            let base = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            {
+                let idx = base.len() / 2;
+                let h = 1e-6;
+                let eval = |delta: f64| {
+                    let mut v = base.clone();
+                    v[idx] += delta;
+                    var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    let out = objective(&trainer.model, &data, &config, 7)
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap();
+                    var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    out
+                };
+                let fd = (eval(h) - eval(-h)) / (2.0 * h);
+                let err = (fd - g[idx]).abs() / g[idx].abs().max(1e-3);
+                assert!(
+                    err < tol,
+                    "{loss:?} (reg {norm_weight}): d/d{idx} analytic {} fd {fd} rel {err}",
+                    g[idx]
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 1);
+    }
+}
+
+#[test]
+fn krylov_and_dense_paths_agree_and_conjugate_symmetry_gives_unitary_free_real_field() {
+    let (n, m) = small_sets();
+    let config = TrainConfig {
+        init_std: 0.05,
+        progress: false,
+        ..Default::default()
+    };
+    for symmetric in [false, true] {
+        for factors in [1usize, 2] {
+            let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone(); factors])
+                .layers(2)
+                .conjugate_symmetric(symmetric)
+                .expv_config(koopman_core::ExpvConfig {
+                    tol: 1e-12,
+                    ..Default::default()
+                });
+            let mut trainer = Trainer::new(builder, &config).unwrap();
+            let z = [0.3, -0.2, 1.0, 0.5, -1.2, 0.1];
+            let a = trainer.model.predict(&z).unwrap();
+            trainer.model.set_exp_mode(ExpMode::Dense);
+            let b = trainer.model.predict(&z).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() < 1e-9,
+                    "R = {factors}, sym = {symmetric}: {x} vs {y}"
+                );
+            }
+            if symmetric {
+                // a real vector field: the full series G is real up to round-off
+                let g = trainer.model.generators().unwrap();
+                let c = trainer.model.suffix_coefficients(&g).unwrap()[0].clone();
+                let feats = trainer.model.features(&z).unwrap();
+                let im = (feats.0.matmul(&c.im().unsqueeze(1).unwrap()).unwrap()
+                    + feats.1.matmul(&c.re().unsqueeze(1).unwrap()).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+                assert!(im < 1e-9, "imaginary part {im}");
+            }
+        }
+    }
+}
+
+#[test]
+fn training_reduces_the_loss_and_checkpoints_round_trip() {
+    let (n, m) = small_sets();
+    let data = small_data(40, 3, 2);
+    let dir = std::env::temp_dir().join(format!("koopman-layers-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ckpt.safetensors");
+    for loss in [Loss::EndToEnd, Loss::WindowWise, Loss::Suffix] {
+        let config = TrainConfig {
+            loss,
+            steps: 15,
+            lr: 1e-2,
+            batch_size: Some(16),
+            progress: false,
+            checkpoint: Some((path.clone(), 5)),
+            ..Default::default()
+        };
+        let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone()]).layers(2);
+        let mut trainer = Trainer::new(builder.clone(), &config).unwrap();
+        let before = data_loss(&trainer.model, &data, loss)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let report = trainer.train(&data, &config).unwrap();
+        assert_eq!(report.losses.len(), 15);
+        let after = data_loss(&trainer.model, &data, loss)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(after < before, "{loss:?}: {after} !< {before}");
+        // reload into a fresh model
+        let fresh = TrainConfig {
+            init_std: 0.0,
+            ..config.clone()
+        };
+        let mut other = Trainer::new(builder, &fresh).unwrap();
+        other.load(&path).unwrap();
+        let z = &data.snapshots()[0][..8];
+        assert_eq!(
+            trainer.model.predict(z).unwrap(),
+            other.model.predict(z).unwrap()
+        );
+    }
+    let eig = layer_eigenvalues(
+        &Trainer::new(
+            DeepKoopmanLayeredBuilder::new(2, n, vec![m]),
+            &TrainConfig {
+                init_std: 0.0,
+                progress: false,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .model,
+        500,
+    )
+    .unwrap();
+    // zero coefficients: e^L = I
+    assert!(mean_unit_circle_distance(&eig) < 1e-12);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let (n, m) = small_sets();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    // J = 0
+    let err = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone()])
+        .layers(0)
+        .build(vb.clone());
+    assert!(matches!(err, Err(LayersError::InvalidArgument(ref s)) if s.contains("J")));
+    // index set of the wrong dimension
+    let n2 = Arc::new(IndexSet::cube(2, 2).unwrap().without_origin().unwrap());
+    let err = DeepKoopmanLayeredBuilder::new(2, n2, vec![m.clone()]).build(vb.pp("b"));
+    assert!(matches!(err, Err(LayersError::ShapeMismatch(_))));
+    let m2 = Arc::new(IndexSet::cube(2, 1).unwrap().without_origin().unwrap());
+    let err = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m2]).build(vb.pp("c"));
+    assert!(matches!(err, Err(LayersError::ShapeMismatch(_))));
+    // data out of range and NaN
+    let norm = TorusNormalization::fit(&[0.0, 0.0, 1.0, 1.0], 2, 1.5).unwrap();
+    assert!(matches!(
+        norm.forward(&[0.5, 7.0]),
+        Err(LayersError::OutOfRange(_))
+    ));
+    assert!(matches!(
+        norm.forward(&[0.5, f64::NAN]),
+        Err(LayersError::NonFinite(_))
+    ));
+    assert!(matches!(
+        SnapshotData::new(vec![vec![0.0, f64::NAN], vec![0.0, 0.0]], 2),
+        Err(LayersError::NonFinite(_))
+    ));
+    let model = DeepKoopmanLayeredBuilder::new(2, n, vec![m])
+        .build(vb.pp("d"))
+        .unwrap();
+    assert!(matches!(
+        model.predict(&[0.1, f64::INFINITY]),
+        Err(LayersError::NonFinite(_))
+    ));
+    assert!(matches!(
+        model.predict(&[0.1, 0.2, 0.3]),
+        Err(LayersError::ShapeMismatch(_))
+    ));
+    // bad training settings
+    let bad = TrainConfig {
+        lr: -1.0,
+        ..Default::default()
+    };
+    assert!(bad.validate().is_err());
+}

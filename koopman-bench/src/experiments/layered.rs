@@ -161,8 +161,9 @@ impl Experiment for LayeredVdp {
                 Comparison {
                     quantity: "test RMSE, 30 noisy samples, J = 3: norm reg. 1e-5 vs none".into(),
                     paper: "regulariser lowers test error".into(),
-                    measured: format!("{} vs {}", sci(by_reg[1]), sci(by_reg[0])),
-                    holds: Some(by_reg[1] < by_reg[0]),
+                    measured: format!("{:.5} vs {:.5}", by_reg[1], by_reg[0]),
+                    // A difference below 0.1% is noise, not an effect of the regulariser.
+                    holds: Some(by_reg[1] < by_reg[0] * (1.0 - 1e-3)),
                 },
             ],
             tables: vec![

@@ -12,7 +12,7 @@ if [ ! -x .venv-peers/bin/python ]; then
 fi
 rm -rf reports/peer
 for r in "${radii[@]}"; do
-  cargo run --release -q -p koopman-bench -- perf --radii "$r" --max-dense 0 \
+  cargo run --release -q -p koopman-bench -- perf --radii "$r" --max-dense 0 --skip-dmd --skip-layered \
     --json "reports/peer/perf_r$r.json" --export-peer "$r" --peer-dir reports/peer
 done
 .venv-peers/bin/python koopman-bench/peers/scipy_expm_multiply.py reports/peer

@@ -559,7 +559,15 @@ impl Trainer {
 
     /// The variables.
     pub fn vars(&self) -> Vec<Var> {
-        self.varmap.all_vars()
+        // In name order, so that callers (tests, checkpoints, reports) see a stable order; the
+        // VarMap itself is a hash map.
+        let data = self.varmap.data().lock().map(|d| {
+            let mut named: Vec<(String, Var)> =
+                d.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named.into_iter().map(|(_, v)| v).collect::<Vec<_>>()
+        });
+        data.unwrap_or_else(|_| self.varmap.all_vars())
     }
 
     /// One step (forward, backward, Adam update) on `data`; returns the objective before it.

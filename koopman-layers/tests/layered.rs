@@ -71,7 +71,7 @@ fn gradient_matches_finite_differences() {
             init_std: 0.05,
             norm_weight,
             continuity_weight,
-            power_iterations: if norm_weight > 0.0 { 40 } else { 3 },
+            power_iterations: if norm_weight > 0.0 { 100 } else { 3 },
             progress: false,
             seed: 3,
             ..Default::default()
@@ -88,6 +88,7 @@ fn gradient_matches_finite_differences() {
         let grads = f.backward().unwrap();
         let mut checked = 0;
         let vars = trainer.vars();
+        // vars() is in name order, so the regularised case checks the same parameter every run
         let take = if norm_weight > 0.0 { 1 } else { 4 };
         for var in vars.into_iter().take(take) {
             let g = grads

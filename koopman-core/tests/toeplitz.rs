@@ -15,6 +15,18 @@ fn paper_sets(radius: i64) -> Result<(Arc<IndexSet>, Arc<IndexSet>)> {
     Ok((Arc::new(n), Arc::new(m)))
 }
 
+/// Trainable copies `(re, im)` of a generator's coefficients, indexed `[k][r]`.
+fn coefficient_vars(base: &ToeplitzGenerator) -> Result<Vec<Vec<(Var, Var)>>> {
+    base.coeffs()
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|a| Ok((Var::from_tensor(a.re())?, Var::from_tensor(a.im())?)))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
+}
+
 test_device!(
     matches_dense_definition,
     matches_dense_cpu,
@@ -134,15 +146,7 @@ fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
         DType::F64,
         dev,
     )?;
-    let vars: Vec<Vec<(Var, Var)>> = base
-        .coeffs()
-        .iter()
-        .map(|g| {
-            g.iter()
-                .map(|a| Ok((Var::from_tensor(a.re())?, Var::from_tensor(a.im())?)))
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<_>>()?;
+    let vars = coefficient_vars(&base)?;
     let time = Var::from_tensor(&Tensor::new(0.8f64, dev)?)?;
     let v = ComplexTensor::randn(n_set.len(), 1.0, 32, DType::F64, dev)?;
     let probe = ComplexTensor::randn(n_set.len(), 1.0, 33, DType::F64, dev)?;
@@ -309,15 +313,7 @@ fn cpu_kernel_matches_portable_ops() -> Result<()> {
             DType::F64,
             &dev,
         )?;
-        let vars: Vec<Vec<(Var, Var)>> = base
-            .coeffs()
-            .iter()
-            .map(|g| {
-                g.iter()
-                    .map(|a| Ok((Var::from_tensor(a.re())?, Var::from_tensor(a.im())?)))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
+        let vars = coefficient_vars(&base)?;
         let coeffs: Vec<Vec<ComplexTensor>> = vars
             .iter()
             .map(|g| {

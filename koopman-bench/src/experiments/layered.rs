@@ -265,6 +265,30 @@ fn write_svg(ctx: &RunContext, name: &str, title: &str, sets: &[(&str, &[c64])])
     Ok(name.to_string())
 }
 
+/// Sizes of the window-wise experiments on T^2 (quick or paper): trajectories, time steps, Adam
+/// steps and `N = {-r..r}^2 x {-2..2} \ {0}`.
+struct WindowSizes {
+    n_traj: usize,
+    n_time: usize,
+    steps: usize,
+    index_set: Arc<IndexSet>,
+}
+
+impl WindowSizes {
+    fn pick(ctx: &RunContext) -> Result<Self> {
+        let radius = ctx.pick(2, 5);
+        Ok(Self {
+            n_traj: ctx.pick(40, 1000),
+            n_time: 120,
+            steps: ctx.pick(100, 3000),
+            index_set: Arc::new(
+                IndexSet::product_of_ranges(&[(-radius, radius), (-radius, radius), (-2, 2)])?
+                    .without_origin()?,
+            ),
+        })
+    }
+}
+
 /// The registered experiment `layered_measure`.
 pub struct LayeredMeasure;
 
@@ -281,15 +305,14 @@ impl Experiment for LayeredMeasure {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(3);
-        let (n_traj, n_time) = (ctx.pick(40, 1000), 120);
-        let radius = ctx.pick(2, 5);
-        let steps = ctx.pick(100, 3000);
+        let WindowSizes {
+            n_traj,
+            n_time,
+            steps,
+            index_set,
+        } = WindowSizes::pick(ctx)?;
         let system = MeasurePreserving::default();
         let traj = measure_preserving_trajectories(&system, n_traj, n_time, ctx.seed);
-        let index_set = Arc::new(
-            IndexSet::product_of_ranges(&[(-radius, radius), (-radius, radius), (-2, 2)])?
-                .without_origin()?,
-        );
         let run = window_run(
             ctx,
             &traj,
@@ -416,16 +439,15 @@ impl Experiment for LayeredDamped {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(1);
-        let (n_traj, n_time) = (ctx.pick(40, 1000), 120);
-        let radius = ctx.pick(2, 5);
-        let steps = ctx.pick(100, 3000);
+        let WindowSizes {
+            n_traj,
+            n_time,
+            steps,
+            index_set,
+        } = WindowSizes::pick(ctx)?;
         let system = DampedForced::default();
         let traj = damped_forced_trajectories(&system, n_traj, n_time, ctx.seed);
         let norm = TorusNormalization::fit(&traj, 2, FRAC_PI_2)?;
-        let index_set = Arc::new(
-            IndexSet::product_of_ranges(&[(-radius, radius), (-radius, radius), (-2, 2)])?
-                .without_origin()?,
-        );
         let run = window_run(
             ctx,
             &traj,

@@ -38,6 +38,9 @@ pub enum BenchError {
     /// An error from koopman-layers.
     #[error(transparent)]
     Layers(#[from] koopman_layers::LayersError),
+    /// An error from koopman-train.
+    #[error(transparent)]
+    Train(#[from] koopman_train::TrainError),
     /// An error from candle.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

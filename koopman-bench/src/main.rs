@@ -211,6 +211,11 @@ fn run(cli: Cli) -> Result<bool> {
             })?;
             pb.finish_and_clear();
             let mut report = report;
+            if !dev.is_cpu() {
+                // CPU and GPU side by side, measured in this process (the CLI's CPU reference)
+                report.cpu_reference =
+                    Some(perf::run_perf(&config, &candle_core::Device::Cpu, |_| {})?.expv_vs_dense);
+            }
             if !skip_dmd {
                 let dmd_config = perf::DmdPerfConfig::default();
                 let timing = perf::run_dmd_perf(&dmd_config)?;

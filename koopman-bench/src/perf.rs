@@ -96,6 +96,9 @@ pub struct PerfReport {
     pub dmd: Option<DmdTiming>,
     /// One training step of the deep Koopman-layered model (filled by [`run_layered_step_perf`]).
     pub layered_step: Option<LayeredStepTiming>,
+    /// The same expv sizes timed on the CPU in the same process, when the run is on a GPU
+    /// (printed side by side by [`format_table`]).
+    pub cpu_reference: Option<Vec<ExpvTiming>>,
 }
 
 /// The paper's offset set `M = {-2..2}^2 x {-1..1} \ {0}` (74 offsets).
@@ -195,7 +198,34 @@ pub fn run_perf(
         expv_vs_dense: entries,
         dmd: None,
         layered_step: None,
+        cpu_reference: None,
     })
+}
+
+/// CPU against the report's device, size by size (expv and one matvec; ratios > 1: the device is
+/// faster).
+pub fn format_device_comparison(report: &PerfReport, cpu: &[ExpvTiming]) -> String {
+    let mut out = format!("CPU vs {} (same process, f64)\n", report.device);
+    out.push_str(&format!(
+        "{:>7} {:>12} {:>12} {:>9} {:>12} {:>12} {:>9}\n",
+        "|N|", "cpu expv", "dev expv", "ratio", "cpu matvec", "dev matvec", "ratio"
+    ));
+    for e in &report.expv_vs_dense {
+        let Some(c) = cpu.iter().find(|c| c.n == e.n) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "{:>7} {:>12} {:>12} {:>8.1}x {:>12} {:>12} {:>8.1}x\n",
+            e.n,
+            sci(c.expv_seconds),
+            sci(e.expv_seconds),
+            c.expv_seconds / e.expv_seconds,
+            sci(c.matvec_seconds),
+            sci(e.matvec_seconds),
+            c.matvec_seconds / e.matvec_seconds
+        ));
+    }
+    out
 }
 
 /// The report as a printable table.
@@ -230,6 +260,9 @@ pub fn format_table(report: &PerfReport) -> String {
             sci(e.matvec_seconds),
             e.matvec_ns_per_entry
         ));
+    }
+    if let Some(cpu) = &report.cpu_reference {
+        out.push_str(&format_device_comparison(report, cpu));
     }
     if let Some(d) = &report.dmd {
         out.push_str(&format_dmd_table(d));

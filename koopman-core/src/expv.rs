@@ -352,8 +352,16 @@ impl KrylovStepper<'_> {
             ..Default::default()
         };
         let normv = v.norm_f64()?;
-        if t == 0.0 || normv == 0.0 || self.anorm == 0.0 {
+        if t == 0.0 || normv == 0.0 {
+            // exact, derivatives included: t is a plain number, so d/dA exp(0 A) v = 0
             return Ok((v.clone(), report));
+        }
+        if self.anorm == 0.0 {
+            // A = 0: exp(tA) v = v + t A v exactly; the first-order term keeps the derivative
+            // d/dA exp(tA) v = t dA v in the graph, so training can start from zero coefficients.
+            report.matvecs = 1;
+            let first_order = self.op.apply(v)?.scale_real(t)?;
+            return Ok((v.add(&first_order)?, report));
         }
         let n = self.op.dim();
         let m = self.config.krylov_dim.min(n);

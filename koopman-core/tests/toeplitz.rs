@@ -128,19 +128,25 @@ fn expv_on_generator(dev: &Device) -> Result<()> {
     Ok(())
 }
 
-// Finite-difference check of d loss / d coefficients (and time) through expv, f64.
+// Finite-difference check of d loss / d coefficients (and time) through expv, f64: a random
+// generator with R = 2 factors, and the zero generator with R = 1 (where expv takes its shortcut,
+// which must keep the first-order derivative so that training can start from zero coefficients).
 test_device!(gradient_wrt_parameters, grad_params_cpu, grad_params_cuda);
 fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
+    gradient_wrt_parameters_at(dev, 0.15, 2)?;
+    gradient_wrt_parameters_at(dev, 0.0, 1)
+}
+
+fn gradient_wrt_parameters_at(dev: &Device, scale: f64, r: usize) -> Result<()> {
     let n_set =
         Arc::new(IndexSet::product_of_ranges(&[(-3, 3), (-3, 3), (-1, 1)])?.without_origin()?);
     let m_set =
         Arc::new(IndexSet::product_of_ranges(&[(-1, 1), (-1, 1), (-1, 1)])?.without_origin()?);
     let d = 3;
-    let r = 2;
     let base = ToeplitzGenerator::random(
         n_set.clone(),
         vec![m_set.clone(); r],
-        0.15,
+        scale,
         1.0,
         31,
         DType::F64,
@@ -189,14 +195,17 @@ fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
     let grads = value.backward()?;
     let h = 1e-6;
     let mut checked = 0;
-    for (k, rr, idx, imag) in [
+    let cases = [
         (0, 0, 0, false),
         (1, 1, 7, true),
         (2, 0, 13, false),
         (2, 1, 25, true),
         (0, 1, 4, true),
-    ] {
-        assert!(k < d && rr < r);
+        (1, 0, 9, true),
+    ];
+    let expected = cases.iter().filter(|c| c.1 < r).count();
+    for (k, rr, idx, imag) in cases.into_iter().filter(|c| c.1 < r) {
+        assert!(k < d);
         let var = if imag { &vars[k][rr].1 } else { &vars[k][rr].0 };
         let analytic = grads
             .get(var.as_tensor())
@@ -218,6 +227,13 @@ fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
             rel < 1e-5,
             "d/da[{k},{rr},{idx},{imag}]: fd {fd} vs autograd {analytic}"
         );
+        if scale == 0.0 {
+            // at A = 0 the derivative t dA v is not zero: the check must not pass vacuously
+            assert!(
+                fd.abs() > 1e-3,
+                "zero generator: derivative {fd} unexpectedly ~0"
+            );
+        }
         checked += 1;
     }
     // Time derivative.
@@ -233,7 +249,7 @@ fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
         (fd_t - analytic_t).abs() / fd_t.abs().max(1e-3) < 1e-5,
         "d/dt: fd {fd_t} vs {analytic_t}"
     );
-    assert_eq!(checked, 5);
+    assert_eq!(checked, expected);
     Ok(())
 }
 

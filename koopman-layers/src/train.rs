@@ -38,6 +38,7 @@ use crate::model::{DeepKoopmanLayered, DeepKoopmanLayeredBuilder};
 use crate::{LayersError, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use koopman_core::complex::dtype_epsilon;
 use koopman_core::{ComplexTensor, ToeplitzGenerator};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -414,6 +415,13 @@ fn power_norm(
     u = normalise(&u)?;
     for _ in 0..iterations {
         let w = apply_adjoint(&apply(&u.detach())?.detach())?;
+        if w.norm_f64()? <= dtype_epsilon(dtype).powi(2) {
+            // ||A* A u|| ~ ||A||^2 <= eps^2 for the unit vector u: A is zero to working precision
+            // (equal neighbouring layers in the continuity term, zero coefficients). Its norm is 0
+            // and 0 is a subgradient; the 2-norm has no derivative there, and normalising a
+            // (sub)denormal iterate would overflow to NaN.
+            return Ok(Tensor::zeros((), dtype, device)?);
+        }
         u = normalise(&w)?;
     }
     Ok(apply(&u)?.norm()?)

@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 use koopman_bench::experiments;
-use koopman_bench::perf::{format_table, run_perf, PerfConfig};
+use koopman_bench::perf::{format_device_comparison, format_table, run_perf, PerfConfig};
 use koopman_bench::report::{
     render_markdown, write_reports, Comparison, ExperimentReport, Outcome, RunContext,
 };
@@ -29,6 +29,13 @@ fn perf_run_measures_expv_against_dense() {
     assert_eq!(report.expv_vs_dense[0].n, 26);
     assert_eq!(report.expv_vs_dense[1].n, 124);
     assert!(format_table(&report).contains("124"));
+    // the CPU-vs-device table (on a GPU run the reference is the CPU; here both are the CPU)
+    let mut with_reference = report.clone();
+    with_reference.cpu_reference = Some(report.expv_vs_dense.clone());
+    assert!(format_table(&with_reference).contains("CPU vs cpu"));
+    let table = format_device_comparison(&report, &report.expv_vs_dense);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert_eq!(table.matches(" 1.0x").count(), 4, "{table}");
 }
 
 #[test]

@@ -225,6 +225,7 @@ fn window_run(
     function: CoordinateFunction,
     index_set: Arc<IndexSet>,
     steps: usize,
+    init_std: f64,
 ) -> Result<WindowRun> {
     let z = norm.forward(traj)?;
     let data = SnapshotData::from_trajectories(&z, n_traj, n_time, 2, 20, 5)?;
@@ -239,7 +240,7 @@ fn window_run(
         continuity_weight: 0.01,
         power_iterations: ctx.pick(1, 3),
         batch_size: Some(ctx.pick(200, 500)),
-        init_std: 0.02,
+        init_std,
         seed: ctx.seed,
         progress: false,
         ..Default::default()
@@ -322,6 +323,7 @@ impl Experiment for LayeredMeasure {
             CoordinateFunction::Sine,
             index_set.clone(),
             steps,
+            0.02,
         )?;
         progress.inc(1);
         let dictionary = state_dictionary(&index_set, 2)?;
@@ -457,10 +459,15 @@ impl Experiment for LayeredDamped {
             CoordinateFunction::Identity,
             index_set.clone(),
             steps,
+            0.0,
         )?;
         progress.inc(1);
         let max_abs = |s: &[c64]| s.iter().map(|z| z.norm()).fold(0.0f64, f64::max);
         let mean_abs = |s: &[c64]| mean(&s.iter().map(|z| z.norm()).collect::<Vec<_>>());
+        let fraction = |s: &[c64], keep: &dyn Fn(f64) -> bool| {
+            s.iter().filter(|z| keep(z.norm())).count() as f64 / s.len().max(1) as f64
+        };
+        let inside = |s: &[c64]| fraction(s, &|r| r < 1.0 - 1e-3);
         let mut rows = Vec::new();
         let mut worst = 0.0f64;
         for (j, s) in run.trained.iter().enumerate() {
@@ -470,6 +477,8 @@ impl Experiment for LayeredDamped {
                 format!("{:.4}", max_abs(&run.initial[j])),
                 format!("{:.4}", max_abs(s)),
                 format!("{:.4}", mean_abs(s)),
+                format!("{:.3}", inside(s)),
+                format!("{:.3}", fraction(s, &|r| r > 1.0 + 1e-3)),
                 format!(
                     "{:.4}",
                     if j == 0 {
@@ -480,6 +489,8 @@ impl Experiment for LayeredDamped {
                 ),
             ]);
         }
+        let inside_first = run.trained.first().map_or(0.0, |s| inside(s));
+        let inside_last = run.trained.last().map_or(0.0, |s| inside(s));
         let sets: Vec<(String, &[c64])> = run
             .trained
             .iter()
@@ -497,12 +508,20 @@ impl Experiment for LayeredDamped {
             name: self.name().into(),
             title: "Deep Koopman-layered model: damped forced oscillator".into(),
             paper: self.paper().into(),
-            comparisons: vec![Comparison {
-                quantity: "largest |lambda| over all layers".into(),
-                paper: "inside the unit disk (criterion <= 1 + 1e-3)".into(),
-                measured: format!("{worst:.5}"),
-                holds: Some(worst <= 1.0 + 1e-3),
-            }],
+            comparisons: vec![
+                Comparison {
+                    quantity: "largest |lambda| over all layers".into(),
+                    paper: "inside the unit disk (criterion <= 1 + 1e-3)".into(),
+                    measured: format!("{worst:.5}"),
+                    holds: Some(worst <= 1.0 + 1e-3),
+                },
+                Comparison {
+                    quantity: "share of |lambda| < 1 - 1e-3, first vs last layer".into(),
+                    paper: "fewer inside the circle as j grows (forcing grows with t)".into(),
+                    measured: format!("{inside_first:.3} vs {inside_last:.3}"),
+                    holds: Some(inside_last < inside_first),
+                },
+            ],
             tables: vec![Table {
                 title: format!(
                     "Per layer (|N| = {}, |M| = 74, {n_traj} trajectories x {n_time} steps, windows \
@@ -517,6 +536,8 @@ impl Experiment for LayeredDamped {
                     "max |lambda| at init",
                     "max |lambda|",
                     "mean |lambda|",
+                    "share |lambda| < 1 - 1e-3",
+                    "share |lambda| > 1 + 1e-3",
                     "mean ||lambda| change| vs previous layer (sorted moduli)",
                 ]
                 .map(String::from)
@@ -527,13 +548,22 @@ impl Experiment for LayeredDamped {
                 "x'' = -alpha x' - x + a sin(b t), alpha = {}, a = {}, b = {}, dt = {}, RK4; x0 ~ \
                  U[-1, 1]^2; affine normalisation to [-pi/2, pi/2]^2; conjugate-symmetric \
                  coefficients, 5 layers, window-wise loss, continuity weight 0.01, AdamW lr 1e-3, \
-                 batch 200 (quick) / 500 (full), initial coefficients N(0, 0.02^2). Plot radius {:.2}.",
+                 batch 200 (quick) / 500 (full). Coefficients start at zero (e^{{L_j}} = I, every \
+                 |lambda| = 1), so every departure from the unit circle is learned from the data. \
+                 Plot radius {:.2}.",
                 system.alpha,
                 system.a,
                 system.b,
                 system.dt,
                 worst.max(1.1)
-            )],
+            ),
+            "Why eigenvalues leave the disk: for a real field v, the compressed generator \
+             satisfies Q_N (L + L*) Q_N^* = -Q_N M_{div v} Q_N^* (multiplication by the \
+             divergence), so the real parts of L's eigenvalues lie in [-max div v / 2, -min div v \
+             / 2]. A volume-contracting (damped) field has div v < 0 somewhere, which allows \
+             |lambda(e^L)| > 1 in the Fourier basis of L^2(T^d); only div v >= 0 everywhere \
+             forces the unit disk. The paper reports 'many' eigenvalues inside, not all."
+                .into()],
             files: vec![svg],
             seconds: start.elapsed().as_secs_f64(),
         })

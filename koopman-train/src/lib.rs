@@ -10,6 +10,7 @@
 //! This crate builds on koopman-core's estimators and spectra; the training tools are added by the
 //! Koopman-stepping and training-analysis issues.
 
+pub mod analysis;
 pub mod error;
 
 pub use error::{Result, TrainError};

@@ -1,0 +1,7 @@
+//! Koopman analysis of training (paper 001, SPEC section 4.2).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`depth`] | frequencies of a sampled signal by FFT and Hankel DMD; the depth rule `gamma = (6 f)^2`, `L = min{l : rho^l gamma_0 >= gamma_max}` |
+
+pub mod depth;

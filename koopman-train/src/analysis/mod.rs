@@ -3,5 +3,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`depth`] | frequencies of a sampled signal by FFT and Hankel DMD; the depth rule `gamma = (6 f)^2`, `L = min{l : rho^l gamma_0 >= gamma_max}` |
+//! | [`sobolev`] | negative-Sobolev losses 1 and 2 (DFT by matmul), the network with per-layer auxiliary outputs |
 
 pub mod depth;
+pub mod sobolev;

@@ -21,7 +21,7 @@
 //! let mut obs = TrainingObserver::new(vec![("w".into(), w.clone())])?;
 //! let mut monitor = ConvergenceMonitor::new(ConvergenceConfig {
 //!     observable: Observable::Weights,
-//!     important: 2,
+//!     important: 1,
 //!     min_snapshots: 4,
 //!     ..Default::default()
 //! })?;

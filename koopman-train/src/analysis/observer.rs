@@ -87,6 +87,28 @@ impl TrainingObserver {
         Self::new(vars)
     }
 
+    /// The first `snapshots` records re-targeted onto other variables of the same shapes (a
+    /// copy of the model forked at that epoch), so the algorithms that write weights act on the
+    /// copy.
+    pub fn fork(&self, snapshots: usize, vars: Vec<(String, Var)>) -> Result<Self> {
+        self.check_count(snapshots, 1, "fork")?;
+        if vars.len() != self.vars.len()
+            || vars
+                .iter()
+                .zip(&self.vars)
+                .any(|((_, a), (_, b))| a.dims() != b.dims())
+        {
+            return Err(TrainError::ShapeMismatch(
+                "a fork needs variables of the same shapes, in the same order".into(),
+            ));
+        }
+        Ok(Self {
+            vars,
+            weights: self.weights[..snapshots].to_vec(),
+            losses: self.losses[..snapshots].to_vec(),
+        })
+    }
+
     /// The observed variables.
     pub fn vars(&self) -> &[(String, Var)] {
         &self.vars
@@ -519,12 +541,11 @@ mod tests {
             min_snapshots: 6,
             ..Default::default()
         })?;
-        let mut prefix = TrainingObserver::new(obs.vars().to_vec())?;
-        for t in 0..25 {
-            prefix.weights.push(obs.weights(t)?.to_vec());
-            prefix.losses.push(obs.losses()[t]);
-            monitor.check(&prefix)?;
+        for t in 1..=25 {
+            monitor.check(&obs.fork(t, obs.vars().to_vec())?)?;
         }
+        assert!(obs.fork(26, obs.vars().to_vec()).is_err());
+        assert!(obs.fork(3, Vec::new()).is_err());
         assert_eq!(monitor.fired_at(), Some(6));
         assert_eq!(monitor.history().len(), 24);
         // Checks below min_snapshots never fire; the last check still sees the fixed point.

@@ -223,6 +223,16 @@ fn rrr() -> RrrConfig {
     }
 }
 
+/// DMD_RRR for the spectra of training: rank by `s_i / s_1 > 1e-2` of the column-scaled
+/// snapshots (the directions below 1% of the leading one are fitted noise: with the full rank the
+/// amplitudes of spurious high-residual pairs rival the physical ones).
+fn spectrum_rrr() -> RrrConfig {
+    RrrConfig {
+        tol: 1e-2,
+        ..Default::default()
+    }
+}
+
 /// Delay window for the loss observable with `m` snapshots: half the snapshots, at most 50.
 fn loss_delays(m: usize) -> usize {
     (m / 2).clamp(1, 50)
@@ -250,9 +260,9 @@ impl Experiment for TrainSpectrum {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        let data = load(ctx, ctx.pick(3000, 8000))?;
-        let epochs = ctx.pick(60, 1000);
-        let counts: Vec<usize> = ctx.pick(vec![10, 25, 61], vec![50, 100, 500]);
+        let data = load(ctx, ctx.pick(2000, 8000))?;
+        let epochs = ctx.pick(100, 1000);
+        let counts: Vec<usize> = ctx.pick(vec![10, 30, 101], vec![50, 100, 500]);
         let important = 5;
         let (vm, mlp) = new_mlp(ctx.seed, &ctx.device)?;
         let mut obs = TrainingObserver::from_varmap(&vm, |_| true)?;
@@ -260,9 +270,9 @@ impl Experiment for TrainSpectrum {
             observable: Observable::Weights,
             important,
             tol: 0.05,
-            fraction: 0.6,
-            min_snapshots: 5,
-            rrr: rrr(),
+            fraction: 0.4,
+            min_snapshots: 10,
+            rrr: spectrum_rrr(),
         };
         let mut monitor = ConvergenceMonitor::new(monitor_cfg.clone())?;
         let mut opt = adam(&vm)?;
@@ -289,10 +299,10 @@ impl Experiment for TrainSpectrum {
         let mut fractions_w = Vec::new();
         for &m in &counts {
             let m = m.min(obs.len());
-            let wfit = obs.weight_fit(m, &rrr())?;
+            let wfit = obs.weight_fit(m, &spectrum_rrr())?;
             let (wtop, wf) = important_near_one(&wfit, important, 0.05);
             let h = loss_delays(m);
-            let lfit = obs.loss_fit(m, h, &rrr())?;
+            let lfit = obs.loss_fit(m, h, &spectrum_rrr())?;
             let (ltop, lf) = important_near_one(&lfit, important, 0.05);
             fractions_w.push(wf);
             rows.push(vec![
@@ -376,7 +386,7 @@ impl Experiment for TrainSpectrum {
                     holds: Some(grows),
                 },
                 Comparison {
-                    quantity: "monitor (weights, >= 60% of 5 important eigenvalues within 0.05 of 1) fires".into(),
+                    quantity: "monitor (weights, >= 40% of 5 important eigenvalues within 0.05 of 1, from 10 snapshots) fires".into(),
                     paper: "after the loss has flattened".into(),
                     measured: match fired_epoch {
                         Some(e) => format!(
@@ -423,8 +433,8 @@ impl Experiment for TrainSpectrum {
                     data.y_tr.dims()[0],
                     data.y_val.dims()[0]
                 ),
-                "Important = the 5 eigenvalues of largest amplitude |b_j| (coefficient of the unit-norm mode in the first snapshot). DMD_RRR with relative rank tolerance 1e-10; the loss observable uses a delay window of half the snapshots (at most 50).".into(),
-                "The paper trains a CNN for 1000 epochs (snapshot counts 40/50, 100, 500); at quick sizes the counts are 10, 25 and all 61 snapshots.".into(),
+                "Important = the 5 eigenvalues of largest amplitude |b_j| (coefficient of the unit-norm mode in the first snapshot). DMD_RRR with relative rank tolerance 1e-2 on the column-scaled snapshots (with 1e-10 the full-rank fit adds spurious pairs with residuals 0.5-1 whose amplitudes rival the physical modes, and the fraction stays at 0.2 whatever the count); the loss observable uses a delay window of half the snapshots (at most 50).".into(),
+                "The paper trains a CNN for 1000 epochs (snapshot counts 40/50, 100, 500); at quick sizes the counts are 10, 30 and all 101 snapshots.".into(),
             ],
             files,
             seconds: start.elapsed().as_secs_f64(),
@@ -491,7 +501,7 @@ impl Experiment for TrainPruning {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        let data = load(ctx, ctx.pick(3000, 8000))?;
+        let data = load(ctx, ctx.pick(2000, 8000))?;
         let total = ctx.pick(40, 1000);
         let (early, late) = ctx.pick((10, 25), (100, 500));
         let epsilon = 0.05;

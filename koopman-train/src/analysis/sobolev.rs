@@ -12,7 +12,9 @@
 //!
 //! - **Loss 1**: `sum_l L_l(h, f_l)`, `L_l = sum_m sum_{||k||_1 = s(l)} w(k) |h^(m)(k) -
 //!   f_l^(m)(k)|^2`: the auxiliary output `f_l = C_l z_l` of hidden layer `l` is fitted at the
-//!   scale `s(l)` only ([`SobolevLoss::loss1`], outputs from [`SobolevNet::forward_aux`]).
+//!   scale `s(l)` only ([`SobolevLoss::loss1`], outputs from [`SobolevNet::forward_aux`]); the
+//!   signal it reconstructs is the sum over layers of each layer's own scale
+//!   ([`SobolevLoss::shell_synthesis`]).
 //! - **Loss 2**: the same shells `s(0), ..., s(L-1)` all applied to the final output `f_{L-1}`
 //!   ([`SobolevLoss::loss2`]).
 //!
@@ -41,7 +43,7 @@
 //! ```
 
 use crate::error::{Result, TrainError};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use koopman_core::Activation;
 
@@ -104,29 +106,19 @@ impl SobolevConfig {
     }
 }
 
-/// One shell `||k||_1 = s`: the real and imaginary quadrature rows and the shell weight
-/// (`w(s)`, doubled for `s > 0`).
-#[derive(Clone, Debug)]
-struct Shell {
-    cos: Tensor,
-    sin: Tensor,
-    weight: f64,
-}
-
-impl Shell {
-    /// `weight * sum_m |DFT_s(r^(m))|^2` for a residual `r` of shape `(n, M)`.
-    fn energy(&self, residual: &Tensor) -> Result<Tensor> {
-        let re = self.cos.matmul(residual)?;
-        let im = self.sin.matmul(residual)?;
-        Ok(((re.sqr()? + im.sqr()?)?.sum_all()? * self.weight)?)
-    }
-}
-
 /// The negative-Sobolev losses for fixed sample points and `L` layers; see the
-/// [module documentation](self).
+/// [module documentation](self). The shells are stored stacked (`L x n` cosine and sine
+/// quadrature rows and `L` weights), so each loss is a few batched matmuls.
 #[derive(Clone, Debug)]
 pub struct SobolevLoss {
-    shells: Vec<Shell>,
+    /// `cos(omega_l x_j) / n`, shape `(L, 1, n)`.
+    cos: Tensor,
+    /// `-sin(omega_l x_j) / n`, shape `(L, 1, n)`.
+    sin: Tensor,
+    /// `w(s(l))`, doubled for `s(l) > 0`, shape `(L, 1, 1)`.
+    weights: Tensor,
+    /// `omega_l = 2 pi s(l) / P`.
+    omegas: Vec<f64>,
     samples: usize,
 }
 
@@ -140,104 +132,168 @@ impl SobolevLoss {
                 "a Sobolev loss needs at least one layer".into(),
             ));
         }
-        let n = x.elem_count();
-        if x.rank() > 2 || (x.rank() == 2 && x.dims()[1] != 1) || n == 0 {
-            return Err(TrainError::ShapeMismatch(format!(
-                "sample points must be (n,) or (n, 1) with n >= 1, got {:?}",
-                x.dims()
-            )));
-        }
-        let xs = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        if let Some(j) = xs.iter().position(|v| !v.is_finite()) {
-            return Err(TrainError::NonFinite(format!("sample point {j}")));
-        }
+        let xs = sample_points(x)?;
+        let n = xs.len();
         let (dtype, device) = (x.dtype(), x.device());
-        let shells = (0..layers)
-            .map(|l| shell(&xs, config.scale.scale(l), config, dtype, device))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { shells, samples: n })
+        let mut cos = Vec::with_capacity(layers * n);
+        let mut sin = Vec::with_capacity(layers * n);
+        let mut weights = Vec::with_capacity(layers);
+        let mut omegas = Vec::with_capacity(layers);
+        for l in 0..layers {
+            let s = config.scale.scale(l);
+            let k = s as f64;
+            let omega = 2.0 * std::f64::consts::PI * k / config.period;
+            cos.extend(xs.iter().map(|x| (omega * x).cos() / n as f64));
+            sin.extend(xs.iter().map(|x| -(omega * x).sin() / n as f64));
+            let multiplicity = if s == 0 { 1.0 } else { 2.0 };
+            weights.push(
+                multiplicity
+                    * (1.0 + (2.0 * std::f64::consts::PI * k).powi(2)).powf(-config.exponent),
+            );
+            omegas.push(omega);
+        }
+        let t = |v: Vec<f64>, shape: (usize, usize, usize)| -> Result<Tensor> {
+            Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
+        };
+        Ok(Self {
+            cos: t(cos, (layers, 1, n))?,
+            sin: t(sin, (layers, 1, n))?,
+            weights: t(weights, (layers, 1, 1))?,
+            omegas,
+            samples: n,
+        })
     }
 
     /// Number of layers (shells).
     pub fn layers(&self) -> usize {
-        self.shells.len()
+        self.omegas.len()
     }
 
-    fn residual(&self, h: &Tensor, f: &Tensor, what: &str) -> Result<Tensor> {
-        let want = [self.samples];
-        let ok = |t: &Tensor| {
-            (t.rank() == 2 && t.dims()[0] == self.samples) || t.dims() == want.as_slice()
-        };
-        if !ok(h) || !ok(f) || h.dims() != f.dims() {
+    fn check(&self, t: &Tensor, what: &str) -> Result<Tensor> {
+        let ok = (t.rank() == 2 && t.dims()[0] == self.samples)
+            || (t.rank() == 1 && t.dims()[0] == self.samples);
+        if !ok {
             return Err(TrainError::ShapeMismatch(format!(
-                "{what}: target {:?} and output {:?} must both be (n, M) with n = {}",
-                h.dims(),
-                f.dims(),
+                "{what} has shape {:?}; expected (n, M) or (n,) with n = {}",
+                t.dims(),
                 self.samples
             )));
         }
-        let r = (h - f)?;
-        Ok(if r.rank() == 1 { r.unsqueeze(1)? } else { r })
+        Ok(if t.rank() == 1 {
+            t.unsqueeze(1)?
+        } else {
+            t.clone()
+        })
+    }
+
+    /// `sum_l w_l sum_m |DFT_{s(l)}(r_l^(m))|^2` for residuals stacked as `(L, n, M)`.
+    fn energy(&self, residuals: &Tensor) -> Result<Tensor> {
+        let re = self.cos.matmul(residuals)?;
+        let im = self.sin.matmul(residuals)?;
+        Ok((re.sqr()? + im.sqr()?)?
+            .broadcast_mul(&self.weights)?
+            .sum_all()?)
     }
 
     /// Loss 1: shell `s(l)` of `aux[l]` against the target, summed over the `L` layers.
     pub fn loss1(&self, h: &Tensor, aux: &[Tensor]) -> Result<Tensor> {
-        if aux.len() != self.shells.len() {
+        if aux.len() != self.layers() {
             return Err(TrainError::ShapeMismatch(format!(
                 "loss 1 needs one auxiliary output per layer: {} given, {} layers",
                 aux.len(),
-                self.shells.len()
+                self.layers()
             )));
         }
-        let mut total: Option<Tensor> = None;
-        for (l, (shell, f)) in self.shells.iter().zip(aux).enumerate() {
-            let e = shell.energy(&self.residual(h, f, &format!("layer {l}"))?)?;
-            total = Some(match total {
-                None => e,
-                Some(t) => (t + e)?,
-            });
-        }
-        total.ok_or_else(|| TrainError::InvalidArgument("no layers".into()))
+        let h = self.check(h, "target")?;
+        let residuals = aux
+            .iter()
+            .enumerate()
+            .map(|(l, f)| {
+                let f = self.check(f, &format!("auxiliary output {l}"))?;
+                if f.dims() != h.dims() {
+                    return Err(TrainError::ShapeMismatch(format!(
+                        "auxiliary output {l} {:?} vs target {:?}",
+                        f.dims(),
+                        h.dims()
+                    )));
+                }
+                Ok((&h - &f)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.energy(&Tensor::stack(&residuals, 0)?)
     }
 
     /// Loss 2: every shell `s(0), ..., s(L-1)` applied to the final output.
     pub fn loss2(&self, h: &Tensor, output: &Tensor) -> Result<Tensor> {
-        let r = self.residual(h, output, "output")?;
+        let h = self.check(h, "target")?;
+        let f = self.check(output, "output")?;
+        if f.dims() != h.dims() {
+            return Err(TrainError::ShapeMismatch(format!(
+                "output {:?} vs target {:?}",
+                f.dims(),
+                h.dims()
+            )));
+        }
+        let r = (h - f)?.unsqueeze(0)?;
+        let l = self.layers();
+        let (n, m) = (self.samples, r.dims()[2]);
+        self.energy(&r.broadcast_as((l, n, m))?.contiguous()?)
+    }
+
+    /// The scale-by-scale reconstruction behind loss 1: the shell-`s(l)` Fourier component of
+    /// `aux[l]` (sampled at this loss's points), summed over the layers and evaluated at
+    /// `x_eval` (`(p,)` or `(p, 1)`); returns `(p, M)`. For real functions shell `s > 0`
+    /// contributes `2 (c cos(omega x) + s sin(omega x))` with `c`, `s` the cosine and sine
+    /// quadratures, shell 0 the mean.
+    pub fn shell_synthesis(&self, aux: &[Tensor], x_eval: &Tensor) -> Result<Tensor> {
+        if aux.len() != self.layers() {
+            return Err(TrainError::ShapeMismatch(format!(
+                "{} auxiliary outputs for {} layers",
+                aux.len(),
+                self.layers()
+            )));
+        }
+        let xs = sample_points(x_eval)?;
+        let (dtype, device) = (self.cos.dtype(), self.cos.device());
         let mut total: Option<Tensor> = None;
-        for shell in &self.shells {
-            let e = shell.energy(&r)?;
+        for (l, f) in aux.iter().enumerate() {
+            let f = self.check(f, &format!("auxiliary output {l}"))?;
+            // re = c, im = -s in the module's convention; the component is 2 (re cos + (-im) sin).
+            let re = self.cos.get(l)?.matmul(&f)?;
+            let im = self.sin.get(l)?.matmul(&f)?;
+            let omega = self.omegas[l];
+            let factor = if omega == 0.0 { 1.0 } else { 2.0 };
+            let basis = |g: fn(f64) -> f64| -> Result<Tensor> {
+                Ok(Tensor::from_vec(
+                    xs.iter().map(|x| factor * g(omega * x)).collect::<Vec<f64>>(),
+                    (xs.len(), 1),
+                    device,
+                )?
+                .to_dtype(dtype)?)
+            };
+            let part = (basis(f64::cos)?.matmul(&re)? - basis(f64::sin)?.matmul(&im)?)?;
             total = Some(match total {
-                None => e,
-                Some(t) => (t + e)?,
+                None => part,
+                Some(t) => (t + part)?,
             });
         }
         total.ok_or_else(|| TrainError::InvalidArgument("no layers".into()))
     }
 }
 
-fn shell(
-    xs: &[f64],
-    s: usize,
-    config: &SobolevConfig,
-    dtype: DType,
-    device: &Device,
-) -> Result<Shell> {
-    let n = xs.len() as f64;
-    let k = s as f64;
-    let omega = 2.0 * std::f64::consts::PI * k / config.period;
-    let cos: Vec<f64> = xs.iter().map(|x| (omega * x).cos() / n).collect();
-    let sin: Vec<f64> = xs.iter().map(|x| -(omega * x).sin() / n).collect();
-    let multiplicity = if s == 0 { 1.0 } else { 2.0 };
-    let weight =
-        multiplicity * (1.0 + (2.0 * std::f64::consts::PI * k).powi(2)).powf(-config.exponent);
-    let row = |v: Vec<f64>| -> Result<Tensor> {
-        Ok(Tensor::from_vec(v, (1, xs.len()), device)?.to_dtype(dtype)?)
-    };
-    Ok(Shell {
-        cos: row(cos)?,
-        sin: row(sin)?,
-        weight,
-    })
+fn sample_points(x: &Tensor) -> Result<Vec<f64>> {
+    let n = x.elem_count();
+    if x.rank() == 0 || x.rank() > 2 || (x.rank() == 2 && x.dims()[1] != 1) || n == 0 {
+        return Err(TrainError::ShapeMismatch(format!(
+            "sample points must be (n,) or (n, 1) with n >= 1, got {:?}",
+            x.dims()
+        )));
+    }
+    let xs = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    if let Some(j) = xs.iter().position(|v| !v.is_finite()) {
+        return Err(TrainError::NonFinite(format!("sample point {j}")));
+    }
+    Ok(xs)
 }
 
 /// A fully connected network whose every hidden layer `l` has an auxiliary linear output
@@ -314,8 +370,9 @@ impl Module for SobolevNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
     use candle_nn::VarMap;
+    use std::f64::consts::PI;
 
     fn points(n: usize, dev: &Device) -> Result<Tensor> {
         // Scattered points on [0, 2).
@@ -471,6 +528,49 @@ mod tests {
         let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         assert_eq!(direct, value(&tensors)?.to_scalar::<f64>()?);
         fd_check(&value, &vars)
+    }
+
+    koopman_core::test_device!(synthesis_recovers_trig_polynomial, synthesis_cpu, synthesis_cuda);
+    /// On a uniform grid the shell synthesis of a trigonometric polynomial of wavenumbers
+    /// `0..L-1` reproduces it everywhere.
+    fn synthesis_recovers_trig_polynomial(dev: &Device) -> Result<()> {
+        let n = 16;
+        let h = |x: f64| 1.0 + (PI * x).cos() - 0.5 * (2.0 * PI * x).sin() + 0.25 * (3.0 * PI * x + 0.3).cos();
+        let xs: Vec<f64> = (0..n).map(|j| 2.0 * j as f64 / n as f64).collect();
+        let x = Tensor::from_vec(xs.clone(), (n, 1), dev)?;
+        let hv = Tensor::from_vec(xs.iter().map(|&x| h(x)).collect::<Vec<f64>>(), (n, 1), dev)?;
+        let loss = SobolevLoss::new(
+            &x,
+            4,
+            &SobolevConfig {
+                period: 2.0,
+                ..Default::default()
+            },
+        )?;
+        let aux = vec![hv.clone(); 4];
+        let xe: Vec<f64> = (0..7).map(|j| 0.13 + 0.27 * j as f64).collect();
+        let got = loss
+            .shell_synthesis(&aux, &Tensor::from_vec(xe.clone(), 7, dev)?)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        for (g, x) in got.iter().zip(&xe) {
+            assert!((g - h(*x)).abs() < 64.0 * f64::EPSILON, "{g} vs {}", h(*x));
+        }
+        // Fewer layers: only the lower wavenumbers come back.
+        let two = SobolevLoss::new(
+            &x,
+            2,
+            &SobolevConfig {
+                period: 2.0,
+                ..Default::default()
+            },
+        )?;
+        let low = two
+            .shell_synthesis(&aux[..2], &Tensor::from_vec(vec![0.5f64], 1, dev)?)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        assert!((low[0] - (1.0 + (PI * 0.5).cos())).abs() < 64.0 * f64::EPSILON);
+        Ok(())
     }
 
     #[test]

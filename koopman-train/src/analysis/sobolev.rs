@@ -265,7 +265,9 @@ impl SobolevLoss {
             let factor = if omega == 0.0 { 1.0 } else { 2.0 };
             let basis = |g: fn(f64) -> f64| -> Result<Tensor> {
                 Ok(Tensor::from_vec(
-                    xs.iter().map(|x| factor * g(omega * x)).collect::<Vec<f64>>(),
+                    xs.iter()
+                        .map(|x| factor * g(omega * x))
+                        .collect::<Vec<f64>>(),
                     (xs.len(), 1),
                     device,
                 )?
@@ -530,12 +532,18 @@ mod tests {
         fd_check(&value, &vars)
     }
 
-    koopman_core::test_device!(synthesis_recovers_trig_polynomial, synthesis_cpu, synthesis_cuda);
+    koopman_core::test_device!(
+        synthesis_recovers_trig_polynomial,
+        synthesis_cpu,
+        synthesis_cuda
+    );
     /// On a uniform grid the shell synthesis of a trigonometric polynomial of wavenumbers
     /// `0..L-1` reproduces it everywhere.
     fn synthesis_recovers_trig_polynomial(dev: &Device) -> Result<()> {
         let n = 16;
-        let h = |x: f64| 1.0 + (PI * x).cos() - 0.5 * (2.0 * PI * x).sin() + 0.25 * (3.0 * PI * x + 0.3).cos();
+        let h = |x: f64| {
+            1.0 + (PI * x).cos() - 0.5 * (2.0 * PI * x).sin() + 0.25 * (3.0 * PI * x + 0.3).cos()
+        };
         let xs: Vec<f64> = (0..n).map(|j| 2.0 * j as f64 / n as f64).collect();
         let x = Tensor::from_vec(xs.clone(), (n, 1), dev)?;
         let hv = Tensor::from_vec(xs.iter().map(|&x| h(x)).collect::<Vec<f64>>(), (n, 1), dev)?;

@@ -528,6 +528,27 @@ mod tests {
         Ok(())
     }
 
+    /// The paper's headline: h(x) = x + sin(2 pi x^4) on [0, 2], FFT, rho = 2, frequencies
+    /// above the paper's epsilon = 0.01 (max h - min h): the chirp's band 0.5..31.5 gives 7
+    /// layers with rho on the width, 13 with rho on gamma as printed.
+    #[test]
+    fn paper_chirp_depth() -> Result<()> {
+        let (v, dx) = sample(|x| x + (2.0 * PI * x.powi(4)).sin(), 0.0, 2.0, 2048)?;
+        let gamma = estimate_depth(&v, dx, &DepthConfig::default())?;
+        assert_eq!((gamma.f_min, gamma.f_max), (0.5, 31.5));
+        assert_eq!((gamma.depth, gamma.layers), (12, 13));
+        let width = estimate_depth(
+            &v,
+            dx,
+            &DepthConfig {
+                step: ScaleStep::Width,
+                ..Default::default()
+            },
+        )?;
+        assert_eq!(width.layers, 7);
+        Ok(())
+    }
+
     #[test]
     fn bad_input_is_a_clear_error() -> Result<()> {
         let (c, dx) = sample(|_| 3.0, 0.0, 2.0, 64)?;

@@ -1054,7 +1054,7 @@ impl Experiment for SobolevNoise {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
         let n = ctx.pick(500, 2000);
-        let steps = ctx.pick(700, 10000);
+        let steps = ctx.pick(1200, 10000);
         let lr = ctx.pick(5e-3, 2e-3);
         let layers = 9;
         let levels = [0.05, 0.5, 1.0];
@@ -1172,7 +1172,7 @@ impl Experiment for SobolevNoise {
                     "h(x) = x + sin(2πx⁴) at {n} equispaced points of [0, 2], noise eta = level (max h - min h) N(0, 1), 75/25 random train/test split; network: {layers} hidden layers of 20 tanh units, one linear auxiliary output per hidden layer (the last is the output), f64, full-batch Adam lr {lr} for {steps} steps, same seed for every loss."
                 ),
                 "Sobolev losses with s(l) = l, period 2 (x/2 on the torus), weights (1 + (2πk)²)^(-1/2), Fourier coefficients by quadrature over the training points (a DFT matmul). Loss 1 fits shell s(l) at the auxiliary output of layer l and constrains nothing else of it, so its reconstruction is each layer's own scale (the shell-s(l) Fourier component of its auxiliary output) summed over the layers, as the hierarchical model S(x) = Σ a_l (the plain sum of the auxiliary outputs, tried first, carries their unconstrained components: RMSE 1.8-9); L2 and loss 2 use the final output.".into(),
-                "Reading the trace table: loss 1 sets 17 Fourier coefficients (wavenumbers 0..8 of period 2) and does not change once they are fitted, so its error is bounded below by the part of h above wavenumber 8 (the chirp beyond x ≈ 1) plus the noise in those coefficients; the L2 network keeps fitting the noise as training goes on, so whether loss 1 beats it depends on the training length (at --full sizes 10,000 steps).".into(),
+                "Reading the trace table: loss 1 sets 17 Fourier coefficients (wavenumbers 0..8 of period 2) and does not change once they are fitted, so its error is bounded below by the part of h above wavenumber 8 (the chirp beyond x ≈ 1) plus the noise in those coefficients; the L2 network keeps fitting the noise as training goes on, so whether loss 1 beats it depends on the training length. The quick size was first run with 700 steps, where L2 was still ahead at noise 0.5 (RMSE 0.626 vs 0.646); 1,200 steps is the quick size now (--full: 10,000).".into(),
             ],
             files,
             seconds: start.elapsed().as_secs_f64(),

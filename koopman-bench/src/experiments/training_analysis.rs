@@ -264,6 +264,7 @@ impl Experiment for TrainSpectrum {
         let epochs = ctx.pick(100, 1000);
         let counts: Vec<usize> = ctx.pick(vec![10, 30, 101], vec![50, 100, 500]);
         let important = 5;
+        let check_every = ctx.pick(1, 25);
         let (vm, mlp) = new_mlp(ctx.seed, &ctx.device)?;
         let mut obs = TrainingObserver::from_varmap(&vm, |_| true)?;
         let monitor_cfg = ConvergenceConfig {
@@ -286,7 +287,11 @@ impl Experiment for TrainSpectrum {
             train_loss.push(l);
             val_loss.push(cross_entropy(&mlp, &data.x_val, &data.y_val)?);
             obs.record(l)?;
-            monitor.check(&obs)?;
+            // Every epoch at quick sizes; every 25th at --full (each check is a thin SVD of
+            // the parameters x snapshots matrix).
+            if e % check_every == 0 || e == epochs {
+                monitor.check(&obs)?;
+            }
             if e < epochs {
                 epoch(&mut opt, &mlp, &data, &mut rng, None)?;
             }

@@ -7,7 +7,7 @@
 //! Adam lr 1e-3, batch 64) is trained on the MNIST subset under `$KOOPMAN_DATA_DIR/mnist`, for a
 //! few dozen epochs at quick sizes and with the paper's epoch counts at `--full`.
 
-use super::Experiment;
+use super::{mnist_dir, mnist_missing, Experiment};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -31,25 +31,10 @@ use koopman_train::koopman_core::dmd::RrrConfig;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use std::f64::consts::PI;
-use std::path::PathBuf;
 
 const PAPER: &str =
     "001 Manojlović et al., Applications of Koopman Mode Analysis to Neural Networks";
 const SIZES: [usize; 4] = [784, 32, 32, 10];
-
-fn mnist_dir(ctx: &RunContext) -> Option<PathBuf> {
-    ctx.data_dir.as_ref().map(|d| d.join("mnist"))
-}
-
-fn mnist_missing(ctx: &RunContext) -> Option<String> {
-    match mnist_dir(ctx) {
-        None => Some("KOOPMAN_DATA_DIR is not set (expects $KOOPMAN_DATA_DIR/mnist)".into()),
-        Some(d) if !koopman_core::mnist::mnist_files_present(&d) => {
-            Some(format!("MNIST IDX files not found in {}", d.display()))
-        }
-        _ => None,
-    }
-}
 
 /// Training, validation (the last digits of the training file) and test sets.
 struct Data {

@@ -44,9 +44,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use koopman_core::dmd::{dmd_rrr, hankel_dmd, HankelConfig, HankelEstimator, RrrConfig};
 use koopman_core::faer::Mat;
+use koopman_core::mlp::{optimizer_step, shuffled_batches};
 use koopman_core::spectrum::Spectrum;
 use koopman_core::KoopmanFit;
-use rand::seq::SliceRandom;
 
 /// Per-epoch snapshots of a set of named variables and of the training loss.
 #[derive(Clone, Debug)]
@@ -431,24 +431,13 @@ where
         )));
     }
     let mut order: Vec<u32> = (0..n as u32).collect();
-    order.shuffle(rng);
+    let batches = shuffled_batches(&mut order, batch_size, rng, device)?;
     let mut sum = 0.0;
-    let mut batches = 0usize;
-    for chunk in order.chunks(batch_size) {
-        let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
-        let l = loss(&idx)?;
-        let value = l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite(format!(
-                "batch loss in batch {batches}"
-            )));
-        }
-        optimizer.backward_step(&l)?;
+    for (step, idx) in batches.iter().enumerate() {
+        sum += optimizer_step(optimizer, &loss(idx)?, step)?;
         after_step()?;
-        sum += value;
-        batches += 1;
     }
-    Ok(sum / batches as f64)
+    Ok(sum / batches.len() as f64)
 }
 
 #[cfg(test)]

@@ -556,25 +556,15 @@ where
     let mut steps = 0usize;
     let mut epoch_losses = Vec::with_capacity(config.epochs);
     for _ in 0..config.epochs {
-        order.shuffle(&mut rng);
         let mut sum = 0.0;
-        for chunk in order.chunks(config.batch_size) {
+        for idx in shuffled_batches(&mut order, config.batch_size, &mut rng, device)? {
             if config.final_lr_fraction != 1.0 {
                 let progress = steps as f64 / total;
                 let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
                 let f = config.final_lr_fraction + (1.0 - config.final_lr_fraction) * cos;
                 opt.set_learning_rate(config.lr * f);
             }
-            let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
-            let l = loss(&idx)?;
-            let value = l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !value.is_finite() {
-                return Err(CoreError::NonFinite(format!(
-                    "training loss at step {steps}"
-                )));
-            }
-            sum += value;
-            opt.backward_step(&l)?;
+            sum += optimizer_step(&mut opt, &loss(&idx)?, steps)?;
             steps += 1;
         }
         epoch_losses.push(sum / batches_per_epoch as f64);
@@ -583,6 +573,37 @@ where
         epoch_losses,
         steps,
     })
+}
+
+/// Shuffles `order` in place and cuts it into mini-batches of at most `batch_size` sample
+/// indices, as `u32` tensors on `device` (the last batch may be smaller).
+pub fn shuffled_batches(
+    order: &mut [u32],
+    batch_size: usize,
+    rng: &mut rand::rngs::StdRng,
+    device: &Device,
+) -> Result<Vec<Tensor>> {
+    if batch_size == 0 {
+        return Err(CoreError::InvalidArgument("batch size must be >= 1".into()));
+    }
+    order.shuffle(rng);
+    order
+        .chunks(batch_size)
+        .map(|chunk| Ok(Tensor::from_slice(chunk, chunk.len(), device)?))
+        .collect()
+}
+
+/// One optimizer step on a scalar loss; returns the loss value, or an error naming `step` when
+/// it is NaN or infinite (no step is taken then).
+pub fn optimizer_step<O: Optimizer>(optimizer: &mut O, loss: &Tensor, step: usize) -> Result<f64> {
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    if !value.is_finite() {
+        return Err(CoreError::NonFinite(format!(
+            "training loss at step {step}"
+        )));
+    }
+    optimizer.backward_step(loss)?;
+    Ok(value)
 }
 
 fn check_classification(x: &Tensor, y: &Tensor) -> Result<usize> {

@@ -9,7 +9,11 @@
 //!
 //! This crate builds on koopman-core's estimators and spectra; the training tools are added by the
 //! Koopman-stepping and training-analysis issues.
+//!
+//! [`analysis`] holds the training analysis of paper 001: the observer and convergence monitor,
+//! Koopman-mode pruning, depth from spectra and the negative-Sobolev losses.
 
+pub mod analysis;
 pub mod error;
 
 pub use error::{Result, TrainError};

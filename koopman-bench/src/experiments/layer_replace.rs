@@ -19,7 +19,6 @@ use koopman_layers::replace::{
     fit_hybrid, HybridConfig, HybridModel, ReadoutKind, ScaledLayer, ScalingConfig, ScalingInit,
     Trajectories,
 };
-use std::path::PathBuf;
 
 /// One fitted grid point.
 struct GridPoint {
@@ -574,9 +573,7 @@ impl Experiment for YinYangReplace {
 /// The registered experiment `mnist`.
 pub struct MnistReplace;
 
-fn mnist_dir(ctx: &RunContext) -> Option<PathBuf> {
-    ctx.data_dir.as_ref().map(|d| d.join("mnist"))
-}
+use super::{mnist_dir, mnist_missing};
 
 fn median_time<F: FnMut() -> Result<()>>(mut f: F, repeats: usize) -> Result<f64> {
     let mut t = Vec::new();
@@ -604,13 +601,7 @@ impl Experiment for MnistReplace {
     }
 
     fn missing_data(&self, ctx: &RunContext) -> Option<String> {
-        match mnist_dir(ctx) {
-            None => Some("KOOPMAN_DATA_DIR is not set (expects $KOOPMAN_DATA_DIR/mnist)".into()),
-            Some(d) if !koopman_core::mnist::mnist_files_present(&d) => {
-                Some(format!("MNIST IDX files not found in {}", d.display()))
-            }
-            _ => None,
-        }
+        mnist_missing(ctx)
     }
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {

@@ -12,6 +12,23 @@ pub mod conjugacy;
 pub mod krylov;
 pub mod layer_replace;
 pub mod layered;
+pub mod training_analysis;
+
+/// `$KOOPMAN_DATA_DIR/mnist` of the run, if the data folder is set.
+pub(crate) fn mnist_dir(ctx: &RunContext) -> Option<std::path::PathBuf> {
+    ctx.data_dir.as_ref().map(|d| d.join("mnist"))
+}
+
+/// Why an MNIST experiment cannot run (no data folder, or no IDX files in it), or `None`.
+pub(crate) fn mnist_missing(ctx: &RunContext) -> Option<String> {
+    match mnist_dir(ctx) {
+        None => Some("KOOPMAN_DATA_DIR is not set (expects $KOOPMAN_DATA_DIR/mnist)".into()),
+        Some(d) if !koopman_core::mnist::mnist_files_present(&d) => {
+            Some(format!("MNIST IDX files not found in {}", d.display()))
+        }
+        _ => None,
+    }
+}
 
 /// One reproducible experiment.
 pub trait Experiment {
@@ -39,6 +56,10 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layered::LayeredVdp),
         Box::new(layered::LayeredMeasure),
         Box::new(layered::LayeredDamped),
+        Box::new(training_analysis::TrainSpectrum),
+        Box::new(training_analysis::TrainPruning),
+        Box::new(training_analysis::DepthTable),
+        Box::new(training_analysis::SobolevNoise),
     ]
 }
 

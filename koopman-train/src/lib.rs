@@ -11,6 +11,7 @@
 //! Koopman-stepping and training-analysis issues.
 
 pub mod error;
+pub mod stepping;
 
 pub use error::{Result, TrainError};
 pub use koopman_core;

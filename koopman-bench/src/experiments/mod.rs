@@ -12,6 +12,7 @@ pub mod conjugacy;
 pub mod krylov;
 pub mod layer_replace;
 pub mod layered;
+pub mod stepping;
 
 /// One reproducible experiment.
 pub trait Experiment {
@@ -39,6 +40,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layered::LayeredVdp),
         Box::new(layered::LayeredMeasure),
         Box::new(layered::LayeredDamped),
+        Box::new(stepping::SteppingDe),
     ]
 }
 

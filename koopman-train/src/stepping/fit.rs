@@ -56,6 +56,21 @@ pub struct FitConfig {
     pub ridge: f64,
     /// Move eigenvalues of modulus > 1 onto the unit circle after the fit.
     pub project_unit_disk: bool,
+    /// How `F^+` is computed.
+    pub solver: FitSolver,
+}
+
+/// The solve behind `U = F' F^+`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum FitSolver {
+    /// Thin QR of `F^T` and an SVD of the small factor (koopman-core's batched finite section):
+    /// resolves singular values down to `~eps * s_max`.
+    Svd,
+    /// Normal equations: `U = (F' F^T) (F F^T)^+` with a symmetric eigendecomposition of the
+    /// `d x d` Gram matrix (the "Cholesky method" the paper suggests for speed). One pass over
+    /// the data as two matmuls, but it resolves singular values only down to
+    /// `~sqrt(d eps) * s_max`, so the cut-off is floored there.
+    Gram,
 }
 
 impl Default for FitConfig {
@@ -66,6 +81,7 @@ impl Default for FitConfig {
             rcond: Some(1e-9),
             ridge: 0.0,
             project_unit_disk: false,
+            solver: FitSolver::Svd,
         }
     }
 }
@@ -77,6 +93,7 @@ impl FitConfig {
             rcond: None,
             ridge: 0.0,
             project_unit_disk: false,
+            solver: FitSolver::Svd,
         }
     }
 
@@ -114,6 +131,77 @@ pub struct OperatorBatch {
     pub index: Tensor,
     /// The operators, `(count, size, size)` f64.
     pub operators: Tensor,
+    host_index: Vec<usize>,
+    host_operators: Vec<f64>,
+}
+
+/// `y = A x` for a row-major `d x d` block.
+fn matvec(a: &[f64], x: &[f64], y: &mut [f64]) {
+    let d = x.len();
+    for (i, yi) in y.iter_mut().enumerate() {
+        *yi = a[i * d..(i + 1) * d]
+            .iter()
+            .zip(x)
+            .map(|(p, q)| p * q)
+            .sum();
+    }
+}
+
+/// `C = A B` for row-major `d x d` blocks.
+fn matmul(a: &[f64], b: &[f64], c: &mut [f64], d: usize) {
+    c.fill(0.0);
+    for i in 0..d {
+        for k in 0..d {
+            let aik = a[i * d + k];
+            for j in 0..d {
+                c[i * d + j] += aik * b[k * d + j];
+            }
+        }
+    }
+}
+
+impl OperatorBatch {
+    /// Host evolution of this batch's groups of `w` (in place in `out`).
+    fn evolve_host(&self, w: &[f64], out: &mut [f64], steps: u64, mode: Evolution) {
+        let d = self.size;
+        let mut x = vec![0.0; d];
+        let mut y = vec![0.0; d];
+        let mut base = vec![0.0; d * d];
+        let mut tmp = vec![0.0; d * d];
+        for g in 0..self.count {
+            let idx = &self.host_index[g * d..(g + 1) * d];
+            let u = &self.host_operators[g * d * d..(g + 1) * d * d];
+            for (xi, &i) in x.iter_mut().zip(idx) {
+                *xi = w[i];
+            }
+            match mode {
+                Evolution::Step => {
+                    for _ in 0..steps {
+                        matvec(u, &x, &mut y);
+                        std::mem::swap(&mut x, &mut y);
+                    }
+                }
+                Evolution::Jump => {
+                    base.copy_from_slice(u);
+                    let mut k = steps;
+                    while k > 0 {
+                        if k & 1 == 1 {
+                            matvec(&base, &x, &mut y);
+                            std::mem::swap(&mut x, &mut y);
+                        }
+                        k >>= 1;
+                        if k > 0 {
+                            matmul(&base, &base, &mut tmp, d);
+                            std::mem::swap(&mut base, &mut tmp);
+                        }
+                    }
+                }
+            }
+            for (&xi, &i) in x.iter().zip(idx) {
+                out[i] = xi;
+            }
+        }
+    }
 }
 
 /// Fitted partitioned Koopman operators; see the [module docs](self).
@@ -144,6 +232,34 @@ fn project_unit_disk(u: &mut Mat<f64>) -> Result<usize> {
         }
     }
     Ok(outside.len())
+}
+
+/// `U = (Y X^T) V diag(f) V^T` with `X X^T = V diag(l) V^T`, `f = 1 / (l + ridge)` for
+/// `l > max(rcond^2, d eps) l_max`, 0 otherwise.
+fn gram_solve(
+    x: faer::MatRef<'_, f64>,
+    y: faer::MatRef<'_, f64>,
+    config: &FitConfig,
+) -> Result<Mat<f64>> {
+    let (d, m) = (x.nrows(), x.ncols());
+    let g = x * x.transpose();
+    let c = y * x.transpose();
+    let evd = g
+        .self_adjoint_eigen(faer::Side::Lower)
+        .map_err(|e| linalg::decomposition_error("Gram eigendecomposition", e))?;
+    let lam: Vec<f64> = evd.S().column_vector().iter().copied().collect();
+    let lmax = lam.iter().copied().fold(0.0, f64::max);
+    let r = config.rcond.unwrap_or(d.max(m) as f64 * f64::EPSILON);
+    let cut = (r * r).max(d as f64 * f64::EPSILON) * lmax;
+    let cv = c * evd.U();
+    let scaled = Mat::from_fn(d, d, |i, j| {
+        if lmax > 0.0 && lam[j] > cut {
+            cv[(i, j)] / (lam[j] + config.ridge)
+        } else {
+            0.0
+        }
+    });
+    Ok(scaled.as_ref() * evd.U().transpose())
 }
 
 /// Fits the operators of `plan` on the snapshots `t1 ..= t2` of `recorder`; see the
@@ -191,17 +307,28 @@ pub fn fit(
     let mut projected = 0;
     for (size, _) in plan.size_counts() {
         let groups: Vec<&Vec<usize>> = plan.groups().iter().filter(|g| g.len() == size).collect();
-        let xs: Vec<Mat<f64>> = groups
+        // One pass over the snapshots: group g's trajectory as a column-major d x (m + 1)
+        // block; F and F' are its first and last m columns.
+        let mut bufs: Vec<Vec<f64>> = vec![Vec::with_capacity(size * (m + 1)); groups.len()];
+        for snap in &snaps {
+            for (buf, g) in bufs.iter_mut().zip(&groups) {
+                buf.extend(g.iter().map(|&i| snap[i]));
+            }
+        }
+        let traj: Vec<_> = bufs
             .iter()
-            .map(|g| Mat::from_fn(size, m, |i, j| snaps[j][g[i]]))
+            .map(|b| faer::MatRef::from_column_major_slice(b.as_slice(), size, m + 1))
             .collect();
-        let ys: Vec<Mat<f64>> = groups
-            .iter()
-            .map(|g| Mat::from_fn(size, m, |i, j| snaps[j + 1][g[i]]))
-            .collect();
-        let xr: Vec<_> = xs.iter().map(|a| a.as_ref()).collect();
-        let yr: Vec<_> = ys.iter().map(|a| a.as_ref()).collect();
-        let mut us = finite_section_batched(&xr, &yr, &solve)?;
+        let xr: Vec<_> = traj.iter().map(|a| a.subcols(0, m)).collect();
+        let yr: Vec<_> = traj.iter().map(|a| a.subcols(1, m)).collect();
+        let mut us = match config.solver {
+            FitSolver::Svd => finite_section_batched(&xr, &yr, &solve)?,
+            FitSolver::Gram => xr
+                .iter()
+                .zip(&yr)
+                .map(|(x, y)| gram_solve(*x, *y, config))
+                .collect::<Result<_>>()?,
+        };
         if config.project_unit_disk {
             for u in us.iter_mut() {
                 projected += project_unit_disk(u)?;
@@ -220,15 +347,15 @@ pub fn fit(
                 "fitted operators of size {size}"
             )));
         }
-        let index: Vec<u32> = groups
-            .iter()
-            .flat_map(|g| g.iter().map(|&i| i as u32))
-            .collect();
+        let host_index: Vec<usize> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+        let index: Vec<u32> = host_index.iter().map(|&i| i as u32).collect();
         batches.push(OperatorBatch {
             size,
             count: groups.len(),
             index: Tensor::from_vec(index, groups.len() * size, device)?,
-            operators: Tensor::from_vec(data, (groups.len(), size, size), device)?,
+            operators: Tensor::from_slice(&data, (groups.len(), size, size), device)?,
+            host_index,
+            host_operators: data,
         });
     }
     Ok(KoopmanStepper {
@@ -255,8 +382,36 @@ impl KoopmanStepper {
     }
 
     /// `w(t2 + steps)` from `w` = `w(t2)` (shape `(n,)`, any float dtype, on the operators'
-    /// device); returns f64.
+    /// device); returns f64 on the same device. On the CPU the small operators are applied by
+    /// plain loops (no per-op dispatch: this is the cost the paper's complexity analysis
+    /// counts); on other devices by batched matmuls ([`evolve_batched`](Self::evolve_batched)).
     pub fn evolve(&self, w: &Tensor, steps: u64, mode: Evolution) -> Result<Tensor> {
+        self.check_state(w)?;
+        if !w.device().is_cpu() {
+            return self.evolve_batched(w, steps, mode);
+        }
+        let host = to_host(w)?;
+        let out = self.evolve_host(&host, steps, mode)?;
+        Ok(Tensor::from_vec(out, self.n, w.device())?)
+    }
+
+    /// [`evolve`](Self::evolve) on a host vector.
+    pub fn evolve_host(&self, w: &[f64], steps: u64, mode: Evolution) -> Result<Vec<f64>> {
+        if w.len() != self.n {
+            return Err(TrainError::ShapeMismatch(format!(
+                "{} weights, the operators evolve {}",
+                w.len(),
+                self.n
+            )));
+        }
+        let mut out = vec![0.0; self.n];
+        for b in &self.batches {
+            b.evolve_host(w, &mut out, steps, mode);
+        }
+        Ok(out)
+    }
+
+    fn check_state(&self, w: &Tensor) -> Result<()> {
         if w.dims() != [self.n] {
             return Err(TrainError::ShapeMismatch(format!(
                 "state of shape {:?}, expected [{}]",
@@ -264,6 +419,13 @@ impl KoopmanStepper {
                 self.n
             )));
         }
+        Ok(())
+    }
+
+    /// [`evolve`](Self::evolve) by batched matmuls on the tensors' device: one `bmm` per size
+    /// and step, or `O(log steps)` for a jump.
+    pub fn evolve_batched(&self, w: &Tensor, steps: u64, mode: Evolution) -> Result<Tensor> {
+        self.check_state(w)?;
         let w = w.to_dtype(DType::F64)?;
         let mut out = w.zeros_like()?;
         for b in &self.batches {
@@ -373,11 +535,23 @@ mod tests {
         let plan = PartitionPlan::build(rec.params(), &PartitionSpec::uniform(Partition::Node))?;
         assert_eq!(plan.size_counts(), vec![(3, 2)]);
         let k = fit(&rec, &plan, 0, 29, &FitConfig::default(), dev)?;
+        let gram = FitConfig {
+            solver: FitSolver::Gram,
+            ..Default::default()
+        };
+        let kg = fit(&rec, &plan, 0, 29, &gram, dev)?;
         let w = Tensor::new(rec.snapshot(29)?, dev)?;
         for mode in [Evolution::Step, Evolution::Jump] {
-            let got = to_host(&k.evolve(&w, 30, mode)?)?;
-            for (g, e) in got.iter().zip(&truth[59]) {
-                assert!((g - e).abs() < 1e-10, "{mode:?}: {g} vs {e}");
+            let all = [
+                k.evolve(&w, 30, mode)?,
+                k.evolve_batched(&w, 30, mode)?,
+                kg.evolve(&w, 30, mode)?,
+            ];
+            for got in all {
+                assert!(got.device().same_device(dev));
+                for (g, e) in to_host(&got)?.iter().zip(&truth[59]) {
+                    assert!((g - e).abs() < 1e-10, "{mode:?}: {g} vs {e}");
+                }
             }
         }
         // Eigenvalues: 0.98 e^{+-0.3i} and 0.95 per node.

@@ -28,12 +28,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod de_solver;
 pub mod fit;
+pub mod metrics;
 pub mod optim;
 pub mod partition;
 pub mod recorder;
 
-pub use fit::{fit, straight_line, Evolution, FitConfig, KoopmanStepper, OperatorBatch};
+pub use fit::{
+    fit, straight_line, Evolution, FitConfig, FitSolver, KoopmanStepper, OperatorBatch,
+};
 pub use optim::{Adadelta, Adagrad, AnyOptimizer, LrSchedule, OptimizerKind};
 pub use partition::{Partition, PartitionPlan, PartitionSpec};
 pub use recorder::{ParamInfo, Recorder};

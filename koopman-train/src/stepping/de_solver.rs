@@ -344,14 +344,20 @@ pub struct DeOutcome {
     pub error: Option<PredictionError>,
     /// Straight-line prediction error at `t2 + T`.
     pub error_baseline: Option<PredictionError>,
-    /// Largest difference between step-wise and jumped weights.
+    /// Largest difference between step-wise and jumped (squaring) weights.
     pub step_jump_gap: f64,
+    /// Largest difference between step-wise and eigendecomposition-jumped weights.
+    pub step_eigen_gap: f64,
     /// Seconds of the fit.
     pub fit_seconds: f64,
     /// Seconds of the step-wise evolution over `T`.
     pub loop_seconds: f64,
-    /// Seconds of the direct jump to `T`.
+    /// Seconds of the direct jump to `T` by squaring.
     pub jump_seconds: f64,
+    /// Seconds of the eigendecompositions (fit work for the eigen jump).
+    pub diagonalize_seconds: f64,
+    /// Seconds of the eigendecomposition jump to `T`.
+    pub eigen_seconds: f64,
     /// Seconds of `T_eq` optimizer steps.
     pub optimizer_seconds: f64,
     /// Mean seconds of one optimizer step.
@@ -366,9 +372,16 @@ impl DeOutcome {
         self.optimizer_seconds / (self.loop_seconds + if with_fit { self.fit_seconds } else { 0.0 })
     }
 
-    /// Speedup of the direct jump, with or without the fit time.
+    /// Speedup of the direct jump by squaring, with or without the fit time.
     pub fn speedup_jump(&self, with_fit: bool) -> f64 {
         self.optimizer_seconds / (self.jump_seconds + if with_fit { self.fit_seconds } else { 0.0 })
+    }
+
+    /// Speedup of the eigendecomposition jump, with or without the fit (and the
+    /// eigendecompositions).
+    pub fn speedup_eigen(&self, with_fit: bool) -> f64 {
+        let fit = self.fit_seconds + self.diagonalize_seconds;
+        self.optimizer_seconds / (self.eigen_seconds + if with_fit { fit } else { 0.0 })
     }
 }
 
@@ -388,19 +401,29 @@ pub fn evaluate_de(
     let w2 = rec.snapshot(c.t2)?.to_vec();
     let start_tensor = Tensor::new(w2.as_slice(), device)?;
     let start = Instant::now();
-    let stepper = fit(rec, &plan, c.t1, c.t2, fit_config, device)?;
+    let mut stepper = fit(rec, &plan, c.t1, c.t2, fit_config, device)?;
     let fit_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    stepper.diagonalize()?;
+    let diagonalize_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let eigen = stepper.evolve_host(&w2, c.horizon as u64, Evolution::Eigen)?;
+    let eigen_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let stepped = to_host(&stepper.evolve(&start_tensor, c.horizon as u64, Evolution::Step)?)?;
     let loop_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let jumped = to_host(&stepper.evolve(&start_tensor, c.horizon as u64, Evolution::Jump)?)?;
     let jump_seconds = start.elapsed().as_secs_f64();
-    let step_jump_gap = stepped
-        .iter()
-        .zip(&jumped)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let gap = |other: &[f64]| {
+        stepped
+            .iter()
+            .zip(other)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
+    let step_jump_gap = gap(&jumped);
+    let step_eigen_gap = gap(&eigen);
     let baseline = straight_line(&w2, rec.snapshot(c.t2 - 1)?, c.horizon as f64)?;
     let loss_at = |w: &[f64]| -> Result<f64> {
         if w.iter().any(|v| !v.is_finite()) {
@@ -432,6 +455,9 @@ pub fn evaluate_de(
         error,
         error_baseline,
         step_jump_gap,
+        step_eigen_gap,
+        diagonalize_seconds,
+        eigen_seconds,
         fit_seconds,
         loop_seconds,
         jump_seconds,

@@ -118,6 +118,19 @@ pub enum Evolution {
     Step,
     /// Powers by squaring applied to the state: `O(log s)` batched matmuls.
     Jump,
+    /// `V diag(l^s) V^{-1} w` from the eigendecomposition computed by
+    /// [`KoopmanStepper::diagonalize`]: `O(d^2)` per operator whatever `s`. Inaccurate when an
+    /// operator is close to defective (a Jordan block, as for weights drifting along a line);
+    /// compare with [`Evolution::Step`].
+    Eigen,
+}
+
+/// Eigendecompositions of every operator of a batch, operator by operator (row-major `d x d`).
+#[derive(Clone, Debug)]
+struct EigenBatch {
+    values: Vec<c64>,
+    vectors: Vec<c64>,
+    inverse: Vec<c64>,
 }
 
 /// The operators of equal size `d`.
@@ -133,6 +146,7 @@ pub struct OperatorBatch {
     pub operators: Tensor,
     host_index: Vec<usize>,
     host_operators: Vec<f64>,
+    eigen: Option<EigenBatch>,
 }
 
 /// `y = A x` for a row-major `d x d` block.
@@ -175,6 +189,24 @@ impl OperatorBatch {
                 *xi = w[i];
             }
             match mode {
+                Evolution::Eigen => {
+                    let e = self
+                        .eigen
+                        .as_ref()
+                        .expect("checked by KoopmanStepper::evolve_host");
+                    let lam = &e.values[g * d..(g + 1) * d];
+                    let v = &e.vectors[g * d * d..(g + 1) * d * d];
+                    let w_inv = &e.inverse[g * d * d..(g + 1) * d * d];
+                    let c: Vec<c64> = (0..d)
+                        .map(|k| {
+                            let ck: c64 = (0..d).map(|j| w_inv[k * d + j] * x[j]).sum();
+                            ck * koopman_core::dmd::int_power(lam[k], steps)
+                        })
+                        .collect();
+                    for (i, xi) in x.iter_mut().enumerate() {
+                        *xi = (0..d).map(|k| (v[i * d + k] * c[k]).re).sum();
+                    }
+                }
                 Evolution::Step => {
                     for _ in 0..steps {
                         matvec(u, &x, &mut y);
@@ -356,6 +388,7 @@ pub fn fit(
             operators: Tensor::from_slice(&data, (groups.len(), size, size), device)?,
             host_index,
             host_operators: data,
+            eigen: None,
         });
     }
     Ok(KoopmanStepper {
@@ -387,7 +420,7 @@ impl KoopmanStepper {
     /// counts); on other devices by batched matmuls ([`evolve_batched`](Self::evolve_batched)).
     pub fn evolve(&self, w: &Tensor, steps: u64, mode: Evolution) -> Result<Tensor> {
         self.check_state(w)?;
-        if !w.device().is_cpu() {
+        if !w.device().is_cpu() && mode != Evolution::Eigen {
             return self.evolve_batched(w, steps, mode);
         }
         let host = to_host(w)?;
@@ -404,11 +437,45 @@ impl KoopmanStepper {
                 self.n
             )));
         }
+        if mode == Evolution::Eigen && self.batches.iter().any(|b| b.eigen.is_none()) {
+            return Err(TrainError::InvalidArgument(
+                "Evolution::Eigen needs KoopmanStepper::diagonalize first".into(),
+            ));
+        }
         let mut out = vec![0.0; self.n];
         for b in &self.batches {
             b.evolve_host(w, &mut out, steps, mode);
         }
         Ok(out)
+    }
+
+    /// Computes and keeps the eigendecomposition `U = V diag(l) V^{-1}` of every operator (host),
+    /// for [`Evolution::Eigen`]; `V^{-1}` is a least-squares inverse, finite even for
+    /// (near-)defective operators.
+    pub fn diagonalize(&mut self) -> Result<()> {
+        for b in self.batches.iter_mut() {
+            let d = b.size;
+            let mut e = EigenBatch {
+                values: Vec::with_capacity(b.count * d),
+                vectors: Vec::with_capacity(b.count * d * d),
+                inverse: Vec::with_capacity(b.count * d * d),
+            };
+            let eye = Mat::<c64>::identity(d, d);
+            for g in 0..b.count {
+                let u = Mat::from_fn(d, d, |i, j| b.host_operators[g * d * d + i * d + j]);
+                let (vals, vecs) = linalg::eig(u.as_ref())?;
+                let (inv, _) = linalg::lstsq(vecs.as_ref(), eye.as_ref(), &SolveOptions::default())?;
+                e.values.extend(vals);
+                for i in 0..d {
+                    for j in 0..d {
+                        e.vectors.push(vecs[(i, j)]);
+                        e.inverse.push(inv[(i, j)]);
+                    }
+                }
+            }
+            b.eigen = Some(e);
+        }
+        Ok(())
     }
 
     fn check_state(&self, w: &Tensor) -> Result<()> {
@@ -436,7 +503,7 @@ impl KoopmanStepper {
                         x = b.operators.matmul(&x)?;
                     }
                 }
-                Evolution::Jump => {
+                Evolution::Jump | Evolution::Eigen => {
                     let mut base = b.operators.clone();
                     let mut k = steps;
                     while k > 0 {
@@ -534,14 +601,17 @@ mod tests {
         }
         let plan = PartitionPlan::build(rec.params(), &PartitionSpec::uniform(Partition::Node))?;
         assert_eq!(plan.size_counts(), vec![(3, 2)]);
-        let k = fit(&rec, &plan, 0, 29, &FitConfig::default(), dev)?;
+        let mut k = fit(&rec, &plan, 0, 29, &FitConfig::default(), dev)?;
+        k.diagonalize()?;
         let gram = FitConfig {
             solver: FitSolver::Gram,
             ..Default::default()
         };
-        let kg = fit(&rec, &plan, 0, 29, &gram, dev)?;
+        let mut kg = fit(&rec, &plan, 0, 29, &gram, dev)?;
         let w = Tensor::new(rec.snapshot(29)?, dev)?;
-        for mode in [Evolution::Step, Evolution::Jump] {
+        assert!(kg.evolve(&w, 3, Evolution::Eigen).is_err());
+        kg.diagonalize()?;
+        for mode in [Evolution::Step, Evolution::Jump, Evolution::Eigen] {
             let all = [
                 k.evolve(&w, 30, mode)?,
                 k.evolve_batched(&w, 30, mode)?,

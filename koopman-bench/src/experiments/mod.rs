@@ -41,6 +41,8 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layered::LayeredMeasure),
         Box::new(layered::LayeredDamped),
         Box::new(stepping::SteppingDe),
+        Box::new(stepping::SteppingMnist),
+        Box::new(stepping::SteppingPerceptron),
     ]
 }
 

@@ -28,11 +28,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classifier;
 pub mod de_solver;
 pub mod fit;
 pub mod metrics;
 pub mod optim;
 pub mod partition;
+pub mod perceptron;
 pub mod recorder;
 
 pub use fit::{

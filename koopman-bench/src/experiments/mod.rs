@@ -43,6 +43,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(stepping::SteppingDe),
         Box::new(stepping::SteppingMnist),
         Box::new(stepping::SteppingPerceptron),
+        Box::new(stepping::SteppingWrapper),
     ]
 }
 

@@ -17,11 +17,14 @@ use koopman_train::stepping::classifier::{
     ClassifierTrialConfig,
 };
 use koopman_train::stepping::de_solver::{
-    evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
+    evaluate_de, paper_partition, train_de, DeOutcome, DeSolver, DeSolverConfig, DeTrialConfig,
 };
+use koopman_train::stepping::wrapper::{KoopmanTrainer, StepEvent, WrapperConfig, WrapperStats};
+use koopman_train::koopman_core::candle_nn::{self, Optimizer};
+use koopman_train::koopman_core::candle_core;
 use koopman_train::stepping::metrics::median;
 use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig};
-use koopman_train::stepping::{FitConfig, FitSolver, OptimizerKind};
+use koopman_train::stepping::{AnyOptimizer, FitConfig, FitSolver, LrSchedule, OptimizerKind};
 
 fn pct(x: f64) -> String {
     format!("{:.0}%", 100.0 * x)
@@ -583,6 +586,237 @@ impl Experiment for SteppingPerceptron {
             notes: vec![
                 "Error: the exact expected fraction of wrong output bits over the 16 input patterns (inputs active with probability 1/4), averaged over simulations (the paper samples it and smooths with a 50-step window).".into(),
                 "All simulations' operators of one size are fitted in one batched call.".into(),
+            ],
+            files: Vec::new(),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The registered experiment `stepping_wrapper`.
+pub struct SteppingWrapper;
+
+fn var_list(vm: &candle_nn::VarMap) -> Vec<(String, candle_core::Var)> {
+    vm.data()
+        .lock()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Plain Adadelta vs the wrapper on the DE solver: (plain seconds, target, wrapper seconds or
+/// None, wrapper steps, stats).
+fn wrapper_de(
+    ctx: &RunContext,
+    steps: usize,
+    progress: &ProgressBar,
+) -> Result<(f64, f64, Option<f64>, usize, WrapperStats)> {
+    let dev = &ctx.device;
+    let kind = OptimizerKind::Adadelta { rho: 0.999 };
+    let schedule = LrSchedule::paper();
+    let plain = DeSolver::new(&DeSolverConfig::default(), ctx.seed, dev)?;
+    let mut opt = kind.build(plain.varmap.all_vars(), schedule.at(0))?;
+    let start = std::time::Instant::now();
+    let mut target = f64::NAN;
+    for t in 0..steps {
+        opt.set_learning_rate(schedule.at(t));
+        let l = plain.loss()?;
+        target = l.to_scalar::<f64>()?;
+        opt.backward_step(&l)?;
+        if t % 1000 == 0 {
+            progress.inc(1);
+        }
+    }
+    let plain_seconds = start.elapsed().as_secs_f64();
+    let solver = DeSolver::new(&DeSolverConfig::default(), ctx.seed, dev)?;
+    let opt = AnyOptimizer::new(solver.varmap.all_vars(), (kind, schedule.at(0)))?;
+    let window = steps / 8;
+    let cfg = WrapperConfig {
+        window,
+        horizons: vec![window as u64 / 2, window as u64, 2 * window as u64, 4 * window as u64],
+        partition: paper_partition(3),
+        ..Default::default()
+    };
+    let mut tr = KoopmanTrainer::new(var_list(&solver.varmap), opt, cfg)?;
+    let start = std::time::Instant::now();
+    let mut reached = None;
+    let mut n = 0;
+    while n < 2 * steps {
+        let lr = schedule.at(tr.effective_step() as usize);
+        tr.optimizer_mut().set_learning_rate(lr);
+        let ev = tr.step(|| Ok(solver.loss()?))?;
+        n += 1;
+        let now = match ev {
+            StepEvent::Jumped { after, .. } => after,
+            _ => tr.last_loss(),
+        };
+        if now <= target {
+            reached = Some(start.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    Ok((plain_seconds, target, reached, n, tr.stats()))
+}
+
+/// Plain Adadelta vs the wrapper on MNIST, target = the plain run's evaluation loss after
+/// `epochs` epochs (checked after every epoch in both runs).
+fn wrapper_mnist(
+    ctx: &RunContext,
+    epochs: usize,
+    progress: &ProgressBar,
+) -> Result<(f64, f64, Option<f64>, f64, WrapperStats)> {
+    let dev = &ctx.device;
+    let dir = mnist_dir(ctx)
+        .ok_or_else(|| crate::BenchError::Usage("KOOPMAN_DATA_DIR is not set".into()))?;
+    let m = koopman_core::mnist::load_mnist(&dir, dev)?;
+    let (x, y) = (&m.train_images, &m.train_labels);
+    let n = y.dims()[0];
+    let eval_n = 2000.min(n);
+    let (ex, ey) = (x.narrow(0, 0, eval_n)?, y.narrow(0, 0, eval_n)?);
+    let cfg = ClassifierTrialConfig::default();
+    let kind = cfg.optimizer;
+    let build = || -> Result<(koopman_core::Mlp, candle_nn::VarMap)> {
+        let vm = candle_nn::VarMap::new();
+        let mlp = koopman_core::Mlp::new(
+            &cfg.sizes,
+            koopman_core::Activation::Relu,
+            candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, dev),
+        )?;
+        koopman_core::mlp::init_seeded(&vm, ctx.seed)?;
+        Ok((mlp, vm))
+    };
+    let eval = |mlp: &koopman_core::Mlp| -> koopman_train::Result<f64> {
+        Ok(candle_nn::loss::cross_entropy(&candle_core::Module::forward(mlp, &ex)?, &ey)?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?)
+    };
+    let batches = |epoch: usize| -> Vec<Vec<u32>> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed * 1000 + epoch as u64);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut rng);
+        order.chunks(cfg.batch_size).map(<[u32]>::to_vec).collect()
+    };
+    let batch_loss = |mlp: &koopman_core::Mlp,
+                      idx: &[u32]|
+     -> koopman_train::Result<candle_core::Tensor> {
+        let i = candle_core::Tensor::from_slice(idx, idx.len(), dev)?;
+        Ok(candle_nn::loss::cross_entropy(
+            &candle_core::Module::forward(mlp, &x.index_select(&i, 0)?)?,
+            &y.index_select(&i, 0)?,
+        )?)
+    };
+    let (mlp, vm) = build()?;
+    let mut opt = kind.build(vm.all_vars(), cfg.lr)?;
+    let start = std::time::Instant::now();
+    let mut target = f64::NAN;
+    for e in 0..epochs {
+        opt.set_learning_rate(cfg.lr * cfg.gamma.powi(e as i32));
+        for b in batches(e) {
+            opt.backward_step(&batch_loss(&mlp, &b)?)?;
+        }
+        target = eval(&mlp)?;
+        progress.inc(1);
+    }
+    let plain_seconds = start.elapsed().as_secs_f64();
+    let (mlp, vm) = build()?;
+    let opt = AnyOptimizer::new(vm.all_vars(), (kind, cfg.lr))?;
+    let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let w = 2 * steps_per_epoch;
+    let wcfg = WrapperConfig {
+        window: w,
+        horizons: vec![w as u64 / 2, w as u64, 2 * w as u64],
+        partition: cfg.partition.clone(),
+        basin_tolerance: 0.05,
+        ..Default::default()
+    };
+    let mut tr = KoopmanTrainer::new(var_list(&vm), opt, wcfg)?;
+    let start = std::time::Instant::now();
+    let mut reached = None;
+    let mut e = 0;
+    while e < 2 * epochs {
+        let eff_epoch = tr.effective_step() as usize / steps_per_epoch;
+        tr.optimizer_mut()
+            .set_learning_rate(cfg.lr * cfg.gamma.powi(eff_epoch as i32));
+        let mut hit = false;
+        for b in batches(e) {
+            if let StepEvent::Jumped { after, .. } =
+                tr.step_with(|| batch_loss(&mlp, &b), || eval(&mlp))?
+            {
+                hit |= after <= target;
+            }
+        }
+        e += 1;
+        if hit || eval(&mlp)? <= target {
+            reached = Some(start.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    Ok((plain_seconds, target, reached, e as f64, tr.stats()))
+}
+
+impl Experiment for SteppingWrapper {
+    fn name(&self) -> &'static str {
+        "stepping_wrapper"
+    }
+
+    fn paper(&self) -> &'static str {
+        "000 Dogra & Redman, Optimizing neural networks via Koopman operator theory"
+    }
+
+    fn description(&self) -> &'static str {
+        "training wrapper (optimizer steps + Koopman jumps) vs plain Adadelta: wall time to a target loss"
+    }
+
+    fn missing_data(&self, ctx: &RunContext) -> Option<String> {
+        SteppingMnist.missing_data(ctx)
+    }
+
+    fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
+        let start = std::time::Instant::now();
+        let de_steps: usize = ctx.pick(8_000, 45_000);
+        let epochs: usize = ctx.pick(6, 10);
+        progress.set_length((de_steps / 1000 + epochs) as u64);
+        progress.set_message("wrapper");
+        let (dp, dt, dw, dn, ds) = wrapper_de(ctx, de_steps, progress)?;
+        let (mp, mt, mw, me, ms) = wrapper_mnist(ctx, epochs, progress)?;
+        let show = |w: Option<f64>| w.map_or("not reached".to_string(), |v| format!("{v:.2} s"));
+        let faster = |p: f64, w: Option<f64>| w.is_some_and(|w| w < p);
+        let stats = |s: WrapperStats| {
+            format!(
+                "{} optimizer steps, {} jumps ({} steps jumped), {} windows not in a basin, {} worse",
+                s.optimizer_steps, s.jumps, s.jumped_steps, s.not_in_basin, s.worse
+            )
+        };
+        Ok(ExperimentReport {
+            name: self.name().into(),
+            title: "Koopman training wrapper vs the plain optimizer".into(),
+            paper: self.paper().into(),
+            comparisons: vec![
+                Comparison {
+                    quantity: format!("DE solver: wall time to Adadelta's loss after {de_steps} steps ({dt:.3e}), plain / wrapper"),
+                    paper: "-".into(),
+                    measured: format!("{dp:.2} s / {}", show(dw)),
+                    holds: Some(faster(dp, dw)),
+                },
+                Comparison {
+                    quantity: format!("MNIST MLP: wall time to Adadelta's evaluation loss after {epochs} epochs ({mt:.4}), plain / wrapper"),
+                    paper: "-".into(),
+                    measured: format!("{mp:.2} s / {}", show(mw)),
+                    holds: Some(faster(mp, mw)),
+                },
+            ],
+            tables: vec![Table {
+                title: "What the wrapper did (one run each, seed as the plain run)".into(),
+                header: ["problem", "wrapper", "steps / epochs run"].map(String::from).to_vec(),
+                rows: vec![
+                    vec!["DE solver".into(), stats(ds), format!("{dn} steps")],
+                    vec!["MNIST".into(), stats(ms), format!("{me} epochs")],
+                ],
+            }],
+            notes: vec![
+                "DE: window = steps/8 optimizer steps, horizons 0.5, 1, 2, 4 windows, partition as the paper; the schedule 8/(1000+t) advances by the jumped steps.".into(),
+                "MNIST: window 2 epochs, horizons 1, 2, 4 epochs, quasi-node q = 157 / node; jumps scored on the first 2,000 training digits, the target checked after every epoch (and after jumps) in both runs; the wall times include those evaluations and the wrapper's fits.".into(),
             ],
             files: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),

@@ -36,6 +36,7 @@ pub mod optim;
 pub mod partition;
 pub mod perceptron;
 pub mod recorder;
+pub mod wrapper;
 
 pub use fit::{
     fit, straight_line, Evolution, FitConfig, FitSolver, KoopmanStepper, OperatorBatch,

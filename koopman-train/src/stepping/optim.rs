@@ -294,6 +294,31 @@ pub enum AnyOptimizer {
     Adadelta(Adadelta),
 }
 
+impl Optimizer for AnyOptimizer {
+    type Config = (OptimizerKind, f64);
+
+    fn new(vars: Vec<Var>, (kind, lr): (OptimizerKind, f64)) -> candle_core::Result<Self> {
+        kind.build(vars, lr)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        match self {
+            AnyOptimizer::Adam(o) => o.step(grads),
+            AnyOptimizer::Adagrad(o) => o.step(grads),
+            AnyOptimizer::Adadelta(o) => o.step(grads),
+        }
+    }
+
+    fn learning_rate(&self) -> f64 {
+        AnyOptimizer::learning_rate(self)
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        AnyOptimizer::set_learning_rate(self, lr)
+    }
+}
+
 impl AnyOptimizer {
     /// One step from the gradients of `loss`.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {

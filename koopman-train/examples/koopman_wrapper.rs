@@ -58,7 +58,10 @@ fn main() -> koopman_train::Result<()> {
     let steps = arg("--steps", 6000);
     let window = arg("--window", 300);
     let xs: Vec<f64> = (0..128).map(|i| -2.0 + 4.0 * i as f64 / 127.0).collect();
-    let ys: Vec<f64> = xs.iter().map(|x| (1.5 * x).sin() * (-0.2 * x * x).exp()).collect();
+    let ys: Vec<f64> = xs
+        .iter()
+        .map(|x| (1.5 * x).sin() * (-0.2 * x * x).exp())
+        .collect();
     let x = Tensor::from_vec(xs, (128, 1), &dev)?;
     let y = Tensor::from_vec(ys, (128, 1), &dev)?;
     let mse = |m: &MyModel| -> koopman_train::Result<Tensor> {
@@ -107,7 +110,12 @@ fn main() -> koopman_train::Result<()> {
     let mut reached = None;
     for _ in 0..2 * steps {
         let event = trainer.step(|| mse(&model))?;
-        if let StepEvent::Jumped { horizon, before, after } = &event {
+        if let StepEvent::Jumped {
+            horizon,
+            before,
+            after,
+        } = &event
+        {
             println!("  jump of {horizon} steps: loss {before:.3e} -> {after:.3e}");
         }
         let now = match event {

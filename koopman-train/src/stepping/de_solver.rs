@@ -81,7 +81,10 @@ impl DeSolverConfig {
                 self.hidden
             )));
         }
-        if ![self.lambda, self.x0, self.p0].iter().all(|v| v.is_finite()) {
+        if ![self.lambda, self.x0, self.p0]
+            .iter()
+            .all(|v| v.is_finite())
+        {
             return Err(TrainError::NonFinite("oscillator parameters".into()));
         }
         Ok(())
@@ -505,7 +508,11 @@ mod tests {
         let grads = s.loss()?.backward()?;
         let h = 1e-6;
         for var in &vars {
-            let g = grads.get(var).expect("gradient").flatten_all()?.to_vec1::<f64>()?;
+            let g = grads
+                .get(var)
+                .expect("gradient")
+                .flatten_all()?
+                .to_vec1::<f64>()?;
             let base = var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
             for k in [0, base.len() - 1] {
                 let mut v = base.clone();
@@ -517,7 +524,11 @@ mod tests {
                 let lm = s.loss_value()?;
                 var.set(&Tensor::from_vec(base.clone(), var.dims(), dev)?)?;
                 let fd = (lp - lm) / (2.0 * h);
-                assert!((g[k] - fd).abs() < 1e-6 * (1.0 + fd.abs()), "{} vs {fd}", g[k]);
+                assert!(
+                    (g[k] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{} vs {fd}",
+                    g[k]
+                );
             }
         }
         Ok(())
@@ -548,7 +559,11 @@ mod tests {
         let (e, b) = (out.error.unwrap(), out.error_baseline.unwrap());
         assert!(e.median_ratio < b.median_ratio, "{e:?} vs {b:?}");
         assert!(median(&[out.t_eq.value]) > 0.0);
-        let bad = DeTrialConfig { t1: 10, t2: 10, ..cfg.clone() };
+        let bad = DeTrialConfig {
+            t1: 10,
+            t2: 10,
+            ..cfg.clone()
+        };
         assert!(train_de(&bad, 1, &dev, None).is_err());
         let missing = PartitionSpec::PerLayer(vec![("6".into(), Partition::Node)]);
         assert!(matches!(

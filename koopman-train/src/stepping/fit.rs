@@ -464,7 +464,8 @@ impl KoopmanStepper {
             for g in 0..b.count {
                 let u = Mat::from_fn(d, d, |i, j| b.host_operators[g * d * d + i * d + j]);
                 let (vals, vecs) = linalg::eig(u.as_ref())?;
-                let (inv, _) = linalg::lstsq(vecs.as_ref(), eye.as_ref(), &SolveOptions::default())?;
+                let (inv, _) =
+                    linalg::lstsq(vecs.as_ref(), eye.as_ref(), &SolveOptions::default())?;
                 e.values.extend(vals);
                 for i in 0..d {
                     for j in 0..d {

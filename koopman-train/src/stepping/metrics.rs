@@ -128,7 +128,11 @@ pub fn prediction_error(
         err2 += err * err;
         chg2 += chg * chg;
         if chg > 0.0 {
-            ratios.push(if err.is_finite() { err / chg } else { f64::INFINITY });
+            ratios.push(if err.is_finite() {
+                err / chg
+            } else {
+                f64::INFINITY
+            });
         }
     }
     if ratios.is_empty() {

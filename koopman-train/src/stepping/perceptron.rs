@@ -109,7 +109,11 @@ fn expected_error(w: &[f64], p: f64) -> f64 {
         let active = x.iter().filter(|&&v| v > 0.0).count() as i32;
         let prob = p.powi(active) * (1.0 - p).powi(4 - active);
         for i in 0..2 {
-            let y = if x[2 * i] + x[2 * i + 1] > 0.0 { 1.0 } else { 0.0 };
+            let y = if x[2 * i] + x[2 * i + 1] > 0.0 {
+                1.0
+            } else {
+                0.0
+            };
             let s: f64 = (0..4).map(|k| w[i * 4 + k] * x[k]).sum();
             let yh = if s > 1.0 { 1.0 } else { 0.0 };
             if yh != y {
@@ -145,10 +149,20 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         rule.push(mean_error(&w));
         for sim in w.chunks_mut(8) {
             let x: Vec<f64> = (0..4)
-                .map(|_| if rng.random_bool(config.p_active) { 1.0 } else { 0.0 })
+                .map(|_| {
+                    if rng.random_bool(config.p_active) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             for i in 0..2 {
-                let y = if x[2 * i] + x[2 * i + 1] > 0.0 { 1.0 } else { 0.0 };
+                let y = if x[2 * i] + x[2 * i + 1] > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
                 let sum: f64 = (0..4).map(|k| sim[i * 4 + k] * x[k]).sum();
                 let yh = if sum > 1.0 { 1.0 } else { 0.0 };
                 for k in 0..4 {

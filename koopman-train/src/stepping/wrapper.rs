@@ -246,7 +246,14 @@ impl<O: Optimizer> KoopmanTrainer<O> {
             .recorder
             .steps()
             .ok_or_else(|| TrainError::NotEnoughData("empty window".into()))?;
-        let stepper = fit(&self.recorder, &self.plan, t1, t2, &self.config.fit, &self.device)?;
+        let stepper = fit(
+            &self.recorder,
+            &self.plan,
+            t1,
+            t2,
+            &self.config.fit,
+            &self.device,
+        )?;
         let (tol, imp) = (self.config.basin_tolerance, self.config.important);
         let in_basin = stepper.eigenvalues()?.iter().flatten().all(|z| {
             let r = z.norm();
@@ -318,7 +325,15 @@ mod tests {
         let dev = Device::Cpu;
         let vm = VarMap::new();
         let lin = candle_nn::linear(3, 2, VarBuilder::from_varmap(&vm, DType::F64, &dev).pp("0"))?;
-        let x = Tensor::new(&[[1.0f64, 0.5, -1.0], [0.2, 1.0, 0.3], [-0.4, 0.1, 1.0], [1.0, 1.0, 1.0]], &dev)?;
+        let x = Tensor::new(
+            &[
+                [1.0f64, 0.5, -1.0],
+                [0.2, 1.0, 0.3],
+                [-0.4, 0.1, 1.0],
+                [1.0, 1.0, 1.0],
+            ],
+            &dev,
+        )?;
         let y = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0], [0.5, -0.5], [1.0, 1.0]], &dev)?;
         let loss = || -> Result<Tensor> { Ok((lin.forward(&x)? - &y)?.sqr()?.mean_all()?) };
         let opt = candle_nn::SGD::new(vm.all_vars(), 0.02)?;

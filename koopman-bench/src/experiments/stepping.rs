@@ -682,7 +682,7 @@ fn wrapper_de(
     while n < 2 * steps {
         let lr = schedule.at(tr.effective_step() as usize);
         tr.optimizer_mut().set_learning_rate(lr);
-        let ev = tr.step(|| Ok(solver.loss()?))?;
+        let ev = tr.step(|| solver.loss())?;
         n += 1;
         let now = match ev {
             StepEvent::Jumped { after, .. } => after,

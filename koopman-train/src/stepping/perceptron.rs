@@ -64,7 +64,7 @@ impl Default for PerceptronConfig {
 impl PerceptronConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.lr.is_finite() && self.lr > 0.0) || !(0.0..=1.0).contains(&self.p_active) {
+        if !(self.lr.is_finite() && self.lr > 0.0 && (0.0..=1.0).contains(&self.p_active)) {
             return Err(TrainError::InvalidArgument(
                 "lr must be > 0 and p_active in [0, 1]".into(),
             ));

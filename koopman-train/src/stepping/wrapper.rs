@@ -84,9 +84,8 @@ impl WrapperConfig {
                 "horizons must be non-empty and >= 1".into(),
             ));
         }
-        if !(self.important.is_finite() && self.important >= 0.0)
-            || !(self.basin_tolerance.is_finite() && self.basin_tolerance >= 0.0)
-        {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        if !(ok(self.important) && ok(self.basin_tolerance)) {
             return Err(TrainError::InvalidArgument(
                 "important and basin_tolerance must be finite and >= 0".into(),
             ));

@@ -393,7 +393,7 @@ impl Experiment for SteppingMnist {
             m.test_images.clone(),
             m.test_labels.clone(),
         )?;
-        let seeds: usize = ctx.pick(2, 25);
+        let seeds: usize = ctx.pick(3, 25);
         let cfg = ClassifierTrialConfig::default();
         let epochs = cfg.t2_epoch + cfg.after_epochs;
         progress.set_length((seeds * epochs) as u64);

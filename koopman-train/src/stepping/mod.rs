@@ -6,7 +6,8 @@
 //! - [`optim`]: Adagrad, Adadelta and the schedule `8 / (1000 + t)`;
 //! - [`Recorder`], [`PartitionPlan`], [`fit`] / [`KoopmanStepper`]: the method;
 //! - [`metrics`]: `T_eq`, success, speedup, prediction errors;
-//! - [`de_solver`], [`perceptron`]: the paper's problems;
+//! - [`de_solver`], [`classifier`] (MNIST), [`perceptron`]: the paper's problems, each with a
+//!   trial that measures Koopman stepping against the optimizer and the straight-line baseline;
 //! - [`wrapper`]: a training loop that alternates optimizer steps and Koopman jumps.
 //!
 //! ```

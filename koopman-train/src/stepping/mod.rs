@@ -4,7 +4,7 @@
 //! step by step or by a direct jump, and write them back into the model.
 //!
 //! - [`optim`]: Adagrad, Adadelta and the schedule `8 / (1000 + t)`;
-//! - [`Recorder`], [`PartitionPlan`], [`fit`] / [`KoopmanStepper`]: the method;
+//! - [`Recorder`], [`PartitionPlan`], [`fit()`] / [`KoopmanStepper`]: the method;
 //! - [`metrics`]: `T_eq`, success, speedup, prediction errors;
 //! - [`de_solver`], [`classifier`] (MNIST), [`perceptron`]: the paper's problems, each with a
 //!   trial that measures Koopman stepping against the optimizer and the straight-line baseline;

@@ -10,7 +10,7 @@
 //! cargo run --release -p koopman-train --example koopman_wrapper -- [--steps 6000] [--window 300]
 //! ```
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, Optimizer, VarBuilder, VarMap};
 use koopman_train::stepping::wrapper::{KoopmanTrainer, StepEvent, WrapperConfig};
 use koopman_train::stepping::{Partition, PartitionSpec};
@@ -91,13 +91,6 @@ fn main() -> koopman_train::Result<()> {
 
     // The same model and optimizer inside the wrapper.
     let (model, vm) = build(&dev)?;
-    let vars: Vec<(String, Var)> = vm
-        .data()
-        .lock()
-        .expect("variable map")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let config = WrapperConfig {
         window,
         horizons: vec![window as u64, 4 * window as u64, 16 * window as u64],
@@ -105,7 +98,7 @@ fn main() -> koopman_train::Result<()> {
         basin_tolerance: 0.02,
         ..Default::default()
     };
-    let mut trainer = KoopmanTrainer::new(vars, adam(&vm)?, config)?;
+    let mut trainer = KoopmanTrainer::from_varmap(&vm, adam(&vm)?, config)?;
     let start = Instant::now();
     let mut reached = None;
     for _ in 0..2 * steps {

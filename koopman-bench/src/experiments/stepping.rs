@@ -375,13 +375,8 @@ impl Experiment for SteppingMnist {
     }
 
     fn missing_data(&self, ctx: &RunContext) -> Option<String> {
-        match mnist_dir(ctx) {
-            None => Some("KOOPMAN_DATA_DIR is not set (expects $KOOPMAN_DATA_DIR/mnist)".into()),
-            Some(d) if !koopman_core::mnist::mnist_files_present(&d) => {
-                Some(format!("MNIST IDX files not found in {}", d.display()))
-            }
-            _ => None,
-        }
+        // Same data and check as the paper-002 MNIST experiment.
+        super::layer_replace::MnistReplace.missing_data(ctx)
     }
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
@@ -633,13 +628,6 @@ impl Experiment for SteppingPerceptron {
 /// The registered experiment `stepping_wrapper`.
 pub struct SteppingWrapper;
 
-fn var_list(vm: &candle_nn::VarMap) -> Vec<(String, candle_core::Var)> {
-    vm.data()
-        .lock()
-        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
-}
-
 /// Plain Adadelta vs the wrapper on the DE solver: (plain seconds, target, wrapper seconds or
 /// None, wrapper steps, stats).
 fn wrapper_de(
@@ -678,7 +666,7 @@ fn wrapper_de(
         partition: paper_partition(3),
         ..Default::default()
     };
-    let mut tr = KoopmanTrainer::new(var_list(&solver.varmap), opt, cfg)?;
+    let mut tr = KoopmanTrainer::from_varmap(&solver.varmap, opt, cfg)?;
     let start = std::time::Instant::now();
     let mut reached = None;
     let mut n = 0;
@@ -784,7 +772,7 @@ fn wrapper_mnist(
             ..FitConfig::default()
         },
     };
-    let mut tr = KoopmanTrainer::new(var_list(&vm), opt, wcfg)?;
+    let mut tr = KoopmanTrainer::from_varmap(&vm, opt, wcfg)?;
     let start = std::time::Instant::now();
     let mut reached = None;
     let mut e = 0;

@@ -42,4 +42,4 @@ pub mod wrapper;
 pub use fit::{fit, straight_line, Evolution, FitConfig, FitSolver, KoopmanStepper, OperatorBatch};
 pub use optim::{Adadelta, Adagrad, AnyOptimizer, LrSchedule, OptimizerKind};
 pub use partition::{Partition, PartitionPlan, PartitionSpec};
-pub use recorder::{ParamInfo, Recorder};
+pub use recorder::{named_vars, ParamInfo, Recorder};

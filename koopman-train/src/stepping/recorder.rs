@@ -27,6 +27,15 @@
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, Var};
 
+/// The `(name, variable)` pairs of a `VarMap`.
+pub fn named_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| TrainError::InvalidArgument("poisoned variable map".into()))?;
+    Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
 /// Where one parameter tensor sits in the flat parameter vector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamInfo {
@@ -79,13 +88,7 @@ impl Recorder {
 
     /// A recorder over every variable of a `VarMap`.
     pub fn from_varmap(varmap: &candle_nn::VarMap) -> Result<Self> {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| TrainError::InvalidArgument("poisoned variable map".into()))?;
-        let named = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        drop(data);
-        Self::new(named)
+        Self::new(named_vars(varmap)?)
     }
 
     /// A recorder with a parameter layout but no model: snapshots come from [`push`](Self::push)

@@ -21,10 +21,9 @@
 //! koopman_core::mlp::init_seeded(&vm, 0)?; // reproducible start
 //! let x = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0], [1.0, 1.0]], &dev)?;
 //! let y = Tensor::new(&[[1.0f64], [-1.0], [0.0]], &dev)?;
-//! let vars: Vec<(String, candle_core::Var)> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
 //! let opt = candle_nn::SGD::new(vm.all_vars(), 0.05)?;
 //! let cfg = WrapperConfig { window: 20, horizons: vec![10, 40, 160], ..Default::default() };
-//! let mut trainer = KoopmanTrainer::new(vars, opt, cfg)?;
+//! let mut trainer = KoopmanTrainer::from_varmap(&vm, opt, cfg)?;
 //! let loss = || -> koopman_train::Result<Tensor> { Ok((lin.forward(&x)? - &y)?.sqr()?.mean_all()?) };
 //! let first = loss()?.to_scalar::<f64>()?;
 //! for _ in 0..100 {
@@ -37,7 +36,7 @@
 
 use super::fit::{fit, Evolution, FitConfig};
 use super::partition::{Partition, PartitionPlan, PartitionSpec};
-use super::recorder::Recorder;
+use super::recorder::{named_vars, Recorder};
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
@@ -172,6 +171,15 @@ impl<O: Optimizer> KoopmanTrainer<O> {
             device,
             last_loss: f64::NAN,
         })
+    }
+
+    /// Wraps every variable of a `VarMap`.
+    pub fn from_varmap(
+        varmap: &candle_nn::VarMap,
+        optimizer: O,
+        config: WrapperConfig,
+    ) -> Result<Self> {
+        Self::new(named_vars(varmap)?, optimizer, config)
     }
 
     /// The wrapped optimizer (to change its learning rate, say).
@@ -312,15 +320,6 @@ mod tests {
     use candle_core::Module;
     use candle_nn::{VarBuilder, VarMap};
 
-    fn named(vm: &VarMap) -> Vec<(String, Var)> {
-        vm.data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
     #[test]
     fn jumps_on_a_quadratic_and_rejects_bad_config() -> Result<()> {
         let dev = Device::Cpu;
@@ -345,7 +344,7 @@ mod tests {
             basin_tolerance: 0.05,
             ..Default::default()
         };
-        let mut tr = KoopmanTrainer::new(named(&vm), opt, cfg.clone())?;
+        let mut tr = KoopmanTrainer::from_varmap(&vm, opt, cfg.clone())?;
         let first = scalar(&loss()?)?;
         let mut jumped = false;
         for _ in 0..200 {
@@ -363,12 +362,12 @@ mod tests {
         };
         let opt = candle_nn::SGD::new(vm.all_vars(), 0.02)?;
         assert!(matches!(
-            KoopmanTrainer::new(named(&vm), opt, bad),
+            KoopmanTrainer::from_varmap(&vm, opt, bad),
             Err(TrainError::UnknownName(_))
         ));
         let short = WrapperConfig { window: 3, ..cfg };
         let opt = candle_nn::SGD::new(vm.all_vars(), 0.02)?;
-        assert!(KoopmanTrainer::new(named(&vm), opt, short).is_err());
+        assert!(KoopmanTrainer::from_varmap(&vm, opt, short).is_err());
         Ok(())
     }
 }

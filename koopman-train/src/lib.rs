@@ -15,6 +15,7 @@
 
 pub mod analysis;
 pub mod error;
+pub mod stepping;
 
 pub use error::{Result, TrainError};
 pub use koopman_core;

@@ -12,6 +12,7 @@ pub mod conjugacy;
 pub mod krylov;
 pub mod layer_replace;
 pub mod layered;
+pub mod stepping;
 pub mod training_analysis;
 
 /// `$KOOPMAN_DATA_DIR/mnist` of the run, if the data folder is set.
@@ -60,6 +61,10 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(training_analysis::TrainPruning),
         Box::new(training_analysis::DepthTable),
         Box::new(training_analysis::SobolevNoise),
+        Box::new(stepping::SteppingDe),
+        Box::new(stepping::SteppingMnist),
+        Box::new(stepping::SteppingPerceptron),
+        Box::new(stepping::SteppingWrapper),
     ]
 }
 

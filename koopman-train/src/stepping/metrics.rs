@@ -1,0 +1,191 @@
+//! The figures of merit of paper 000: `T_eq`, `T_eq / T`, success, speedup, prediction error.
+//!
+//! `T_eq` is the number of optimizer steps (or epochs) after `t2` that the optimizer needs to
+//! reach the loss the Koopman-evolved weights have at horizon `T`. With `l_i` the optimizer's
+//! loss after `i` steps past `t2` (`l_0` = loss at `t2`) and `l_KO` the Koopman loss, the
+//! paper's fractional definition (supplement S10) is `T_eq = Q + R`, `Q = max{i : l_i > l_KO}`,
+//! `R = (l_Q - l_KO) / (l_Q - l_{Q+1})`. Success is `T_eq > 0` (the Koopman weights lowered the
+//! loss below `l_0`). When the optimizer never reaches `l_KO` within the recorded losses `T_eq`
+//! is the recorded length, flagged as capped. The equivalent optimizer time is
+//! `sum_{i <= Q} tau_i + R tau_{Q+1}`, and speedup = that time / the Koopman time.
+//!
+//! ```
+//! use koopman_train::stepping::metrics::{equivalent_time, t_eq};
+//!
+//! # fn main() -> koopman_train::Result<()> {
+//! let losses = [1.0, 0.8, 0.6, 0.4];
+//! let te = t_eq(&losses, 0.7)?;
+//! assert!((te.value - 1.5).abs() < 1e-12 && te.success() && !te.capped);
+//! assert!((equivalent_time(&[2.0, 4.0, 6.0], te.value)? - 4.0).abs() < 1e-12);
+//! assert_eq!(t_eq(&losses, 1.5)?.value, 0.0); // worse than at t2: failure
+//! assert!(t_eq(&losses, 0.1)?.capped);
+//! # Ok(()) }
+//! ```
+
+use crate::error::{Result, TrainError};
+
+/// `T_eq` and whether it hit the end of the recorded losses.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct TEq {
+    /// Equivalent optimizer steps (fractional).
+    pub value: f64,
+    /// The optimizer did not reach the Koopman loss within the recorded losses.
+    pub capped: bool,
+}
+
+impl TEq {
+    /// `T_eq > 0`.
+    pub fn success(&self) -> bool {
+        self.value > 0.0
+    }
+}
+
+/// `T_eq` by the paper's fractional definition; see the [module docs](self).
+pub fn t_eq(losses: &[f64], koopman_loss: f64) -> Result<TEq> {
+    if losses.len() < 2 {
+        return Err(TrainError::NotEnoughData(format!(
+            "T_eq needs the losses at t2 and at least one step after it, got {}",
+            losses.len()
+        )));
+    }
+    if losses.iter().any(|l| !l.is_finite()) {
+        return Err(TrainError::NonFinite("optimizer losses".into()));
+    }
+    if !koopman_loss.is_finite() {
+        // Blown-up weights: a failure, not an error.
+        return Ok(TEq {
+            value: 0.0,
+            capped: false,
+        });
+    }
+    let Some(q) = losses.iter().rposition(|&l| l > koopman_loss) else {
+        return Ok(TEq {
+            value: 0.0,
+            capped: false,
+        });
+    };
+    if q + 1 == losses.len() {
+        return Ok(TEq {
+            value: q as f64,
+            capped: true,
+        });
+    }
+    let r = (losses[q] - koopman_loss) / (losses[q] - losses[q + 1]);
+    Ok(TEq {
+        value: q as f64 + r,
+        capped: false,
+    })
+}
+
+/// Time of `t_eq` optimizer steps: `step_seconds[i]` is the duration of step `i + 1` (from
+/// `l_i` to `l_{i+1}`); the fractional part takes that share of the next step.
+pub fn equivalent_time(step_seconds: &[f64], t_eq: f64) -> Result<f64> {
+    if !(t_eq.is_finite() && t_eq >= 0.0) || t_eq > step_seconds.len() as f64 {
+        return Err(TrainError::InvalidArgument(format!(
+            "T_eq = {t_eq} outside the {} timed steps",
+            step_seconds.len()
+        )));
+    }
+    let q = t_eq.floor() as usize;
+    let whole: f64 = step_seconds[..q].iter().sum();
+    let frac = if q < step_seconds.len() {
+        (t_eq - q as f64) * step_seconds[q]
+    } else {
+        0.0
+    };
+    Ok(whole + frac)
+}
+
+/// How close predicted weights are to the optimizer's.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PredictionError {
+    /// Median over weights of `|w_pred - w_true(t2+T)| / |w_true(t2+T) - w_true(t2)|` (weights
+    /// that did not move are left out), the paper's figure (0.0044 for Adadelta).
+    pub median_ratio: f64,
+    /// `||w_pred - w_true(t2+T)|| / ||w_true(t2+T) - w_true(t2)||`.
+    pub norm_ratio: f64,
+}
+
+/// Prediction error of `predicted` against the optimizer's `truth_end` (at `t2 + T`) relative
+/// to the true change from `truth_start` (at `t2`).
+pub fn prediction_error(
+    predicted: &[f64],
+    truth_end: &[f64],
+    truth_start: &[f64],
+) -> Result<PredictionError> {
+    if predicted.len() != truth_end.len() || truth_end.len() != truth_start.len() {
+        return Err(TrainError::ShapeMismatch(format!(
+            "{}, {} and {} weights",
+            predicted.len(),
+            truth_end.len(),
+            truth_start.len()
+        )));
+    }
+    let mut ratios = Vec::new();
+    let (mut err2, mut chg2) = (0.0, 0.0);
+    for ((p, e), s) in predicted.iter().zip(truth_end).zip(truth_start) {
+        let (err, chg) = ((p - e).abs(), (e - s).abs());
+        err2 += err * err;
+        chg2 += chg * chg;
+        if chg > 0.0 {
+            ratios.push(if err.is_finite() {
+                err / chg
+            } else {
+                f64::INFINITY
+            });
+        }
+    }
+    if ratios.is_empty() {
+        return Err(TrainError::NotEnoughData(
+            "no weight changed between t2 and t2 + T".into(),
+        ));
+    }
+    Ok(PredictionError {
+        median_ratio: median(&ratios),
+        norm_ratio: (err2 / chg2).sqrt(),
+    })
+}
+
+/// Median (NaN sorts last; the mean of the two middle values for even lengths); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let k = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[k]
+    } else {
+        0.5 * (v[k - 1] + v[k])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_eq_cases() -> Result<()> {
+        // Non-monotone (stochastic) losses: Q is the last index above the Koopman loss.
+        let l = [1.0, 0.5, 0.9, 0.4, 0.3];
+        let te = t_eq(&l, 0.6)?;
+        assert!((te.value - (2.0 + 0.3 / 0.5)).abs() < 1e-12);
+        assert_eq!(t_eq(&l, f64::NAN)?.value, 0.0);
+        assert!(t_eq(&[1.0], 0.5).is_err());
+        assert!(t_eq(&[1.0, f64::NAN], 0.5).is_err());
+        assert!(equivalent_time(&[1.0], 2.0).is_err());
+        assert_eq!(equivalent_time(&[1.0, 2.0], 2.0)?, 3.0);
+        Ok(())
+    }
+
+    #[test]
+    fn prediction_errors() -> Result<()> {
+        let p = prediction_error(&[1.1, 2.0, 5.0], &[1.0, 2.0, 5.0], &[0.0, 1.0, 5.0])?;
+        assert!((p.median_ratio - 0.05).abs() < 1e-12);
+        assert!((p.norm_ratio - 0.1 / 2f64.sqrt()).abs() < 1e-12);
+        assert!(prediction_error(&[1.0], &[1.0], &[1.0]).is_err());
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! The perceptron of paper 000 (supplement S8, Fig. S4): single-weight vs node vs network
+//! Koopman operators.
+//!
+//! Four binary inputs (each active with probability 1/4), two outputs with a step activation
+//! `y_i = [w_i . x > 1]`; output 1 learns the OR of inputs 1-2, output 2 the OR of inputs 3-4.
+//! The perceptron rule `w -= lr (y_hat - y) x^T` (lr 0.005) runs from weights drawn in
+//! `[0.5, 1]`. After `t2` training steps the weights of steps `0 ..= t2` are fitted with
+//! single-weight (`d = 1`), node (`d = 4`) or network (`d = 8`) operators and evolved by them
+//! instead of the rule. All simulations share one recorder and one batched fit per operator
+//! size. The error at every step is the exact expected fraction of wrong output bits over the
+//! 16 input patterns, averaged over the simulations.
+//!
+//! ```
+//! use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig};
+//!
+//! # fn main() -> koopman_train::Result<()> {
+//! let cfg = PerceptronConfig { simulations: 20, steps: 300, ..Default::default() };
+//! let r = run_perceptron(&cfg, &candle_core::Device::Cpu)?;
+//! assert_eq!(r.curves.len(), 4);
+//! assert!(r.curves[0].1[299] < r.curves[0].1[0]); // the rule learns
+//! # Ok(()) }
+//! ```
+
+use super::fit::{fit, Evolution, FitConfig};
+use super::partition::PartitionPlan;
+use super::recorder::Recorder;
+use crate::error::{Result, TrainError};
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+
+/// Settings (defaults: the paper's Table S3, Koopman after 100 steps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerceptronConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Probability that an input unit is active.
+    pub p_active: f64,
+    /// Training steps.
+    pub steps: usize,
+    /// Independent simulations.
+    pub simulations: usize,
+    /// Steps of the perceptron rule before Koopman stepping takes over (`t1 = 0`).
+    pub t2: usize,
+    /// Fit settings.
+    pub fit: FitConfig,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for PerceptronConfig {
+    fn default() -> Self {
+        Self {
+            lr: 0.005,
+            p_active: 0.25,
+            steps: 1000,
+            simulations: 1000,
+            t2: 100,
+            fit: FitConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl PerceptronConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0 && (0.0..=1.0).contains(&self.p_active)) {
+            return Err(TrainError::InvalidArgument(
+                "lr must be > 0 and p_active in [0, 1]".into(),
+            ));
+        }
+        if self.simulations == 0 || self.t2 < 9 || self.t2 >= self.steps {
+            return Err(TrainError::InvalidArgument(format!(
+                "need >= 1 simulation and 9 <= t2 < steps (network operators are 8 x 8), got {} and t2 = {}, steps = {}",
+                self.simulations, self.t2, self.steps
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Mean error curves: `("perceptron" | "single weight" | "node" | "network", error per step)`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PerceptronResult {
+    /// Error at steps `0 .. steps` for each method.
+    pub curves: Vec<(String, Vec<f64>)>,
+    /// The final error of the perceptron rule (mean of its last 10% of steps).
+    pub asymptote: f64,
+}
+
+impl PerceptronResult {
+    /// First step from which the method's mean error stays at or below `threshold`.
+    pub fn steps_to(&self, method: usize, threshold: f64) -> Option<usize> {
+        let c = &self.curves.get(method)?.1;
+        let last_above = c.iter().rposition(|&e| e > threshold);
+        match last_above {
+            None => Some(0),
+            Some(k) if k + 1 < c.len() => Some(k + 1),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Expected fraction of wrong output bits of weights `w` (2 x 4, row-major).
+fn expected_error(w: &[f64], p: f64) -> f64 {
+    let mut err = 0.0;
+    for pattern in 0..16u32 {
+        let x: Vec<f64> = (0..4).map(|k| ((pattern >> k) & 1) as f64).collect();
+        let active = x.iter().filter(|&&v| v > 0.0).count() as i32;
+        let prob = p.powi(active) * (1.0 - p).powi(4 - active);
+        for i in 0..2 {
+            let y = if x[2 * i] + x[2 * i + 1] > 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+            let s: f64 = (0..4).map(|k| w[i * 4 + k] * x[k]).sum();
+            let yh = if s > 1.0 { 1.0 } else { 0.0 };
+            if yh != y {
+                err += prob * 0.5;
+            }
+        }
+    }
+    err
+}
+
+/// Runs the perceptron rule and the three Koopman variants; see the [module docs](self).
+pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<PerceptronResult> {
+    config.validate()?;
+    let s = config.simulations;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let mut w: Vec<f64> = (0..s * 8).map(|_| rng.random_range(0.5..1.0)).collect();
+    let mut rec = Recorder::with_layout(vec![("0.weight".into(), vec![s * 2, 4])])?;
+    let mean_error = |w: &[f64]| -> f64 {
+        w.chunks(8)
+            .map(|c| expected_error(c, config.p_active))
+            .sum::<f64>()
+            / s as f64
+    };
+    let mut rule = Vec::with_capacity(config.steps);
+    let mut at_t2 = Vec::new();
+    for t in 0..config.steps {
+        if t <= config.t2 {
+            rec.push(t, &w)?;
+        }
+        if t == config.t2 {
+            at_t2 = w.clone();
+        }
+        rule.push(mean_error(&w));
+        for sim in w.chunks_mut(8) {
+            let x: Vec<f64> = (0..4)
+                .map(|_| {
+                    if rng.random_bool(config.p_active) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            for i in 0..2 {
+                let y = if x[2 * i] + x[2 * i + 1] > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                let sum: f64 = (0..4).map(|k| sim[i * 4 + k] * x[k]).sum();
+                let yh = if sum > 1.0 { 1.0 } else { 0.0 };
+                for k in 0..4 {
+                    sim[i * 4 + k] -= config.lr * (yh - y) * x[k];
+                }
+            }
+        }
+    }
+    let n = s * 8;
+    let groups = |size: usize| -> Vec<Vec<usize>> {
+        (0..n / size)
+            .map(|g| (g * size..(g + 1) * size).collect())
+            .collect()
+    };
+    let mut curves = vec![("perceptron".to_string(), rule.clone())];
+    for (name, size) in [("single weight", 1), ("node", 4), ("network", 8)] {
+        let plan = PartitionPlan::from_groups(n, groups(size))?;
+        let k = fit(&rec, &plan, 0, config.t2, &config.fit, device)?;
+        let mut curve = rule[..config.t2].to_vec();
+        let mut cur = at_t2.clone();
+        for _ in config.t2..config.steps {
+            curve.push(mean_error(&cur));
+            cur = k.evolve_host(&cur, 1, Evolution::Step)?;
+        }
+        curves.push((name.to_string(), curve));
+    }
+    let tail = config.steps / 10;
+    let asymptote = rule[config.steps - tail.max(1)..].iter().sum::<f64>() / tail.max(1) as f64;
+    Ok(PerceptronResult { curves, asymptote })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_of_known_weights_and_bad_config() {
+        // Perfect weights: relevant 1.5, irrelevant 0.
+        let good = [1.5, 1.5, 0.0, 0.0, 0.0, 0.0, 1.5, 1.5];
+        assert_eq!(expected_error(&good, 0.25), 0.0);
+        // All zero: every output is 0, wrong whenever its pair has an active input:
+        // P(OR) = 1 - 0.75^2 = 0.4375 per output.
+        assert!((expected_error(&[0.0; 8], 0.25) - 0.4375).abs() < 1e-12);
+        let bad = PerceptronConfig {
+            t2: 5,
+            ..Default::default()
+        };
+        assert!(run_perceptron(&bad, &Device::Cpu).is_err());
+    }
+}

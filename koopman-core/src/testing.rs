@@ -58,3 +58,28 @@ macro_rules! test_device {
         }
     };
 }
+
+/// The MNIST folder (`$KOOPMAN_DATA_DIR/mnist`) for a test that needs it. When the data is missing
+/// the test must not pass silently: under CI (`CI` or `KOOPMAN_DATA_DIR` set) this panics with the
+/// reason; elsewhere it prints why `test` is skipped and returns `None`.
+///
+/// ```
+/// if let Some(dir) = koopman_core::testing::mnist_dir_for_test("doc example") {
+///     assert!(koopman_core::mnist::mnist_files_present(&dir));
+/// }
+/// ```
+pub fn mnist_dir_for_test(test: &str) -> Option<std::path::PathBuf> {
+    let dir = crate::mnist::mnist_dir_from_env();
+    if let Some(d) = dir
+        .as_ref()
+        .filter(|d| crate::mnist::mnist_files_present(d))
+    {
+        return Some(d.clone());
+    }
+    let reason = format!("MNIST not found (KOOPMAN_DATA_DIR/mnist = {dir:?})");
+    if std::env::var_os("CI").is_some() || std::env::var_os("KOOPMAN_DATA_DIR").is_some() {
+        panic!("{test}: {reason}; CI / KOOPMAN_DATA_DIR is set, so the data must be there");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    None
+}

@@ -257,20 +257,13 @@ fn bad_input_is_an_error() -> R {
 /// with a printed reason otherwise.
 #[test]
 fn mnist_last_layer_direct_readout_keeps_accuracy() -> R {
-    let dir = koopman_core::mnist::mnist_dir_from_env();
-    let present = dir
-        .as_ref()
-        .is_some_and(|d| koopman_core::mnist::mnist_files_present(d));
-    if !present {
-        let reason = format!("MNIST not found (KOOPMAN_DATA_DIR/mnist = {dir:?})");
-        if std::env::var_os("CI").is_some() {
-            panic!("{reason}; CI must provide the data");
-        }
-        eprintln!("SKIPPED mnist_last_layer_direct_readout_keeps_accuracy: {reason}");
+    let Some(dir) =
+        koopman_core::testing::mnist_dir_for_test("mnist_last_layer_direct_readout_keeps_accuracy")
+    else {
         return Ok(());
-    }
+    };
     let dev = Device::Cpu;
-    let data = koopman_core::mnist::load_mnist(dir.unwrap(), &dev)?.subset(3000, 1000)?;
+    let data = koopman_core::mnist::load_mnist(dir, &dev)?.subset(3000, 1000)?;
     let vm = VarMap::new();
     let mlp = Mlp::new(
         &[784, 32, 16, 10],

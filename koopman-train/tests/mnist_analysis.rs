@@ -16,19 +16,8 @@ use rand::SeedableRng;
 type R = std::result::Result<(), Box<dyn std::error::Error>>;
 
 fn mnist() -> Option<koopman_core::mnist::Mnist> {
-    let dir = koopman_core::mnist::mnist_dir_from_env();
-    let present = dir
-        .as_ref()
-        .is_some_and(|d| koopman_core::mnist::mnist_files_present(d));
-    if !present {
-        let reason = format!("MNIST not found (KOOPMAN_DATA_DIR/mnist = {dir:?})");
-        if std::env::var_os("KOOPMAN_DATA_DIR").is_some() || std::env::var_os("CI").is_some() {
-            panic!("{reason}; KOOPMAN_DATA_DIR / CI is set, so the data must be there");
-        }
-        eprintln!("SKIPPED mnist_analysis: {reason}");
-        return None;
-    }
-    let data = koopman_core::mnist::load_mnist(dir?, &Device::Cpu).expect("readable MNIST");
+    let dir = koopman_core::testing::mnist_dir_for_test("mnist_analysis")?;
+    let data = koopman_core::mnist::load_mnist(dir, &Device::Cpu).expect("readable MNIST");
     Some(data.subset(1000, 500).expect("subset"))
 }
 

@@ -11,20 +11,13 @@ use koopman_train::stepping::{FitConfig, Partition, PartitionSpec};
 
 #[test]
 fn mnist_koopman_stepping_beats_the_straight_line() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = koopman_core::mnist::mnist_dir_from_env();
-    let present = dir
-        .as_ref()
-        .is_some_and(|d| koopman_core::mnist::mnist_files_present(d));
-    if !present {
-        let reason = format!("MNIST not found (KOOPMAN_DATA_DIR/mnist = {dir:?})");
-        if std::env::var_os("CI").is_some() || std::env::var_os("KOOPMAN_DATA_DIR").is_some() {
-            panic!("{reason}; KOOPMAN_DATA_DIR is set, so the data must be there");
-        }
-        eprintln!("SKIPPED mnist_koopman_stepping_beats_the_straight_line: {reason}");
+    let Some(dir) =
+        koopman_core::testing::mnist_dir_for_test("mnist_koopman_stepping_beats_the_straight_line")
+    else {
         return Ok(());
-    }
+    };
     let dev = Device::Cpu;
-    let m = koopman_core::mnist::load_mnist(dir.unwrap(), &dev)?.subset(1600, 500)?;
+    let m = koopman_core::mnist::load_mnist(dir, &dev)?.subset(1600, 500)?;
     // 2x2 average pooling (14 x 14 inputs) keeps the debug-build fit small.
     let pool = |x: &candle_core::Tensor| -> candle_core::Result<candle_core::Tensor> {
         let n = x.dims()[0];

@@ -568,6 +568,22 @@ impl Experiment for SteppingPerceptron {
                 ]
             })
             .collect();
+        // Threshold-free view: the first step from which each method stays at or below fixed
+        // error levels (the rule has not converged by step 1000, so its last-100-step mean is a
+        // moving target).
+        let levels = [0.15, 0.10, 0.05];
+        let level_rows = r
+            .curves
+            .iter()
+            .enumerate()
+            .map(|(m, (name, _))| {
+                let mut row = vec![name.clone()];
+                row.extend(levels.iter().map(|&l| show(r.steps_to(m, l))));
+                row.push(format!("{:.4}", r.movement[m]));
+                row
+            })
+            .collect();
+        let rule_curve = &r.curves[0].1;
         let by = |m: usize| steps[m].unwrap_or(usize::MAX);
         let all_faster = (1..4).all(|m| by(m) <= by(0));
         let single_fastest = by(1) <= by(2) && by(1) <= by(3) && by(1) < by(0);
@@ -609,10 +625,35 @@ impl Experiment for SteppingPerceptron {
                 ]
                 .to_vec(),
                 rows,
+            },
+            Table {
+                title: format!(
+                    "Steps until the mean error stays at or below fixed levels, and the median |w(step {}) - w(step {})| over all weights",
+                    cfg.steps, cfg.t2
+                ),
+                header: [
+                    "method".to_string(),
+                    "error <= 0.15".to_string(),
+                    "error <= 0.10".to_string(),
+                    "error <= 0.05".to_string(),
+                    "median weight movement after the fit".to_string(),
+                ]
+                .to_vec(),
+                rows: level_rows,
             }],
             notes: vec![
                 "Error: the exact expected fraction of wrong output bits over the 16 input patterns (inputs active with probability 1/4), averaged over simulations (the paper samples it and smooths with a 50-step window).".into(),
                 "All simulations' operators of one size are fitted in one batched call.".into(),
+                "Setup as in Algorithm 1 / S8: t1 = 0, t2 = 100, operators fitted on the snapshots 0..=100 of each simulation (F = w(0..99), F' = w(1..100)), then evolved step by step from w(100); step counts include the 100 rule steps. A single-weight operator is the scalar least-squares ratio sum w(t+1) w(t) / sum w(t)^2 of that weight's own trajectory (m = 1 in S1).".into(),
+                format!(
+                    "Why the step count misses: the rule has not converged at step {} (error {:.4} at step {} vs {:.4} mean of the last {} steps; measured once with 300 simulations, seed 0: a 4,000-step run reaches error 0 by step 3,000), so the asymptote is a moving target near the end of the run. Single-weight operators lead the rule through the transient (second table) but fall behind near the end: each rate is extrapolated from ~3.5 irrelevant-weight updates in 100 steps (an update needs both irrelevant inputs on and both relevant off, p = 0.035), so simulations with a slow early rate lag.",
+                    cfg.steps,
+                    rule_curve[cfg.steps - 1],
+                    cfg.steps - 1,
+                    r.asymptote,
+                    cfg.steps / 10
+                ),
+                "Node and network operators (4 x 4 / 8 x 8 fitted on 100 jump-like snapshots) mostly fit a nearby stable fixed point: the weights barely move after the fit (movement column) and the error stalls; a few operators with eigenvalues above 1 diverge. The paper's S8.3 warns about such uncorrelated weight changes.".into(),
             ],
             files: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),

@@ -17,6 +17,7 @@
 //! let cfg = PerceptronConfig { simulations: 20, steps: 300, ..Default::default() };
 //! let r = run_perceptron(&cfg, &candle_core::Device::Cpu)?;
 //! assert_eq!(r.curves.len(), 4);
+//! assert_eq!(r.movement.len(), 4);
 //! assert!(r.curves[0].1[299] < r.curves[0].1[0]); // the rule learns
 //! # Ok(()) }
 //! ```
@@ -86,6 +87,9 @@ pub struct PerceptronResult {
     pub curves: Vec<(String, Vec<f64>)>,
     /// The final error of the perceptron rule (mean of its last 10% of steps).
     pub asymptote: f64,
+    /// Median absolute change of a weight from step `t2` to step `steps`, per method (same order
+    /// as `curves`): how far each method moves the weights after the fit.
+    pub movement: Vec<f64>,
 }
 
 impl PerceptronResult {
@@ -177,6 +181,12 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
             .map(|g| (g * size..(g + 1) * size).collect())
             .collect()
     };
+    let moved = |end: &[f64]| -> f64 {
+        let mut d: Vec<f64> = end.iter().zip(&at_t2).map(|(a, b)| (a - b).abs()).collect();
+        d.sort_by(f64::total_cmp);
+        d[d.len() / 2]
+    };
+    let mut movement = vec![moved(&w)];
     let mut curves = vec![("perceptron".to_string(), rule.clone())];
     for (name, size) in [("single weight", 1), ("node", 4), ("network", 8)] {
         let plan = PartitionPlan::from_groups(n, groups(size))?;
@@ -187,11 +197,16 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
             curve.push(mean_error(&cur));
             cur = k.evolve_host(&cur, 1, Evolution::Step)?;
         }
+        movement.push(moved(&cur));
         curves.push((name.to_string(), curve));
     }
     let tail = config.steps / 10;
     let asymptote = rule[config.steps - tail.max(1)..].iter().sum::<f64>() / tail.max(1) as f64;
-    Ok(PerceptronResult { curves, asymptote })
+    Ok(PerceptronResult {
+        curves,
+        asymptote,
+        movement,
+    })
 }
 
 #[cfg(test)]

@@ -54,24 +54,17 @@ fn observer_monitor_and_pruning_on_mnist() -> R {
     )?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let epochs = 8;
+    let batch_loss = |idx: &Tensor| -> koopman_train::Result<Tensor> {
+        Ok(candle_nn::loss::cross_entropy(
+            &mlp.forward(&x.index_select(idx, 0)?)?,
+            &y.index_select(idx, 0)?,
+        )?)
+    };
     for e in 0..=epochs {
         obs.record(ce(&mlp, x, y)?)?;
         monitor.check(&obs)?;
         if e < epochs {
-            run_epoch(
-                &mut opt,
-                1000,
-                50,
-                &mut rng,
-                &dev,
-                |idx| {
-                    Ok(candle_nn::loss::cross_entropy(
-                        &mlp.forward(&x.index_select(idx, 0)?)?,
-                        &y.index_select(idx, 0)?,
-                    )?)
-                },
-                || Ok(()),
-            )?;
+            run_epoch(&mut opt, 1000, 50, &mut rng, &dev, &batch_loss, || Ok(()))?;
         }
     }
     assert_eq!(obs.len(), epochs + 1);
@@ -99,20 +92,9 @@ fn observer_monitor_and_pruning_on_mnist() -> R {
     )?;
     assert!(mask.zero_fraction() > 0.6, "{}", mask.zero_fraction());
     for _ in 0..3 {
-        run_epoch(
-            &mut opt,
-            1000,
-            50,
-            &mut rng,
-            &dev,
-            |idx| {
-                Ok(candle_nn::loss::cross_entropy(
-                    &mlp.forward(&x.index_select(idx, 0)?)?,
-                    &y.index_select(idx, 0)?,
-                )?)
-            },
-            || mask.apply(),
-        )?;
+        run_epoch(&mut opt, 1000, 50, &mut rng, &dev, &batch_loss, || {
+            mask.apply()
+        })?;
     }
     let zeros = obs.current()?.iter().filter(|v| **v == 0.0).count();
     assert!(zeros >= mask.pruned());

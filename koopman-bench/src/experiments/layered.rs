@@ -212,30 +212,27 @@ struct WindowRun {
     data: SnapshotData,
     first_loss: f64,
     last_loss: f64,
-    steps: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Trains 5 conjugate-symmetric layers window-wise on `traj` (`sizes.n_traj` trajectories of
+/// `sizes.n_time` steps, windows of 20), starting from coefficients of std `init_std`.
 fn window_run(
     ctx: &RunContext,
+    sizes: &WindowSizes,
     traj: &[f64],
-    n_traj: usize,
-    n_time: usize,
     norm: &TorusNormalization,
     function: CoordinateFunction,
-    index_set: Arc<IndexSet>,
-    steps: usize,
     init_std: f64,
 ) -> Result<WindowRun> {
     let z = norm.forward(traj)?;
-    let data = SnapshotData::from_trajectories(&z, n_traj, n_time, 2, 20, 5)?;
-    let builder = DeepKoopmanLayeredBuilder::new(2, index_set.clone(), vec![offsets()?])
+    let data = SnapshotData::from_trajectories(&z, sizes.n_traj, sizes.n_time, 2, 20, 5)?;
+    let builder = DeepKoopmanLayeredBuilder::new(2, sizes.index_set.clone(), vec![offsets()?])
         .layers(5)
         .conjugate_symmetric(true)
         .outputs(function, norm.a);
     let config = TrainConfig {
         loss: Loss::WindowWise,
-        steps,
+        steps: sizes.steps,
         lr: 1e-3,
         continuity_weight: 0.01,
         power_iterations: ctx.pick(1, 3),
@@ -256,7 +253,6 @@ fn window_run(
         data,
         first_loss: mean(&report.losses[..k.min(report.losses.len())]),
         last_loss: mean(&report.losses[report.losses.len().saturating_sub(k)..]),
-        steps,
     })
 }
 
@@ -306,27 +302,25 @@ impl Experiment for LayeredMeasure {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(3);
+        let sizes = WindowSizes::pick(ctx)?;
         let WindowSizes {
             n_traj,
             n_time,
             steps,
-            index_set,
-        } = WindowSizes::pick(ctx)?;
+            ref index_set,
+        } = sizes;
         let system = MeasurePreserving::default();
         let traj = measure_preserving_trajectories(&system, n_traj, n_time, ctx.seed);
         let run = window_run(
             ctx,
+            &sizes,
             &traj,
-            n_traj,
-            n_time,
             &TorusNormalization::periodic(2),
             CoordinateFunction::Sine,
-            index_set.clone(),
-            steps,
             0.02,
         )?;
         progress.inc(1);
-        let dictionary = state_dictionary(&index_set, 2)?;
+        let dictionary = state_dictionary(index_set, 2)?;
         let edmd = window_edmd_eigenvalues(&run.data, dictionary.clone())?;
         progress.inc(1);
         let kdmd_config = KernelDmdConfig {
@@ -390,7 +384,7 @@ impl Experiment for LayeredMeasure {
                      trajectories x {n_time} steps, windows of 20 steps, {} steps; window-wise \
                      loss {} -> {})",
                     index_set.len(),
-                    run.steps,
+                    steps,
                     sci(run.first_loss),
                     sci(run.last_loss)
                 ),
@@ -441,26 +435,17 @@ impl Experiment for LayeredDamped {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(1);
+        let sizes = WindowSizes::pick(ctx)?;
         let WindowSizes {
             n_traj,
             n_time,
             steps,
-            index_set,
-        } = WindowSizes::pick(ctx)?;
+            ref index_set,
+        } = sizes;
         let system = DampedForced::default();
         let traj = damped_forced_trajectories(&system, n_traj, n_time, ctx.seed);
         let norm = TorusNormalization::fit(&traj, 2, FRAC_PI_2)?;
-        let run = window_run(
-            ctx,
-            &traj,
-            n_traj,
-            n_time,
-            &norm,
-            CoordinateFunction::Identity,
-            index_set.clone(),
-            steps,
-            0.0,
-        )?;
+        let run = window_run(ctx, &sizes, &traj, &norm, CoordinateFunction::Identity, 0.0)?;
         progress.inc(1);
         let max_abs = |s: &[c64]| s.iter().map(|z| z.norm()).fold(0.0f64, f64::max);
         let mean_abs = |s: &[c64]| mean(&s.iter().map(|z| z.norm()).collect::<Vec<_>>());
@@ -527,7 +512,7 @@ impl Experiment for LayeredDamped {
                     "Per layer (|N| = {}, |M| = 74, {n_traj} trajectories x {n_time} steps, windows \
                      of 20 steps, {} steps; window-wise loss {} -> {})",
                     index_set.len(),
-                    run.steps,
+                    steps,
                     sci(run.first_loss),
                     sci(run.last_loss)
                 ),

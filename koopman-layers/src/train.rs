@@ -403,26 +403,30 @@ fn power_norm(
     apply: &dyn Fn(&ComplexTensor) -> Result<ComplexTensor>,
     apply_adjoint: &dyn Fn(&ComplexTensor) -> Result<ComplexTensor>,
 ) -> Result<Tensor> {
-    let mut u = ComplexTensor::randn(dim, 1.0, seed, dtype, device)?;
-    let normalise = |x: &ComplexTensor| -> Result<ComplexTensor> {
+    // x / ||x|| (detached), or None when ||x|| <= eps^2: for the unit iterate u, ||A* A u|| ~
+    // ||A||^2, so A is zero to working precision (equal neighbouring layers in the continuity
+    // term, zero coefficients). Its norm is 0 and 0 is a subgradient; the 2-norm has no
+    // derivative there, and normalising a (sub)denormal iterate would overflow to NaN.
+    let normalise = |x: &ComplexTensor| -> Result<Option<ComplexTensor>> {
         let n = x.norm_f64()?;
-        if n > 0.0 && n.is_finite() {
-            Ok(x.scale_real(1.0 / n)?.detach())
-        } else {
-            Err(LayersError::NonFinite("power iteration vector".into()))
+        if !n.is_finite() {
+            return Err(LayersError::NonFinite("power iteration vector".into()));
         }
+        if n <= dtype_epsilon(dtype).powi(2) {
+            return Ok(None);
+        }
+        Ok(Some(x.scale_real(1.0 / n)?.detach()))
     };
-    u = normalise(&u)?;
+    let zero = || Ok(Tensor::zeros((), dtype, device)?);
+    let Some(mut u) = normalise(&ComplexTensor::randn(dim, 1.0, seed, dtype, device)?)? else {
+        return zero();
+    };
     for _ in 0..iterations {
         let w = apply_adjoint(&apply(&u.detach())?.detach())?;
-        if w.norm_f64()? <= dtype_epsilon(dtype).powi(2) {
-            // ||A* A u|| ~ ||A||^2 <= eps^2 for the unit vector u: A is zero to working precision
-            // (equal neighbouring layers in the continuity term, zero coefficients). Its norm is 0
-            // and 0 is a subgradient; the 2-norm has no derivative there, and normalising a
-            // (sub)denormal iterate would overflow to NaN.
-            return Ok(Tensor::zeros((), dtype, device)?);
+        match normalise(&w)? {
+            Some(next) => u = next,
+            None => return zero(),
         }
-        u = normalise(&w)?;
     }
     Ok(apply(&u)?.norm()?)
 }

@@ -5,9 +5,9 @@ use candle_core::{DType, Device, Tensor};
 use faer::{Mat, MatRef};
 use koopman_core::dmd::{
     delay_embed, dmd_rrr, edmd, exact_dmd, finite_section, finite_section_batched,
-    finite_section_batched_tensor, finite_section_operator, hankel_dmd, kernel_dmd,
-    snapshots_from_csv, snapshots_from_npy, snapshots_from_tensor, trajectory_pairs, Dictionary,
-    EdmdConfig, ExactDmdConfig, FiniteSectionConfig, HankelConfig, HankelEstimator,
+    finite_section_batched_tensor, finite_section_operator, finite_section_partitioned, hankel_dmd,
+    kernel_dmd, snapshots_from_csv, snapshots_from_npy, snapshots_from_tensor, trajectory_pairs,
+    Dictionary, EdmdConfig, ExactDmdConfig, FiniteSectionConfig, HankelConfig, HankelEstimator,
     KernelDmdConfig, RankPolicy, RefineSelection, RrrConfig, StateLayout,
 };
 use koopman_core::io::{write_npy, NpyData};
@@ -732,4 +732,123 @@ fn delay_windows_never_straddle_trajectories() -> Result<()> {
         assert_eq!(y[(0, j)], x[(1, j)]);
     }
     Ok(())
+}
+
+/// `n` snapshots of `p` coordinates: iid uniform except coordinate 21, a copy of 20 (so groups
+/// holding both are rank deficient).
+fn partition_states(p: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut g = rng(seed);
+    (0..n)
+        .map(|_| {
+            let mut s: Vec<f64> = (0..p).map(|_| g.random_range(-1.0..1.0)).collect();
+            s[21] = s[20];
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn partitioned_finite_section_matches_the_batched_fit_on_gathered_data() -> Result<()> {
+    let groups: Vec<Vec<usize>> = vec![
+        (0..5).collect(),
+        (5..16).collect(),
+        vec![29, 3, 17],
+        vec![7],
+        vec![20, 21, 22],
+    ];
+    let refs: Vec<&[usize]> = groups.iter().map(|g| g.as_slice()).collect();
+    let config = FiniteSectionConfig {
+        solve: SolveOptions {
+            rcond: Some(1e-10),
+            ridge: 0.0,
+        },
+    };
+    // 2,600 pairs: every group streams (several chunks, the time range split over the cores);
+    // 60 pairs: the 11-coordinate group takes the QR route, the others stream.
+    for n in [2601, 61] {
+        let states = partition_states(30, n, 11);
+        let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
+        let us = finite_section_partitioned(&snaps, &refs, &config)?;
+        assert_eq!(us.len(), groups.len());
+        for (g, u) in groups.iter().zip(&us) {
+            let x = Mat::from_fn(g.len(), n - 1, |i, t| states[t][g[i]]);
+            let y = Mat::from_fn(g.len(), n - 1, |i, t| states[t + 1][g[i]]);
+            let reference = &finite_section_batched(&[x.as_ref()], &[y.as_ref()], &config)?[0];
+            let scale = 1.0 + frobenius(reference.as_ref());
+            let gap = frobenius((u - reference).as_ref());
+            assert!(
+                gap <= 1e3 * f64::EPSILON * (n as f64).sqrt() * scale,
+                "group {g:?}, {n} snapshots: gap {gap:e}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn partitioned_finite_section_recovers_linear_dynamics() -> Result<()> {
+    // z(t + 1) = A z(t) on 6 coordinates (A with the known spectrum in a 4-block and a 2-block).
+    let (a4, _) = known_system();
+    let mut a = Mat::<f64>::zeros(6, 6);
+    for i in 0..4 {
+        for j in 0..4 {
+            a[(i, j)] = a4[(i, j)];
+        }
+    }
+    a[(4, 4)] = 0.95;
+    a[(5, 4)] = 0.1;
+    a[(5, 5)] = 0.8;
+    // Restarted every 40 steps from a random state so the data do not decay to zero.
+    let mut g = rng(3);
+    let mut states = Vec::new();
+    let mut z: Vec<f64> = (0..6).map(|_| g.random_range(-1.0..1.0)).collect();
+    for t in 0..3000 {
+        if t % 40 == 0 && t > 0 {
+            // a kick keeps every direction excited; the pair across it is still exact for the
+            // 2-block because the kick only touches coordinates 0..4
+            for v in z.iter_mut().take(4) {
+                *v += g.random_range(-1.0..1.0);
+            }
+        }
+        states.push(z.clone());
+        z = (0..6)
+            .map(|i| (0..6).map(|j| a[(i, j)] * z[j]).sum())
+            .collect();
+    }
+    let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
+    let us = finite_section_partitioned(&snaps, &[&[4, 5]], &FiniteSectionConfig::default())?;
+    for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        assert!((us[0][(i, j)] - a[(4 + i, 4 + j)]).abs() < 1e-10);
+    }
+    Ok(())
+}
+
+#[test]
+fn partitioned_finite_section_rejects_bad_input() {
+    let states = partition_states(30, 100, 5);
+    let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
+    let config = FiniteSectionConfig::default();
+    let err = |r: Result<Vec<Mat<f64>>>| r.expect_err("bad input must be refused").to_string();
+    assert!(
+        err(finite_section_partitioned(&snaps, &[&[0, 30]], &config)).contains("coordinate 30")
+    );
+    assert!(err(finite_section_partitioned(&snaps, &[&[]], &config)).contains("no coordinates"));
+    assert!(err(finite_section_partitioned(&snaps, &[], &config)).contains("no groups"));
+    assert!(
+        err(finite_section_partitioned(&snaps[..1], &[&[0]], &config)).contains("two snapshots")
+    );
+    let mut bad = states.clone();
+    bad[50][3] = f64::NAN;
+    let bad_snaps: Vec<&[f64]> = bad.iter().map(|s| s.as_slice()).collect();
+    assert!(matches!(
+        finite_section_partitioned(&bad_snaps, &[&[3]], &config),
+        Err(CoreError::NonFinite(_))
+    ));
+    let short = vec![0.0; 29];
+    let mut ragged = snaps.clone();
+    ragged[10] = &short;
+    assert!(matches!(
+        finite_section_partitioned(&ragged, &[&[0]], &config),
+        Err(CoreError::ShapeMismatch(_))
+    ));
 }

@@ -64,14 +64,393 @@ fn solve_one<T: Scalar>(x: MatRef<'_, T>, y: MatRef<'_, T>, opts: &SolveOptions)
     let (q, r) = linalg::thin_qr(x.adjoint().to_owned().as_ref());
     let yq = y * q.as_ref();
     let rh = r.as_ref().adjoint().to_owned();
-    // (R^*)^+ via SVD with the cut-off relative to the singular values of X (same as of R).
-    let svd = linalg::thin_svd(rh.as_ref())?;
-    let (f, _) = opts.filter(&svd.s, x.nrows(), x.ncols());
-    let yqv = yq.as_ref() * svd.v.as_ref();
-    let scaled = Mat::from_fn(yqv.nrows(), yqv.ncols(), |i, j| {
-        yqv[(i, j)] * T::from_f64(f[j])
+    solve_small(yq.as_ref(), rh.as_ref(), opts, x.nrows(), x.ncols())
+}
+
+/// `B L^+` for the small `d x d` factors of a compressed finite section (`L` has the singular
+/// values of `X`, `B` is `Y` in the same orthonormal basis), by SVD with the cut-off relative to
+/// those singular values; `nrows x ncols` is the shape of `X` (for the default cut-off).
+fn solve_small<T: Scalar>(
+    b: MatRef<'_, T>,
+    l: MatRef<'_, T>,
+    opts: &SolveOptions,
+    nrows: usize,
+    ncols: usize,
+) -> Result<Mat<T>> {
+    let svd = linalg::thin_svd(l)?;
+    let (f, _) = opts.filter(&svd.s, nrows, ncols);
+    let bv = b * svd.v.as_ref();
+    let scaled = Mat::from_fn(bv.nrows(), bv.ncols(), |i, j| {
+        bv[(i, j)] * T::from_f64(f[j])
     });
     Ok(scaled.as_ref() * svd.u.as_ref().adjoint())
+}
+
+/// `sum_i a_i b_i` with eight independent accumulators (vectorised by the compiler).
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(p, q)| p * q)
+        .sum();
+    for (pa, pb) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += pa[k] * pb[k];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `[r_0 . v, r_1 . v, r_2 . v, r_3 . v]`, each with eight independent accumulators.
+#[inline(always)]
+fn dot4(r: [&[f64]; 4], v: &[f64]) -> [f64; 4] {
+    let mut acc = [[0.0f64; 8]; 4];
+    let full = v.len() / 8 * 8;
+    for k in (0..full).step_by(8) {
+        let vk = &v[k..k + 8];
+        for (a, row) in acc.iter_mut().zip(&r) {
+            let rk = &row[k..k + 8];
+            for l in 0..8 {
+                a[l] += rk[l] * vk[l];
+            }
+        }
+    }
+    let mut out = [0.0; 4];
+    for ((o, a), row) in out.iter_mut().zip(&acc).zip(&r) {
+        let tail: f64 = row[full..].iter().zip(&v[full..]).map(|(p, q)| p * q).sum();
+        *o = a.iter().sum::<f64>() + tail;
+    }
+    out
+}
+
+/// The lower-triangular factor `L` (`n x n`) of the Householder LQ factorisation `A = L Q` of the
+/// row-major `n x m` matrix `a`, which is overwritten; `Q` is not formed (for `m < n` the
+/// columns of `L` from `m` on are zero). Each reflector is one pass of dot products and axpys
+/// over contiguous rows, compiled for the CPU's vector extensions (AVX2 / AVX-512 where
+/// present) through faer's dispatcher.
+fn householder_l(a: &mut [f64], n: usize, m: usize) -> Mat<f64> {
+    let diag = pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || reflect_rows(a, n, m),
+    );
+    Mat::from_fn(n, n, |i, j| match i.cmp(&j) {
+        std::cmp::Ordering::Less => 0.0,
+        std::cmp::Ordering::Equal => diag[i],
+        std::cmp::Ordering::Greater if j < m => a[i * m + j],
+        std::cmp::Ordering::Greater => 0.0,
+    })
+}
+
+/// The Householder sweep of [`householder_l`]; returns the diagonal of `L` (the strict lower
+/// part is left in `a`).
+#[inline(always)]
+fn reflect_rows(a: &mut [f64], n: usize, m: usize) -> Vec<f64> {
+    let mut diag = vec![0.0; n];
+    for j in 0..n.min(m) {
+        let (head, tail) = a.split_at_mut((j + 1) * m);
+        let v = &mut head[j * m + j..];
+        let norm = dot(v, v).sqrt();
+        if norm == 0.0 {
+            continue; // the row is already zero from column j on: no reflection
+        }
+        let a0 = v[0];
+        let alpha = if a0 >= 0.0 { -norm } else { norm };
+        v[0] = a0 - alpha;
+        // H = I - beta v v^T with beta = 2 / v^T v = 1 / (alpha (alpha - a0)) > 0.
+        let beta = 1.0 / (alpha * (alpha - a0));
+        // Four rows at a time share each load of v.
+        let mut rows = tail.chunks_exact_mut(4 * m);
+        for quad in &mut rows {
+            let (r01, r23) = quad.split_at_mut(2 * m);
+            let (r0, r1) = r01.split_at_mut(m);
+            let (r2, r3) = r23.split_at_mut(m);
+            let (r0, r1, r2, r3) = (&mut r0[j..], &mut r1[j..], &mut r2[j..], &mut r3[j..]);
+            let [s0, s1, s2, s3] = dot4([&*r0, &*r1, &*r2, &*r3], v).map(|d| beta * d);
+            for k in 0..v.len() {
+                let q = v[k];
+                r0[k] -= s0 * q;
+                r1[k] -= s1 * q;
+                r2[k] -= s2 * q;
+                r3[k] -= s3 * q;
+            }
+        }
+        for row in rows.into_remainder().chunks_exact_mut(m) {
+            let r = &mut row[j..];
+            let s = beta * dot(r, v);
+            for (p, q) in r.iter_mut().zip(v.iter()) {
+                *p -= s * q;
+            }
+        }
+        diag[j] = alpha;
+    }
+    diag
+}
+
+/// Groups with at least this many snapshot pairs per coordinate take the streamed LQ route of
+/// [`finite_section_partitioned`]; shorter ones the QR route (cheaper when `m` is close to `d`,
+/// where the stacked `2d x m` factorisation does twice the work).
+const LQ_MIN_PAIRS_PER_DIM: usize = 8;
+
+/// Snapshot pairs absorbed per pass of the streamed LQ factorisation: the snapshots of one
+/// chunk stay in cache while every group reads its coordinates from them.
+const LQ_CHUNK_PAIRS: usize = 256;
+
+/// The running LQ compression of `[X; Y]` for one group of `d` coordinates: after absorbing
+/// snapshot pairs chunk by chunk, `[X; Y] = L Q` for the pairs seen so far (a flat TSQR tree:
+/// each pass factors `[L_previous | new columns]`, which has the same `L`).
+struct StreamedLq {
+    d: usize,
+    l: Option<Mat<f64>>,
+    block: Vec<f64>,
+}
+
+impl StreamedLq {
+    fn new(d: usize) -> Self {
+        Self {
+            d,
+            l: None,
+            block: Vec::new(),
+        }
+    }
+
+    /// Absorbs the pairs `(t, t + 1)` for `t` in `t0..t0 + c`, coordinate `i` of state `t` being
+    /// `state(i, t)`.
+    #[inline]
+    fn absorb(&mut self, t0: usize, c: usize, state: impl Fn(usize, usize) -> f64) {
+        let (d, n) = (self.d, 2 * self.d);
+        let off = if self.l.is_some() { n } else { 0 };
+        let w = off + c;
+        self.block.resize(n * w, 0.0);
+        let block = &mut self.block[..n * w];
+        if let Some(prev) = &self.l {
+            for i in 0..n {
+                for k in 0..n {
+                    block[i * w + k] = if k <= i { prev[(i, k)] } else { 0.0 };
+                }
+            }
+        }
+        for t in 0..c {
+            for i in 0..d {
+                block[i * w + off + t] = state(i, t0 + t);
+                block[(d + i) * w + off + t] = state(i, t0 + t + 1);
+            }
+        }
+        self.l = Some(householder_l(block, n, w));
+    }
+
+    /// `L` of the pairs absorbed by all parts (an LQ factorisation of `[L_1 | L_2 | ...]`).
+    fn merge(parts: Vec<StreamedLq>) -> Option<Mat<f64>> {
+        let ls: Vec<Mat<f64>> = parts.into_iter().filter_map(|p| p.l).collect();
+        if ls.len() <= 1 {
+            return ls.into_iter().next();
+        }
+        let n = ls[0].nrows();
+        let w = n * ls.len();
+        let mut stacked = vec![0.0; n * w];
+        for (p, l) in ls.iter().enumerate() {
+            for i in 0..n {
+                for k in 0..n {
+                    stacked[i * w + p * n + k] = l[(i, k)];
+                }
+            }
+        }
+        Some(householder_l(&mut stacked, n, w))
+    }
+}
+
+/// `U = Y X^+` from the LQ factor of `[X; Y]` (`X` is `d x m`): with `L = [L11 0; L21 L22]`,
+/// `X = L11 Q1` and `Y Q1^T = L21`, so `U = L21 L11^+` (`X^+ = Q1^T L11^+` as `Q1` has
+/// orthonormal rows), and `L11` has the singular values of `X`, on which the cut-off acts exactly
+/// as in the QR route.
+fn solve_from_l(l: &Mat<f64>, d: usize, m: usize, opts: &SolveOptions) -> Result<Mat<f64>> {
+    solve_small(
+        l.as_ref().submatrix(d, 0, d, d),
+        l.as_ref().submatrix(0, 0, d, d),
+        opts,
+        d,
+        m,
+    )
+}
+
+/// Runs `f` on the available cores: `f(w, workers)` for every worker index `w`; results in
+/// worker order.
+fn on_workers<O: Send>(workers: usize, f: impl Fn(usize, usize) -> O + Sync) -> Result<Vec<O>> {
+    let workers = workers.max(1);
+    if workers == 1 {
+        return Ok(vec![f(0, 1)]);
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..workers)
+            .map(|w| scope.spawn(move || f(w, workers)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().map_err(|_| {
+                    CoreError::Decomposition("a finite-section worker panicked".into())
+                })
+            })
+            .collect()
+    })
+}
+
+/// Number of worker threads available.
+fn available_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Maps `f` over `items` on the available cores (contiguous chunks, order kept).
+fn parallel_map<I: Sync, O: Send>(
+    items: &[I],
+    f: impl Fn(&I) -> Result<O> + Sync,
+) -> Result<Vec<O>> {
+    let workers = available_workers().min(items.len()).max(1);
+    let chunk = items.len().div_ceil(workers).max(1);
+    let parts = on_workers(workers, |w, _| {
+        let lo = (w * chunk).min(items.len());
+        let hi = ((w + 1) * chunk).min(items.len());
+        items[lo..hi].iter().map(&f).collect::<Result<Vec<O>>>()
+    })?;
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// The partitioned finite section: one operator `U_g = Y_g X_g^+` per group of coordinates,
+/// fitted from one trajectory of full states. `snapshots[t]` is the state at time `t` (all of
+/// equal length); group `g` lists the coordinates its operator acts on, and its `X_g` / `Y_g`
+/// are those coordinates at times `0..m` / `1..=m` (`m = snapshots.len() - 1`). The operators
+/// are those of [`finite_section_batched`] on the gathered data (same cut-off on the singular
+/// values of `X_g`).
+///
+/// Long trajectories (`m >= 8 d`) are never gathered: the snapshots are read chunk by chunk
+/// (each chunk stays in cache while every group takes its coordinates from it) into a running
+/// Householder LQ factorisation of `[X_g; Y_g] = L Q` that never forms `Q`, so
+/// `U_g = L_21 L_11^+` costs `O(4 m d^2)` flops in passes over contiguous rows. The time range
+/// is split between the available cores and the partial factors merged (a TSQR tree). Short
+/// trajectories take the QR route.
+///
+/// ```
+/// use koopman_core::dmd::{finite_section_partitioned, FiniteSectionConfig};
+///
+/// # fn main() -> koopman_core::Result<()> {
+/// // Three decaying coordinates; coordinates 0 and 2 form one group, 1 another.
+/// let states: Vec<Vec<f64>> = (0..50)
+///     .map(|t| vec![0.9f64.powi(t), 2.0 * 0.5f64.powi(t), -0.9f64.powi(t)])
+///     .collect();
+/// let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
+/// let us = finite_section_partitioned(&snaps, &[&[0, 2], &[1]], &FiniteSectionConfig::default())?;
+/// assert!((us[1][(0, 0)] - 0.5).abs() < 1e-12);
+/// // the group's states are collinear: the least-norm operator still maps them by 0.9
+/// let (a, b) = (us[0][(0, 0)] - us[0][(0, 1)], us[0][(1, 0)] - us[0][(1, 1)]);
+/// assert!((a - 0.9).abs() < 1e-10 && (b + 0.9).abs() < 1e-10);
+/// # Ok(()) }
+/// ```
+pub fn finite_section_partitioned(
+    snapshots: &[&[f64]],
+    groups: &[&[usize]],
+    config: &FiniteSectionConfig,
+) -> Result<Vec<Mat<f64>>> {
+    config.validate()?;
+    if snapshots.len() < 2 {
+        return Err(CoreError::Empty(format!(
+            "the partitioned finite section needs at least two snapshots, got {}",
+            snapshots.len()
+        )));
+    }
+    if groups.is_empty() {
+        return Err(CoreError::Empty(
+            "no groups for the partitioned finite section".into(),
+        ));
+    }
+    let n = snapshots[0].len();
+    for (t, snap) in snapshots.iter().enumerate() {
+        if snap.len() != n {
+            return Err(CoreError::ShapeMismatch(format!(
+                "snapshot {t} has {} coordinates, snapshot 0 has {n}",
+                snap.len()
+            )));
+        }
+        if let Some(i) = snap.iter().position(|v| !v.is_finite()) {
+            return Err(CoreError::NonFinite(format!(
+                "snapshot {t}, coordinate {i}"
+            )));
+        }
+    }
+    for (g, group) in groups.iter().enumerate() {
+        if group.is_empty() {
+            return Err(CoreError::Empty(format!("group {g} has no coordinates")));
+        }
+        if let Some(&i) = group.iter().find(|&&i| i >= n) {
+            return Err(CoreError::ShapeMismatch(format!(
+                "group {g} names coordinate {i}, the states have {n}"
+            )));
+        }
+    }
+    let m = snapshots.len() - 1;
+    let opts = &config.solve;
+    let streamed = |g: &&[usize]| m >= LQ_MIN_PAIRS_PER_DIM * g.len();
+    // Short trajectories: gather X and Y and take the QR route, group by group.
+    let short: Vec<&[usize]> = groups.iter().copied().filter(|g| !streamed(g)).collect();
+    let mut short_us = parallel_map(&short, |g| {
+        let x = Mat::from_fn(g.len(), m, |i, t| snapshots[t][g[i]]);
+        let y = Mat::from_fn(g.len(), m, |i, t| snapshots[t + 1][g[i]]);
+        solve_one(x.as_ref(), y.as_ref(), opts)
+    })?
+    .into_iter();
+    // Long ones: every worker streams its share of the time range into all groups' factors.
+    let long: Vec<&[usize]> = groups.iter().copied().filter(|g| streamed(g)).collect();
+    let mut long_us = if long.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        let workers = available_workers().min(m.div_ceil(LQ_CHUNK_PAIRS));
+        let parts = on_workers(workers, |w, workers| {
+            let (lo, hi) = (w * m / workers, (w + 1) * m / workers);
+            let mut lqs: Vec<StreamedLq> = long.iter().map(|g| StreamedLq::new(g.len())).collect();
+            let mut t0 = lo;
+            while t0 < hi {
+                let c = LQ_CHUNK_PAIRS.min(hi - t0);
+                for (lq, g) in lqs.iter_mut().zip(&long) {
+                    lq.absorb(t0, c, |i, t| snapshots[t][g[i]]);
+                }
+                t0 += c;
+            }
+            lqs
+        })?;
+        let mut per_group: Vec<Vec<StreamedLq>> = long.iter().map(|_| Vec::new()).collect();
+        for part in parts {
+            for (slot, lq) in per_group.iter_mut().zip(part) {
+                slot.push(lq);
+            }
+        }
+        let mut us = Vec::with_capacity(long.len());
+        for (g, parts) in long.iter().zip(per_group) {
+            let l = StreamedLq::merge(parts)
+                .ok_or_else(|| CoreError::Empty("a group without snapshot pairs".into()))?;
+            us.push(solve_from_l(&l, g.len(), m, opts)?);
+        }
+        us.into_iter()
+    };
+    groups
+        .iter()
+        .map(|g| {
+            if streamed(g) {
+                long_us.next()
+            } else {
+                short_us.next()
+            }
+            .ok_or_else(|| CoreError::Decomposition("partitioned fit lost a group".into()))
+        })
+        .collect()
 }
 
 /// Finite section as a [`KoopmanFit`]: `U = Y X^+`, its eigenvalues and unit eigenvectors as
@@ -130,39 +509,9 @@ pub fn finite_section_batched<T: Scalar>(
             other => other,
         })?;
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(xs.len());
-    let chunk = xs.len().div_ceil(workers);
-    let mut results: Vec<Result<Vec<Mat<T>>>> = Vec::new();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = xs
-            .chunks(chunk)
-            .zip(ys.chunks(chunk))
-            .map(|(xc, yc)| {
-                let opts = &config.solve;
-                scope.spawn(move || {
-                    xc.iter()
-                        .zip(yc)
-                        .map(|(x, y)| solve_one(*x, *y, opts))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            results.push(h.join().unwrap_or_else(|_| {
-                Err(CoreError::Decomposition(
-                    "a finite-section worker panicked".into(),
-                ))
-            }));
-        }
-    });
-    let mut out = Vec::with_capacity(xs.len());
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
+    let pairs: Vec<(MatRef<'_, T>, MatRef<'_, T>)> =
+        xs.iter().copied().zip(ys.iter().copied()).collect();
+    parallel_map(&pairs, |(x, y)| solve_one(*x, *y, &config.solve))
 }
 
 /// The batched finite section on tensors: `x` and `y` of shape `(batch, d, m)` on any device;
@@ -211,4 +560,41 @@ pub fn finite_section_batched_tensor(
         }
     }
     Ok(Tensor::from_vec(data, (b, d, d), &device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::householder_l;
+    use faer::Mat;
+
+    /// `A A^T = L Q Q^T L^T = L L^T`, and `L` is lower triangular, for wide, square and tall
+    /// blocks (the streamed factorisation meets all three).
+    #[test]
+    fn householder_l_reproduces_the_gram_matrix() {
+        let mut s = 17u64;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for (n, m) in [(6, 300), (6, 6), (22, 9), (5, 1)] {
+            let a: Vec<f64> = (0..n * m).map(|_| rnd()).collect();
+            let am = Mat::from_fn(n, m, |i, j| a[i * m + j]);
+            let mut work = a.clone();
+            let l = householder_l(&mut work, n, m);
+            let gram = &am * am.transpose();
+            let llt = &l * l.transpose();
+            let err = (&gram - &llt).norm_max();
+            assert!(
+                err <= 50.0 * f64::EPSILON * (m as f64) * gram.norm_max(),
+                "{n} x {m}: {err:e}"
+            );
+            for i in 0..n {
+                for j in i + 1..n {
+                    assert_eq!(l[(i, j)], 0.0);
+                }
+            }
+        }
+    }
 }

@@ -63,7 +63,7 @@ pub use edmd::{edmd, kernel_dmd, Dictionary, EdmdConfig, KernelDmdConfig};
 pub use exact::{choose_rank, exact_dmd, ExactDmdConfig, RankPolicy};
 pub use finite_section::{
     finite_section, finite_section_batched, finite_section_batched_tensor, finite_section_operator,
-    FiniteSectionConfig,
+    finite_section_partitioned, FiniteSectionConfig,
 };
 pub use hankel::{delay_embed, hankel_dmd, HankelConfig, HankelEstimator};
 pub use rrr::{dmd_rrr, RefineSelection, RrrConfig};

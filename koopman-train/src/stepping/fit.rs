@@ -43,7 +43,7 @@ use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Tensor};
 use faer::Mat;
 use koopman_core::c64;
-use koopman_core::dmd::{finite_section_batched, FiniteSectionConfig};
+use koopman_core::dmd::{finite_section_partitioned, FiniteSectionConfig};
 use koopman_core::linalg::{self, SolveOptions};
 
 /// Settings of the partitioned fit.
@@ -350,27 +350,26 @@ pub fn fit(
     let mut projected = 0;
     for (size, _) in plan.size_counts() {
         let groups: Vec<&Vec<usize>> = plan.groups().iter().filter(|g| g.len() == size).collect();
-        // One pass over the snapshots: group g's trajectory as a column-major d x (m + 1)
-        // block; F and F' are its first and last m columns.
-        let mut bufs: Vec<Vec<f64>> = vec![Vec::with_capacity(size * (m + 1)); groups.len()];
-        for snap in &snaps {
-            for (buf, g) in bufs.iter_mut().zip(&groups) {
-                buf.extend(g.iter().map(|&i| snap[i]));
-            }
-        }
-        let traj: Vec<_> = bufs
-            .iter()
-            .map(|b| faer::MatRef::from_column_major_slice(b.as_slice(), size, m + 1))
-            .collect();
-        let xr: Vec<_> = traj.iter().map(|a| a.subcols(0, m)).collect();
-        let yr: Vec<_> = traj.iter().map(|a| a.subcols(1, m)).collect();
+        let group_slices: Vec<&[usize]> = groups.iter().map(|g| g.as_slice()).collect();
         let mut us = match config.solver {
-            FitSolver::Svd => finite_section_batched(&xr, &yr, &solve)?,
-            FitSolver::Gram => xr
-                .iter()
-                .zip(&yr)
-                .map(|(x, y)| gram_solve(*x, *y, config))
-                .collect::<Result<_>>()?,
+            FitSolver::Svd => finite_section_partitioned(&snaps, &group_slices, &solve)?,
+            FitSolver::Gram => {
+                // One sweep over the snapshots: group g's trajectory as a column-major
+                // d x (m + 1) block; F and F' are its first and last m columns.
+                let mut bufs: Vec<Vec<f64>> =
+                    vec![Vec::with_capacity(size * (m + 1)); groups.len()];
+                for snap in &snaps {
+                    for (buf, g) in bufs.iter_mut().zip(&groups) {
+                        buf.extend(g.iter().map(|&i| snap[i]));
+                    }
+                }
+                bufs.iter()
+                    .map(|b| {
+                        let z = faer::MatRef::from_column_major_slice(b, size, m + 1);
+                        gram_solve(z.subcols(0, m), z.subcols(1, m), config)
+                    })
+                    .collect::<Result<_>>()?
+            }
         };
         if config.project_unit_disk {
             for u in us.iter_mut() {

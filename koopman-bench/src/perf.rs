@@ -107,7 +107,6 @@ pub struct PerfReport {
     /// (printed side by side by [`format_table`]).
     pub cpu_reference: Option<Vec<ExpvTiming>>,
     /// Koopman stepping of the NN DE solver (filled by [`run_stepping_perf`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stepping: Option<SteppingTiming>,
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! koopman-bench reproduce [--quick | --full] [--device cpu|cuda] [--only NAME[,NAME]] [--out DIR]
 //! koopman-bench perf [--device cpu|cuda] [--radii 3,5,7,10,15] [--max-dense 1500] [--json FILE]
+//!                    [--skip-dmd] [--skip-layered] [--skip-stepping]
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -84,6 +85,10 @@ enum Command {
         /// Krylov vs dense exponential).
         #[arg(long)]
         skip_layered: bool,
+        /// Skip the Koopman-stepping timing (NN DE solver, Adadelta, paper steps / 8: optimizer vs
+        /// fit, loop, jump and eigen jump; f32 vs f64 batched evolution).
+        #[arg(long)]
+        skip_stepping: bool,
     },
 }
 
@@ -189,6 +194,7 @@ fn run(cli: Cli) -> Result<bool> {
             skip_dmd,
             export_dmd_peer,
             skip_layered,
+            skip_stepping,
         } => {
             if radii.iter().any(|&r| r < 1) {
                 return Err(BenchError::Usage("radii must be >= 1".into()));
@@ -230,6 +236,14 @@ fn run(cli: Cli) -> Result<bool> {
             }
             if !skip_layered {
                 report.layered_step = Some(perf::run_layered_step_perf(5, 2, 1000, 3, &dev)?);
+            }
+            if !skip_stepping {
+                eprintln!("perf: Koopman stepping (DE solver training, ~10 s in release)");
+                report.stepping = Some(perf::run_stepping_perf(
+                    &perf::stepping_perf_trial(),
+                    0,
+                    &dev,
+                )?);
             }
             print!("{}", perf::format_table(&report));
             koopman_core::io::write_atomic(&json, &serde_json::to_vec_pretty(&report)?)?;

@@ -82,22 +82,32 @@ impl ClassifierData {
 
     /// Mean cross-entropy of `model` on the training set.
     pub fn train_loss<M: Module>(&self, model: &M) -> Result<f64> {
-        mean_loss(model, &self.x_train, &self.y_train)
+        mean_loss(model, &self.x_train, &self.y_train, None)
     }
 
     /// Mean cross-entropy of `model` on the validation set.
     pub fn val_loss<M: Module>(&self, model: &M) -> Result<f64> {
-        mean_loss(model, &self.x_val, &self.y_val)
+        mean_loss(model, &self.x_val, &self.y_val, None)
+    }
+
+    /// [`val_loss`](Self::val_loss) of a model computing in `dtype` (the inputs are converted
+    /// chunk by chunk).
+    pub fn val_loss_in<M: Module>(&self, model: &M, dtype: DType) -> Result<f64> {
+        mean_loss(model, &self.x_val, &self.y_val, Some(dtype))
     }
 }
 
-fn mean_loss<M: Module>(model: &M, x: &Tensor, y: &Tensor) -> Result<f64> {
+fn mean_loss<M: Module>(model: &M, x: &Tensor, y: &Tensor, dtype: Option<DType>) -> Result<f64> {
     let n = y.dims()[0];
     let mut sum = 0.0;
     let mut start = 0;
     while start < n {
         let len = 4096.min(n - start);
-        let logits = model.forward(&x.narrow(0, start, len)?)?;
+        let mut xs = x.narrow(0, start, len)?;
+        if let Some(dt) = dtype {
+            xs = xs.to_dtype(dt)?;
+        }
+        let logits = model.forward(&xs)?;
         let l = candle_nn::loss::cross_entropy(&logits, &y.narrow(0, start, len)?)?;
         sum += l.to_dtype(DType::F64)?.to_scalar::<f64>()? * len as f64;
         start += len;
@@ -131,6 +141,9 @@ pub struct ClassifierTrialConfig {
     pub partition: PartitionSpec,
     /// Also time the eigendecomposition jump in [`evaluate_classifier`].
     pub eigen_jump: bool,
+    /// Float type of the model and its training (F32 by default; the inputs are converted per
+    /// mini-batch). The recorder and the fit work in f64 whatever this is.
+    pub dtype: DType,
 }
 
 impl Default for ClassifierTrialConfig {
@@ -152,6 +165,7 @@ impl Default for ClassifierTrialConfig {
                 ("6".into(), Partition::Node),
             ]),
             eigen_jump: true,
+            dtype: DType::F32,
         }
     }
 }
@@ -180,6 +194,12 @@ impl ClassifierTrialConfig {
             return Err(TrainError::InvalidArgument(format!(
                 "need 1 <= horizon ({}) <= epochs after t2 ({})",
                 self.horizon_epochs, self.after_epochs
+            )));
+        }
+        if !self.dtype.is_float() {
+            return Err(TrainError::InvalidArgument(format!(
+                "the classifier needs a float dtype, got {:?}",
+                self.dtype
             )));
         }
         Ok(())
@@ -219,7 +239,7 @@ pub fn train_classifier_trial(
     let mlp = Mlp::new(
         &config.sizes,
         Activation::Relu,
-        VarBuilder::from_varmap(&varmap, DType::F32, device),
+        VarBuilder::from_varmap(&varmap, config.dtype, device),
     )?;
     init_seeded(&varmap, seed)?;
     let mut recorder = Recorder::from_varmap(&varmap)?;
@@ -240,7 +260,7 @@ pub fn train_classifier_trial(
     let epochs = config.t2_epoch + config.after_epochs;
     for epoch in 0..epochs {
         if epoch >= config.t2_epoch {
-            val_losses.push(data.val_loss(&mlp)?);
+            val_losses.push(data.val_loss_in(&mlp, config.dtype)?);
         }
         if epoch == config.t2_epoch + config.horizon_epochs {
             truth = recorder.current()?;
@@ -256,7 +276,8 @@ pub fn train_classifier_trial(
                 record_seconds += r.elapsed().as_secs_f64();
             }
             let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
-            let logits = mlp.forward(&data.x_train.index_select(&idx, 0)?)?;
+            let xb = data.x_train.index_select(&idx, 0)?.to_dtype(config.dtype)?;
+            let logits = mlp.forward(&xb)?;
             let loss =
                 candle_nn::loss::cross_entropy(&logits, &data.y_train.index_select(&idx, 0)?)?;
             opt.backward_step(&loss)?;
@@ -269,7 +290,7 @@ pub fn train_classifier_trial(
             p.inc(1);
         }
     }
-    val_losses.push(data.val_loss(&mlp)?);
+    val_losses.push(data.val_loss_in(&mlp, config.dtype)?);
     if truth.is_empty() {
         truth = recorder.current()?;
     }
@@ -361,7 +382,7 @@ pub fn evaluate_classifier(
             return Ok(f64::INFINITY);
         }
         rec.write_back(w)?;
-        data.val_loss(&run.mlp)
+        data.val_loss_in(&run.mlp, c.dtype)
     };
     let l_ko = loss_at(&stepped)?;
     let l_line = loss_at(&baseline)?;
@@ -434,6 +455,20 @@ mod tests {
             ..cfg.clone()
         };
         assert!(train_classifier_trial(&data, &bad, 0, &dev, None).is_err());
+        // The model in f64 (inputs converted per batch) trains from the same initial weights.
+        let f64_cfg = ClassifierTrialConfig {
+            dtype: DType::F64,
+            ..cfg.clone()
+        };
+        let run64 = train_classifier_trial(&data, &f64_cfg, 0, &dev, None)?;
+        assert_eq!(run64.varmap.all_vars()[0].dtype(), DType::F64);
+        let (l32, l64) = (run.val_losses[0], run64.val_losses[0]);
+        assert!((l32 - l64).abs() < 1e-3 * l64, "{l32} vs {l64}");
+        let bad_dtype = ClassifierTrialConfig {
+            dtype: DType::U32,
+            ..cfg.clone()
+        };
+        assert!(train_classifier_trial(&data, &bad_dtype, 0, &dev, None).is_err());
         Ok(())
     }
 }

@@ -39,7 +39,9 @@ pub mod perceptron;
 pub mod recorder;
 pub mod wrapper;
 
-pub use fit::{fit, straight_line, Evolution, FitConfig, FitSolver, KoopmanStepper, OperatorBatch};
+pub use fit::{
+    fit, straight_line, CastStepper, Evolution, FitConfig, FitSolver, KoopmanStepper, OperatorBatch,
+};
 pub use optim::{Adadelta, Adagrad, AnyOptimizer, LrSchedule, OptimizerKind};
 pub use partition::{Partition, PartitionPlan, PartitionSpec};
 pub use recorder::{named_vars, ParamInfo, Recorder};

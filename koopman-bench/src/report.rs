@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Everything an experiment needs to know about the run.
 #[derive(Clone, Debug)]
 pub struct RunContext {
-    /// Quick or full (paper) sizes.
+    /// Smoke, quick or full (paper) sizes.
     pub size: Size,
     /// Device the experiment computes on.
     pub device: Device,
@@ -19,6 +19,10 @@ pub struct RunContext {
     pub data_dir: Option<PathBuf>,
     /// Base seed of every random choice.
     pub seed: u64,
+    /// Whether missing data is an error rather than a reason to skip (under CI or with
+    /// `KOOPMAN_DATA_DIR` set, as [`koopman_core::testing::data_required`]); applied to smoke
+    /// runs (the CI run), see [`RunContext::missing_data_fails`].
+    pub data_required: bool,
 }
 
 impl RunContext {
@@ -30,15 +34,23 @@ impl RunContext {
             out_dir,
             data_dir: std::env::var_os("KOOPMAN_DATA_DIR").map(PathBuf::from),
             seed: 0,
+            data_required: koopman_core::testing::data_required(),
         }
     }
 
-    /// Picks the quick or the full value.
-    pub fn pick<T>(&self, quick: T, full: T) -> T {
+    /// Picks the value for the run's size: every experiment states all three.
+    pub fn pick<T>(&self, smoke: T, quick: T, full: T) -> T {
         match self.size {
+            Size::Smoke => smoke,
             Size::Quick => quick,
             Size::Full => full,
         }
+    }
+
+    /// Whether an experiment whose data is missing fails the run instead of being skipped: a
+    /// smoke run (the CI run) where data is required.
+    pub fn missing_data_fails(&self) -> bool {
+        self.size == Size::Smoke && self.data_required
     }
 }
 
@@ -132,6 +144,13 @@ pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
         device_name(&ctx.device),
         ctx.size
     );
+    if ctx.size == Size::Smoke {
+        md.push_str(
+            "**Smoke run: a run check, not a reproduction.** Every experiment ran its whole \
+             pipeline at tiny sizes; the figures below are not expected to meet the papers' \
+             (\"no\" rows are expected).\n\n",
+        );
+    }
     for outcome in outcomes {
         match outcome {
             Outcome::Ran(r) => {

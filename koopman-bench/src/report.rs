@@ -125,6 +125,9 @@ pub enum Outcome {
 struct RunSummary<'a> {
     device: &'static str,
     size: Size,
+    /// Set for smoke runs: the figures are a run check, not a reproduction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
     outcomes: &'a [Outcome],
 }
 
@@ -137,6 +140,12 @@ fn markdown_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
+/// What a smoke report says about its figures (Markdown header and JSON `note`).
+pub const SMOKE_NOTE: &str =
+    "Smoke run: a run check, not a reproduction. Every experiment ran its \
+     whole pipeline at tiny sizes; the figures are not expected to meet the papers' (\"no\" / MISS \
+     rows are expected).";
+
 /// Renders all outcomes as one Markdown document.
 pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
     let mut md = format!(
@@ -145,11 +154,7 @@ pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
         ctx.size
     );
     if ctx.size == Size::Smoke {
-        md.push_str(
-            "**Smoke run: a run check, not a reproduction.** Every experiment ran its whole \
-             pipeline at tiny sizes; the figures below are not expected to meet the papers' \
-             (\"no\" rows are expected).\n\n",
-        );
+        md.push_str(&format!("**{SMOKE_NOTE}**\n\n"));
     }
     for outcome in outcomes {
         match outcome {
@@ -210,6 +215,7 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
     let summary = RunSummary {
         device: device_name(&ctx.device),
         size: ctx.size,
+        note: (ctx.size == Size::Smoke).then_some(SMOKE_NOTE),
         outcomes,
     };
     koopman_core::io::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary)?)?;

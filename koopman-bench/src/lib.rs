@@ -1,7 +1,7 @@
 //! # koopman-bench
 //!
 //! The library behind the `koopman-bench` command: a registry of paper reproductions
-//! ([`experiments`]), each run at quick or full (paper) sizes on a chosen device and reported as a
+//! ([`experiments`]), each run at smoke, quick or full (paper) sizes on a chosen device and reported as a
 //! paper-versus-measured table in Markdown and JSON ([`report`]), and timed performance runs whose
 //! ratios are measured in one process ([`perf`]).
 //!
@@ -23,6 +23,9 @@ pub mod report;
 /// How large the experiments are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Size {
+    /// Tiny sizes that exercise every code path of every experiment in about a minute; a run
+    /// check, not a reproduction: figures are not expected to meet the papers'.
+    Smoke,
     /// Reduced sizes: the whole `reproduce` run finishes in minutes on two cores.
     Quick,
     /// The papers' sizes.

@@ -1,7 +1,7 @@
 //! `koopman-bench`: reproduce the papers' headline numbers and measure speed.
 //!
 //! ```text
-//! koopman-bench reproduce [--quick | --full] [--device cpu|cuda] [--only NAME[,NAME]] [--out DIR]
+//! koopman-bench reproduce [--smoke | --quick | --full] [--device cpu|cuda] [--only NAME[,NAME]] [--out DIR]
 //! koopman-bench perf [--device cpu|cuda] [--radii 3,5,7,10,15] [--max-dense 1500] [--json FILE]
 //!                    [--skip-dmd] [--skip-layered] [--skip-stepping]
 //! ```
@@ -30,6 +30,10 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments and write a paper-vs-measured report.
     Reproduce {
+        /// Tiny sizes that run every experiment's whole pipeline in about a minute (a run check
+        /// for CI, not a reproduction).
+        #[arg(long, conflicts_with_all = ["quick", "full"])]
+        smoke: bool,
         /// Reduced sizes (the default): minutes on two cores.
         #[arg(long, conflicts_with = "full")]
         quick: bool,
@@ -107,17 +111,14 @@ fn reproduce(ctx: RunContext, selected: Vec<Box<dyn Experiment>>) -> Result<bool
     let multi = MultiProgress::new();
     let mut outcomes = Vec::new();
     for exp in &selected {
-        if let Some(reason) = exp.missing_data(&ctx) {
-            eprintln!("skipping {}: {reason}", exp.name());
-            outcomes.push(Outcome::Skipped {
-                name: exp.name().into(),
-                reason,
-            });
-            continue;
-        }
         let pb = bar(&multi, exp.name());
-        match exp.run(&ctx, &pb) {
-            Ok(report) => {
+        let outcome = experiments::run_experiment(exp.as_ref(), &ctx, &pb);
+        match &outcome {
+            Outcome::Skipped { name, reason } => {
+                pb.finish_and_clear();
+                eprintln!("skipping {name}: {reason}");
+            }
+            Outcome::Ran(report) => {
                 pb.finish_with_message(format!("done in {:.1} s", report.seconds));
                 println!("\n== {} ({})", report.name, report.title);
                 for c in &report.comparisons {
@@ -131,17 +132,13 @@ fn reproduce(ctx: RunContext, selected: Vec<Box<dyn Experiment>>) -> Result<bool
                         c.quantity, c.paper, c.measured
                     );
                 }
-                outcomes.push(Outcome::Ran(report));
             }
-            Err(e) => {
+            Outcome::Failed { name, error } => {
                 pb.abandon_with_message("failed");
-                eprintln!("{} failed: {e}", exp.name());
-                outcomes.push(Outcome::Failed {
-                    name: exp.name().into(),
-                    error: e.to_string(),
-                });
+                eprintln!("{name} failed: {error}");
             }
         }
+        outcomes.push(outcome);
     }
     let (md, json) = write_reports(&ctx, &outcomes)?;
     let skipped: Vec<&str> = outcomes
@@ -163,6 +160,7 @@ fn reproduce(ctx: RunContext, selected: Vec<Box<dyn Experiment>>) -> Result<bool
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Reproduce {
+            smoke,
             quick: _,
             full,
             device,
@@ -178,7 +176,13 @@ fn run(cli: Cli) -> Result<bool> {
                 }
                 return Ok(true);
             }
-            let size = if full { Size::Full } else { Size::Quick };
+            let size = if smoke {
+                Size::Smoke
+            } else if full {
+                Size::Full
+            } else {
+                Size::Quick
+            };
             let mut ctx = RunContext::new(size, device.open()?, out);
             ctx.seed = seed;
             reproduce(ctx, selected)

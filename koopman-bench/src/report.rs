@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Everything an experiment needs to know about the run.
 #[derive(Clone, Debug)]
 pub struct RunContext {
-    /// Quick or full (paper) sizes.
+    /// Smoke, quick or full (paper) sizes.
     pub size: Size,
     /// Device the experiment computes on.
     pub device: Device,
@@ -19,6 +19,10 @@ pub struct RunContext {
     pub data_dir: Option<PathBuf>,
     /// Base seed of every random choice.
     pub seed: u64,
+    /// Whether missing data is an error rather than a reason to skip (under CI or with
+    /// `KOOPMAN_DATA_DIR` set, as [`koopman_core::testing::data_required`]); applied to smoke
+    /// runs (the CI run), see [`RunContext::missing_data_fails`].
+    pub data_required: bool,
 }
 
 impl RunContext {
@@ -30,15 +34,23 @@ impl RunContext {
             out_dir,
             data_dir: std::env::var_os("KOOPMAN_DATA_DIR").map(PathBuf::from),
             seed: 0,
+            data_required: koopman_core::testing::data_required(),
         }
     }
 
-    /// Picks the quick or the full value.
-    pub fn pick<T>(&self, quick: T, full: T) -> T {
+    /// Picks the value for the run's size: every experiment states all three.
+    pub fn pick<T>(&self, smoke: T, quick: T, full: T) -> T {
         match self.size {
+            Size::Smoke => smoke,
             Size::Quick => quick,
             Size::Full => full,
         }
+    }
+
+    /// Whether an experiment whose data is missing fails the run instead of being skipped: a
+    /// smoke run (the CI run) where data is required.
+    pub fn missing_data_fails(&self) -> bool {
+        self.size == Size::Smoke && self.data_required
     }
 }
 
@@ -113,6 +125,9 @@ pub enum Outcome {
 struct RunSummary<'a> {
     device: &'static str,
     size: Size,
+    /// Set for smoke runs: the figures are a run check, not a reproduction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
     outcomes: &'a [Outcome],
 }
 
@@ -125,6 +140,12 @@ fn markdown_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
+/// What a smoke report says about its figures (Markdown header and JSON `note`).
+pub const SMOKE_NOTE: &str =
+    "Smoke run: a run check, not a reproduction. Every experiment ran its \
+     whole pipeline at tiny sizes; the figures are not expected to meet the papers' (\"no\" / MISS \
+     rows are expected).";
+
 /// Renders all outcomes as one Markdown document.
 pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
     let mut md = format!(
@@ -132,6 +153,9 @@ pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
         device_name(&ctx.device),
         ctx.size
     );
+    if ctx.size == Size::Smoke {
+        md.push_str(&format!("**{SMOKE_NOTE}**\n\n"));
+    }
     for outcome in outcomes {
         match outcome {
             Outcome::Ran(r) => {
@@ -191,6 +215,7 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
     let summary = RunSummary {
         device: device_name(&ctx.device),
         size: ctx.size,
+        note: (ctx.size == Size::Smoke).then_some(SMOKE_NOTE),
         outcomes,
     };
     koopman_core::io::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary)?)?;

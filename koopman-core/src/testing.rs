@@ -59,6 +59,13 @@ macro_rules! test_device {
     };
 }
 
+/// Whether data a test or run needs must be present rather than skipped: under CI (`CI` set) or
+/// when `KOOPMAN_DATA_DIR` is set (the data was promised). [`mnist_dir_for_test`] panics on missing
+/// data then; `koopman-bench reproduce --smoke` counts a skipped experiment as failed.
+pub fn data_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("KOOPMAN_DATA_DIR").is_some()
+}
+
 /// The MNIST folder (`$KOOPMAN_DATA_DIR/mnist`) for a test that needs it. When the data is missing
 /// the test must not pass silently: under CI (`CI` or `KOOPMAN_DATA_DIR` set) this panics with the
 /// reason; elsewhere it prints why `test` is skipped and returns `None`.
@@ -77,7 +84,7 @@ pub fn mnist_dir_for_test(test: &str) -> Option<std::path::PathBuf> {
         return Some(d.clone());
     }
     let reason = format!("MNIST not found (KOOPMAN_DATA_DIR/mnist = {dir:?})");
-    if std::env::var_os("CI").is_some() || std::env::var_os("KOOPMAN_DATA_DIR").is_some() {
+    if data_required() {
         panic!("{test}: {reason}; CI / KOOPMAN_DATA_DIR is set, so the data must be there");
     }
     eprintln!("SKIPPED {test}: {reason}");

@@ -306,9 +306,9 @@ impl Experiment for Conjugacy {
         let start = std::time::Instant::now();
         progress.set_length(1);
         progress.set_message("algorithm pairs");
-        let trajectories = ctx.pick(8, 32);
-        let len = ctx.pick(30, 60);
-        let permutations = ctx.pick(999, 9999);
+        let trajectories = ctx.pick(6, 8, 32);
+        let len = ctx.pick(30, 30, 60);
+        let permutations = ctx.pick(199, 999, 9999);
         let pairs = run_pairs(trajectories, len, permutations, ctx.seed)?;
         progress.inc(1);
         let worst_conjugate = pairs

@@ -221,16 +221,16 @@ impl Experiment for YinYangReplace {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let seeds: Vec<u64> = (0..3).map(|s| ctx.seed + s).collect();
-        let n_train = ctx.pick(5000, 5000);
-        let epochs = ctx.pick(300, 500);
-        let restarts = ctx.pick(6, 10);
-        let screen_epochs = ctx.pick(50, 60);
-        let s_layers = ctx.pick(14, 14);
-        let scale_epochs = ctx.pick(20, 60);
-        let fit_traj = ctx.pick(1500, 5000);
-        let delays = [1usize, 2, 4, 8];
-        let ranks = [4usize, 8, 16, 32];
+        let seeds: Vec<u64> = (0..ctx.pick(1, 3, 3)).map(|s| ctx.seed + s).collect();
+        let n_train = ctx.pick(500, 5000, 5000);
+        let epochs = ctx.pick(3, 300, 500);
+        let restarts = ctx.pick(2, 6, 10);
+        let screen_epochs = ctx.pick(2, 50, 60);
+        let s_layers = ctx.pick(3, 14, 14);
+        let scale_epochs = ctx.pick(2, 20, 60);
+        let fit_traj = ctx.pick(200, 1500, 5000);
+        let delays: Vec<usize> = ctx.pick(vec![1, 4], vec![1, 2, 4, 8], vec![1, 2, 4, 8]);
+        let ranks: Vec<usize> = ctx.pick(vec![4, 16], vec![4, 8, 16, 32], vec![4, 8, 16, 32]);
         let sizes = [4usize, 8, 6, 4, 3];
         let cfg = YinYangConfig::default();
         progress.set_length((seeds.len() * 4) as u64 + 1);
@@ -426,7 +426,7 @@ impl Experiment for YinYangReplace {
                     .zip(&test.labels)
                     .map(|(f, &l)| (f[0], f[1], l))
                     .collect();
-                let domain = PlotDomain::yinyang(ctx.pick(80, 120));
+                let domain = PlotDomain::yinyang(ctx.pick(20, 80, 120));
                 for (kind, parity) in [("iterated", 0usize), ("direct", 1)] {
                     let mut panels = vec![Panel {
                         title: format!("original {}", pct(acc)),
@@ -448,7 +448,10 @@ impl Experiment for YinYangReplace {
         progress.inc(1);
         let (orig_m, _) = mean_sd(&original);
         let mut comparisons = vec![Comparison {
-            quantity: "original MLP 4-8-6-4-3 test accuracy (mean of 3 seeds)".into(),
+            quantity: format!(
+                "original MLP 4-8-6-4-3 test accuracy (mean of {} seeds)",
+                seeds.len()
+            ),
             paper: "98.4%".into(),
             measured: fmt_ms(&original),
             holds: Some(orig_m >= 0.975),
@@ -511,8 +514,10 @@ impl Experiment for YinYangReplace {
             if li == 2 {
                 let best_last = it_m.max(di_m);
                 comparisons.push(Comparison {
-                    quantity: "best linear replacement of the last layer 4x3 (mean of 3 seeds)"
-                        .into(),
+                    quantity: format!(
+                        "best linear replacement of the last layer 4x3 (mean of {} seeds)",
+                        seeds.len()
+                    ),
                     paper: "97.3%".into(),
                     measured: pct(best_last),
                     holds: Some(best_last >= 0.965),
@@ -526,7 +531,7 @@ impl Experiment for YinYangReplace {
             comparisons,
             tables: vec![
                 Table {
-                    title: "Paper vs measured test accuracy (mean ± sd over 3 seeds; configuration chosen on a validation set)".into(),
+                    title: format!("Paper vs measured test accuracy (mean ± sd over {} seeds; configuration chosen on a validation set)", seeds.len()),
                     header: ["layer", "paper (DMD)", "iterated DMD", "direct readout"].map(String::from).to_vec(),
                     rows: summary,
                 },
@@ -537,7 +542,7 @@ impl Experiment for YinYangReplace {
                 },
                 Table {
                     title: format!("Ablation of the iterated readout, seed {} at its selected (h, r): test accuracy", seeds[0]),
-                    header: ["layer", "selected", "baseline (pad -1, S=14, Kaiming)", "pad 0", "normalised", "stabilised", "constant observable", "all three", "S = 4", "near-identity init"].map(String::from).to_vec(),
+                    header: ["layer".to_string(), "selected".into(), format!("baseline (pad -1, S={s_layers}, Kaiming)"), "pad 0".into(), "normalised".into(), "stabilised".into(), "constant observable".into(), "all three".into(), "S = 4".into(), "near-identity init".into()].to_vec(),
                     rows: ablation_rows,
                 },
                 Table {
@@ -573,7 +578,7 @@ impl Experiment for YinYangReplace {
 /// The registered experiment `mnist`.
 pub struct MnistReplace;
 
-use super::{mnist_dir, mnist_missing};
+use super::{load_mnist, mnist_missing};
 
 fn median_time<F: FnMut() -> Result<()>>(mut f: F, repeats: usize) -> Result<f64> {
     let mut t = Vec::new();
@@ -607,9 +612,7 @@ impl Experiment for MnistReplace {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let dir = mnist_dir(ctx)
-            .ok_or_else(|| crate::BenchError::Usage("KOOPMAN_DATA_DIR is not set".into()))?;
-        let data = koopman_core::mnist::load_mnist(&dir, dev)?;
+        let data = load_mnist(ctx, ctx.pick(Some((1000, 500)), None, None))?;
         // Validation: the last 1,000 training digits; the MLP trains on the rest.
         let n_all = data.train_len();
         let n_val = 1000.min(n_all / 5);
@@ -620,15 +623,15 @@ impl Experiment for MnistReplace {
         let y_val = data.train_labels.narrow(0, n_tr, n_val)?;
         let (x_te, y_te) = (&data.test_images, &data.test_labels);
         let sizes = [784usize, 64, 32, 32, 10];
-        let delays: Vec<usize> = ctx.pick(vec![1, 5, 10], vec![1, 10, 50]);
+        let delays: Vec<usize> = ctx.pick(vec![1, 5], vec![1, 5, 10], vec![1, 10, 50]);
         let ranks = [50usize, 500];
-        let s_layers = ctx.pick(12, 52);
-        let max_traj = ctx.pick(Some(2500), None);
-        let scale_epochs = ctx.pick(15, 40);
+        let s_layers = ctx.pick(3, 12, 52);
+        let max_traj = ctx.pick(Some(300), Some(2500), None);
+        let scale_epochs = ctx.pick(1, 15, 40);
         progress.set_length(4);
         progress.set_message("training MLP");
         let train_cfg = TrainConfig {
-            epochs: ctx.pick(20, 40),
+            epochs: ctx.pick(1, 20, 40),
             batch_size: 64,
             lr: 1e-3,
             weight_decay: 0.0,
@@ -785,7 +788,7 @@ impl Experiment for MnistReplace {
             ],
             notes: vec![
                 format!(
-                    "Data: the 10,000-digit subset ({n_tr} training, {n_val} validation taken from the training files, {} test). \
+                    "Data: MNIST under KOOPMAN_DATA_DIR ({n_tr} training, {n_val} validation taken from the training files, {} test digits). \
                      Architecture {sizes:?} ReLU: small enough to train in seconds on two cores and to fit DMD on 64-wide states, \
                      with two hidden-to-hidden layers so that a 'first hidden layer' (Linear 1, 64x32) and a 'last hidden layer' \
                      (the output Linear 3, 32x10, named as the paper names Yin-Yang's 4x3) are distinct; AdamW lr 1e-3 cosine to 1e-4, batch 64, {} epochs.",

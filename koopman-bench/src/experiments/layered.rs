@@ -100,13 +100,13 @@ impl Experiment for LayeredVdp {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         let setup = VdpSetup {
-            radius: ctx.pick(2, 5),
-            n_train: ctx.pick(300, 1000),
-            n_test: ctx.pick(500, 1000),
-            steps: ctx.pick(100, 3000),
+            radius: ctx.pick(1, 2, 5),
+            n_train: ctx.pick(50, 300, 1000),
+            n_test: ctx.pick(50, 500, 1000),
+            steps: ctx.pick(5, 100, 3000),
         };
-        let seeds = [ctx.seed, ctx.seed + 1, ctx.seed + 2];
-        progress.set_length(12);
+        let seeds: Vec<u64> = (0..ctx.pick(1, 3, 3)).map(|s| ctx.seed + s).collect();
+        progress.set_length(4 * seeds.len() as u64);
         let mut rows = Vec::new();
         let mut by_j = Vec::new();
         for layers in [1usize, 2] {
@@ -135,7 +135,7 @@ impl Experiment for LayeredVdp {
         }
         let mut reg_rows = Vec::new();
         let mut by_reg = Vec::new();
-        let reg_steps = ctx.pick(100, 3000);
+        let reg_steps = ctx.pick(5, 100, 3000);
         for weight in [0.0, 1e-5] {
             let mut errs = Vec::new();
             for &s in &seeds {
@@ -153,7 +153,7 @@ impl Experiment for LayeredVdp {
             paper: self.paper().into(),
             comparisons: vec![
                 Comparison {
-                    quantity: "test RMSE, J = 2 vs J = 1 (mean of 3 seeds)".into(),
+                    quantity: format!("test RMSE, J = 2 vs J = 1 (mean of {} seeds)", seeds.len()),
                     paper: "J = 2 below J = 1".into(),
                     measured: format!("{} vs {}", sci(by_j[1]), sci(by_j[0])),
                     holds: Some(by_j[1] < by_j[0]),
@@ -235,8 +235,8 @@ fn window_run(
         steps: sizes.steps,
         lr: 1e-3,
         continuity_weight: 0.01,
-        power_iterations: ctx.pick(1, 3),
-        batch_size: Some(ctx.pick(200, 500)),
+        power_iterations: ctx.pick(1, 1, 3),
+        batch_size: Some(ctx.pick(50, 200, 500)),
         init_std,
         seed: ctx.seed,
         progress: false,
@@ -262,7 +262,7 @@ fn write_svg(ctx: &RunContext, name: &str, title: &str, sets: &[(&str, &[c64])])
     Ok(name.to_string())
 }
 
-/// Sizes of the window-wise experiments on T^2 (quick or paper): trajectories, time steps, Adam
+/// Sizes of the window-wise experiments on T^2 (smoke, quick or paper): trajectories, time steps, Adam
 /// steps and `N = {-r..r}^2 x {-2..2} \ {0}`.
 struct WindowSizes {
     n_traj: usize,
@@ -273,11 +273,11 @@ struct WindowSizes {
 
 impl WindowSizes {
     fn pick(ctx: &RunContext) -> Result<Self> {
-        let radius = ctx.pick(2, 5);
+        let radius = ctx.pick(1, 2, 5);
         Ok(Self {
-            n_traj: ctx.pick(40, 1000),
+            n_traj: ctx.pick(10, 40, 1000),
             n_time: 120,
-            steps: ctx.pick(100, 3000),
+            steps: ctx.pick(5, 100, 3000),
             index_set: Arc::new(
                 IndexSet::product_of_ranges(&[(-radius, radius), (-radius, radius), (-2, 2)])?
                     .without_origin()?,
@@ -402,8 +402,8 @@ impl Experiment for LayeredMeasure {
                 ),
                 format!(
                     "Conjugate-symmetric coefficients (real vector field), 5 layers, window-wise \
-                     loss, continuity weight 0.01 (power-iteration 2-norm estimates: 1 iteration quick, 3 \
-                     full), batch 200 quick / 500 full, \
+                     loss, continuity weight 0.01 (power-iteration 2-norm estimates: 1 iteration smoke / quick, \
+                     3 full), batch 50 smoke / 200 quick / 500 full, \
                      AdamW lr 1e-3, initial coefficients N(0, 0.02^2): the layers start off the \
                      circle (init column). Kernel DMD: Gaussian kernel, bandwidth 1, rank {}, \
                      first 1000 samples per window. EDMD dictionary: exp(i n.x) for the {} state \
@@ -533,7 +533,7 @@ impl Experiment for LayeredDamped {
                 "x'' = -alpha x' - x + a sin(b t), alpha = {}, a = {}, b = {}, dt = {}, RK4; x0 ~ \
                  U[-1, 1]^2; affine normalisation to [-pi/2, pi/2]^2; conjugate-symmetric \
                  coefficients, 5 layers, window-wise loss, continuity weight 0.01, AdamW lr 1e-3, \
-                 batch 200 (quick) / 500 (full). Coefficients start at zero (e^{{L_j}} = I, every \
+                 batch 50 (smoke) / 200 (quick) / 500 (full). Coefficients start at zero (e^{{L_j}} = I, every \
                  |lambda| = 1), so every departure from the unit circle is learned from the data. \
                  Plot radius {:.2}.",
                 system.alpha,

@@ -4,7 +4,7 @@
 //! number down as a result) and returns a paper-versus-measured report. Later issues add their
 //! experiments to [`registry`].
 
-use crate::report::{ExperimentReport, RunContext};
+use crate::report::{ExperimentReport, Outcome, RunContext};
 use crate::{BenchError, Result};
 use indicatif::ProgressBar;
 
@@ -28,6 +28,47 @@ pub(crate) fn mnist_missing(ctx: &RunContext) -> Option<String> {
             Some(format!("MNIST IDX files not found in {}", d.display()))
         }
         _ => None,
+    }
+}
+
+/// Loads MNIST from the run's data folder, cut to the first `limit = (train, test)` digits of each
+/// split when given (the smoke size).
+pub(crate) fn load_mnist(
+    ctx: &RunContext,
+    limit: Option<(usize, usize)>,
+) -> Result<koopman_core::mnist::Mnist> {
+    let dir =
+        mnist_dir(ctx).ok_or_else(|| BenchError::Usage("KOOPMAN_DATA_DIR is not set".into()))?;
+    let data = koopman_core::mnist::load_mnist(&dir, &ctx.device)?;
+    Ok(match limit {
+        Some((train, test)) => data.subset(train, test)?,
+        None => data,
+    })
+}
+
+/// Runs one experiment. It is skipped when its data is missing, except in a run where missing
+/// data fails ([`RunContext::missing_data_fails`]: a smoke run under CI); an error fails it.
+pub fn run_experiment(exp: &dyn Experiment, ctx: &RunContext, progress: &ProgressBar) -> Outcome {
+    if let Some(reason) = exp.missing_data(ctx) {
+        if ctx.missing_data_fails() {
+            return Outcome::Failed {
+                name: exp.name().into(),
+                error: format!(
+                    "data missing ({reason}); CI / KOOPMAN_DATA_DIR is set, so the data must be there"
+                ),
+            };
+        }
+        return Outcome::Skipped {
+            name: exp.name().into(),
+            reason,
+        };
+    }
+    match exp.run(ctx, progress) {
+        Ok(report) => Outcome::Ran(report),
+        Err(e) => Outcome::Failed {
+            name: exp.name().into(),
+            error: e.to_string(),
+        },
     }
 }
 

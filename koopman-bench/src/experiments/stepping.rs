@@ -128,19 +128,17 @@ impl Experiment for SteppingDe {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let seeds: usize = ctx.pick(3, 25);
-        // Quick: the paper's schedule with every step count divided by 8.
+        let seeds: usize = ctx.pick(1, 3, 25);
+        // Smoke / quick: the paper's schedule with every step count divided by 100 / 8.
+        let divisor = ctx.pick(100, 8, 1);
         let scale = |c: DeTrialConfig| -> DeTrialConfig {
-            ctx.pick(
-                DeTrialConfig {
-                    t1: c.t1 / 8,
-                    t2: c.t2 / 8,
-                    horizon: c.horizon / 8,
-                    after: c.after / 8,
-                    ..c.clone()
-                },
-                c.clone(),
-            )
+            DeTrialConfig {
+                t1: c.t1 / divisor,
+                t2: c.t2 / divisor,
+                horizon: c.horizon / divisor,
+                after: c.after / divisor,
+                ..c
+            }
         };
         let optimizers = [
             (
@@ -346,7 +344,7 @@ impl Experiment for SteppingDe {
                 "T_eq uses the paper's fractional definition (S10) on per-step losses; the optimizer runs 2T steps past t2, so T_eq/T up to 2 is measured ('capped' = never reached).".into(),
                 "Partition as in the paper: quasi-node q = 2 for layer 1 (= node), node operators for layers 2 and 3 (12 operators of size 2, 11, 11 fitted in one batched call per size).".into(),
                 "Error ratio: per weight |w_pred - w_true(t2+T)| / |w_true(t2+T) - w_true(t2)|, median over weights then seeds (the paper's 0.0044); norm ratio: the same with Euclidean norms over all weights.".into(),
-                "Quick size divides t1, t2, T and the steps past t2 by 8 (schedule unchanged); --full uses the paper's setting (t1 = 35,000, t2 = 45,000, T = 2,500; 50,000 steps are run, the paper's last 10,000 are not needed) and 25 seeds.".into(),
+                "Quick size divides t1, t2, T and the steps past t2 by 8 (smoke: by 100; schedule unchanged); --full uses the paper's setting (t1 = 35,000, t2 = 45,000, T = 2,500; 50,000 steps are run, the paper's last 10,000 are not needed) and 25 seeds.".into(),
             ],
             files: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),
@@ -356,6 +354,28 @@ impl Experiment for SteppingDe {
 
 /// The registered experiment `stepping_mnist`.
 pub struct SteppingMnist;
+
+/// MNIST digits (training, test) kept at the smoke size: 25 steps of batch 64 per epoch, so a
+/// one-epoch wrapper window fits the node operators of the 20-wide layers (21 weights with bias).
+const SMOKE_MNIST: (usize, usize) = (1600, 500);
+
+/// The paper's classifier trial; at the smoke size the first layer's quasi-nodes have 20 weights
+/// (the operators must not outgrow the 75 snapshots of epochs 3 to 5 on 1,600 digits).
+fn classifier_config(ctx: &RunContext) -> ClassifierTrialConfig {
+    let cfg = ClassifierTrialConfig::default();
+    match ctx.size {
+        crate::Size::Smoke => ClassifierTrialConfig {
+            partition: PartitionSpec::PerLayer(vec![
+                ("0".into(), Partition::QuasiNode(20)),
+                ("2".into(), Partition::Node),
+                ("4".into(), Partition::Node),
+                ("6".into(), Partition::Node),
+            ]),
+            ..cfg
+        },
+        crate::Size::Quick | crate::Size::Full => cfg,
+    }
+}
 
 impl Experiment for SteppingMnist {
     fn name(&self) -> &'static str {
@@ -377,17 +397,15 @@ impl Experiment for SteppingMnist {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let dir = super::mnist_dir(ctx)
-            .ok_or_else(|| crate::BenchError::Usage("KOOPMAN_DATA_DIR is not set".into()))?;
-        let m = koopman_core::mnist::load_mnist(&dir, dev)?;
+        let m = super::load_mnist(ctx, ctx.pick(Some(SMOKE_MNIST), None, None))?;
         let data = ClassifierData::new(
             m.train_images.clone(),
             m.train_labels.clone(),
             m.test_images.clone(),
             m.test_labels.clone(),
         )?;
-        let seeds: usize = ctx.pick(3, 25);
-        let cfg = ClassifierTrialConfig::default();
+        let seeds: usize = ctx.pick(1, 3, 25);
+        let cfg = classifier_config(ctx);
         let epochs = cfg.t2_epoch + cfg.after_epochs;
         progress.set_length((seeds * epochs) as u64);
         progress.set_message("MNIST");
@@ -512,7 +530,7 @@ impl Experiment for SteppingMnist {
             notes: vec![
                 format!("Operators (size, count): {sizes:?}, each size fitted in one batched call."),
                 "T_eq: the paper's fractional definition on the validation loss after each epoch (S10, Eq. 12); the equivalent optimizer time is Eq. 13 over measured epoch times (training steps only, recording excluded).".into(),
-                "Adadelta lr 1.0 (rho 0.9), StepLR gamma 0.7 per epoch, batch 64, as the paper's PyTorch example; the data set here is the 8k/2k MNIST subset in KOOPMAN_DATA_DIR.".into(),
+                format!("Adadelta lr 1.0 (rho 0.9), StepLR gamma 0.7 per epoch, batch 64, as the paper's PyTorch example; the data set here is {} / {} digits of the MNIST files in KOOPMAN_DATA_DIR.", data.train_len(), m.test_labels.dims()[0]),
             ],
             files: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),
@@ -541,7 +559,9 @@ impl Experiment for SteppingPerceptron {
         progress.set_length(1);
         progress.set_message("perceptron");
         let cfg = PerceptronConfig {
-            simulations: ctx.pick(300, 1000),
+            simulations: ctx.pick(30, 300, 1000),
+            // The tables read the error at t2 + 200 and the last step.
+            steps: ctx.pick(400, 1000, 1000),
             seed: ctx.seed,
             ..Default::default()
         };
@@ -731,14 +751,12 @@ fn wrapper_mnist(
     progress: &ProgressBar,
 ) -> Result<(f64, f64, Option<f64>, f64, WrapperStats)> {
     let dev = &ctx.device;
-    let dir = super::mnist_dir(ctx)
-        .ok_or_else(|| crate::BenchError::Usage("KOOPMAN_DATA_DIR is not set".into()))?;
-    let m = koopman_core::mnist::load_mnist(&dir, dev)?;
+    let m = super::load_mnist(ctx, ctx.pick(Some(SMOKE_MNIST), None, None))?;
     let (x, y) = (&m.train_images, &m.train_labels);
     let n = y.dims()[0];
     let eval_n = 2000.min(n);
     let (ex, ey) = (x.narrow(0, 0, eval_n)?, y.narrow(0, 0, eval_n)?);
-    let cfg = ClassifierTrialConfig::default();
+    let cfg = classifier_config(ctx);
     let kind = cfg.optimizer;
     let build = || -> Result<(koopman_core::Mlp, candle_nn::VarMap)> {
         let vm = candle_nn::VarMap::new();
@@ -794,7 +812,7 @@ fn wrapper_mnist(
         window: w,
         horizons: vec![w as u64 / 2, w as u64, 2 * w as u64, 4 * w as u64],
         partition: PartitionSpec::PerLayer(vec![
-            ("0".into(), Partition::QuasiNode(40)),
+            ("0".into(), Partition::QuasiNode(ctx.pick(10, 40, 40))),
             ("2".into(), Partition::Node),
             ("4".into(), Partition::Node),
             ("6".into(), Partition::Node),
@@ -852,8 +870,8 @@ impl Experiment for SteppingWrapper {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        let de_steps: usize = ctx.pick(6_000, 45_000);
-        let epochs: usize = ctx.pick(6, 10);
+        let de_steps: usize = ctx.pick(800, 6_000, 45_000);
+        let epochs: usize = ctx.pick(2, 6, 10);
         progress.set_length((de_steps / 1000 + epochs) as u64);
         progress.set_message("wrapper");
         let (dp, dt, dw, dn, ds) = wrapper_de(ctx, de_steps, progress)?;
@@ -894,7 +912,7 @@ impl Experiment for SteppingWrapper {
             }],
             notes: vec![
                 "DE: window = steps/8 optimizer steps, horizons 0.5, 1, 2, 4 windows, partition as the paper; the schedule 8/(1000+t) advances by the jumped steps.".into(),
-                "MNIST: window 1 epoch, horizons 0.5, 1, 2, 4 epochs, quasi-node q = 40 for layer 1 (cheaper fits and spectra than q = 157) / node elsewhere, basin = every eigenvalue of modulus >= 0.98 within 0.05 of the unit circle, fit with cut-off 1e-6 and the unit-disk projection; jumps scored on the first 2,000 training digits, the target checked after every epoch (and after jumps) in both runs; the wall times include those evaluations and the wrapper's fits.".into(),
+                "MNIST: window 1 epoch, horizons 0.5, 1, 2, 4 epochs, quasi-node q = 40 (smoke size: 10) for layer 1 (cheaper fits and spectra than q = 157) / node elsewhere, basin = every eigenvalue of modulus >= 0.98 within 0.05 of the unit circle, fit with cut-off 1e-6 and the unit-disk projection; jumps scored on the first 2,000 training digits, the target checked after every epoch (and after jumps) in both runs; the wall times include those evaluations and the wrapper's fits.".into(),
             ],
             files: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),

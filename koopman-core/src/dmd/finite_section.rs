@@ -150,12 +150,22 @@ fn householder_l(a: &mut [f64], n: usize, m: usize) -> Mat<f64> {
 #[inline(always)]
 fn reflect_rows(a: &mut [f64], n: usize, m: usize) -> Vec<f64> {
     let mut diag = vec![0.0; n];
+    // Rows left with a norm below eps^2 times the largest row norm are round-off of rows that
+    // depend on earlier ones (rank-deficient data): they count as zero. Reflecting them would
+    // square norms into the subnormal range (and overflow 1 / (v^T v)) without adding anything
+    // the data resolve.
+    let largest = a
+        .chunks_exact(m)
+        .map(|row| dot(row, row))
+        .fold(0.0, f64::max)
+        .sqrt();
+    let negligible = largest * f64::EPSILON * f64::EPSILON;
     for j in 0..n.min(m) {
         let (head, tail) = a.split_at_mut((j + 1) * m);
         let v = &mut head[j * m + j..];
         let norm = dot(v, v).sqrt();
-        if norm == 0.0 {
-            continue; // the row is already zero from column j on: no reflection
+        if norm <= negligible || norm == 0.0 {
+            continue; // the row is (numerically) zero from column j on: no reflection
         }
         let a0 = v[0];
         let alpha = if a0 >= 0.0 { -norm } else { norm };
@@ -325,6 +335,21 @@ fn parallel_map<I: Sync, O: Send>(
     Ok(out)
 }
 
+/// Whether every entry is finite.
+fn is_finite(a: MatRef<'_, f64>) -> bool {
+    a.col_iter().all(|c| c.iter().all(|v| v.is_finite()))
+}
+
+/// The error naming the first NaN / Inf among a group's coordinates.
+fn locate_non_finite(snapshots: &[&[f64]], group: &[usize]) -> CoreError {
+    for (t, snap) in snapshots.iter().enumerate() {
+        if let Some(&i) = group.iter().find(|&&i| !snap[i].is_finite()) {
+            return CoreError::NonFinite(format!("snapshot {t}, coordinate {i}"));
+        }
+    }
+    CoreError::NonFinite("the factorisation of finite data overflowed".into())
+}
+
 /// The partitioned finite section: one operator `U_g = Y_g X_g^+` per group of coordinates,
 /// fitted from one trajectory of full states. `snapshots[t]` is the state at time `t` (all of
 /// equal length); group `g` lists the coordinates its operator acts on, and its `X_g` / `Y_g`
@@ -380,11 +405,6 @@ pub fn finite_section_partitioned(
                 snap.len()
             )));
         }
-        if let Some(i) = snap.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::NonFinite(format!(
-                "snapshot {t}, coordinate {i}"
-            )));
-        }
     }
     for (g, group) in groups.iter().enumerate() {
         if group.is_empty() {
@@ -404,6 +424,9 @@ pub fn finite_section_partitioned(
     let mut short_us = parallel_map(&short, |g| {
         let x = Mat::from_fn(g.len(), m, |i, t| snapshots[t][g[i]]);
         let y = Mat::from_fn(g.len(), m, |i, t| snapshots[t + 1][g[i]]);
+        if !(is_finite(x.as_ref()) && is_finite(y.as_ref())) {
+            return Err(locate_non_finite(snapshots, g));
+        }
         solve_one(x.as_ref(), y.as_ref(), opts)
     })?
     .into_iter();
@@ -436,6 +459,11 @@ pub fn finite_section_partitioned(
         for (g, parts) in long.iter().zip(per_group) {
             let l = StreamedLq::merge(parts)
                 .ok_or_else(|| CoreError::Empty("a group without snapshot pairs".into()))?;
+            // NaN or Inf anywhere in the group's data reaches L (every reflector sums over all
+            // columns), so the data are checked on the small factor, not in a pass of their own.
+            if !is_finite(l.as_ref()) {
+                return Err(locate_non_finite(snapshots, g));
+            }
             us.push(solve_from_l(&l, g.len(), m, opts)?);
         }
         us.into_iter()

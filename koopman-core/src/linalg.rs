@@ -98,14 +98,10 @@ pub fn decomposition_error(what: &str, err: impl std::fmt::Debug) -> CoreError {
 
 /// Fails with [`CoreError::NonFinite`] naming `what` if any entry is NaN or infinite.
 pub fn ensure_finite_mat<T: Scalar>(a: MatRef<'_, T>, what: &str) -> Result<()> {
-    // Walk in storage order: a row-major view is scanned as its (column-major) transpose.
-    let row_major = a.row_stride().unsigned_abs() != 1 && a.col_stride().unsigned_abs() == 1;
-    let walk = if row_major { a.transpose() } else { a };
-    for j in 0..walk.ncols() {
-        for i in 0..walk.nrows() {
-            if !walk[(i, j)].finite() {
-                let (r, c) = if row_major { (j, i) } else { (i, j) };
-                return Err(CoreError::NonFinite(format!("{what} (entry ({r}, {c}))")));
+    for j in 0..a.ncols() {
+        for i in 0..a.nrows() {
+            if !a[(i, j)].finite() {
+                return Err(CoreError::NonFinite(format!("{what} (entry ({i}, {j}))")));
             }
         }
     }

@@ -337,7 +337,7 @@ fn parallel_map<I: Sync, O: Send>(
 
 /// Whether every entry is finite.
 fn is_finite(a: MatRef<'_, f64>) -> bool {
-    a.col_iter().all(|c| c.iter().all(|v| v.is_finite()))
+    linalg::ensure_finite_mat(a, "").is_ok()
 }
 
 /// The error naming the first NaN / Inf among a group's coordinates.

@@ -362,19 +362,17 @@ pub fn fit(
         solve: config.solve_options(),
     };
     // Every operator in one call, groups ordered by size (the batches below).
-    let sizes: Vec<usize> = plan
+    let by_size: Vec<(usize, Vec<&[usize]>)> = plan
         .size_counts()
         .into_iter()
-        .map(|(size, _)| size)
-        .collect();
-    let ordered: Vec<&[usize]> = sizes
-        .iter()
-        .flat_map(|&size| {
-            plan.groups()
-                .iter()
-                .filter(move |g| g.len() == size)
-                .map(|g| g.as_slice())
+        .map(|(size, _)| {
+            let groups = plan.groups().iter().filter(|g| g.len() == size);
+            (size, groups.map(|g| g.as_slice()).collect())
         })
+        .collect();
+    let ordered: Vec<&[usize]> = by_size
+        .iter()
+        .flat_map(|(_, g)| g.iter().copied())
         .collect();
     let all = match config.solver {
         FitSolver::Svd => finite_section_partitioned(&snaps, &ordered, &solve)?,
@@ -402,8 +400,7 @@ pub fn fit(
     let mut fitted = all.into_iter();
     let mut batches = Vec::new();
     let mut projected = 0;
-    for size in sizes {
-        let groups: Vec<&Vec<usize>> = plan.groups().iter().filter(|g| g.len() == size).collect();
+    for (size, groups) in by_size {
         let mut us: Vec<Mat<f64>> = fitted.by_ref().take(groups.len()).collect();
         if config.project_unit_disk {
             for u in us.iter_mut() {

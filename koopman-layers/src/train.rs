@@ -179,6 +179,10 @@ pub struct TrainConfig {
     pub norm_weight: f64,
     /// Weight of `sum_j ||e^{L_j} - e^{L_{j-1}}||_2`.
     pub continuity_weight: f64,
+    /// Decoupled (AdamW) weight decay of the generators' coefficients only (R factors and times
+    /// are not decayed): pulls the directions of a generator the data do not determine towards
+    /// `L = 0`, i.e. `e^L` towards the identity.
+    pub coefficient_decay: f64,
     /// Power iterations per 2-norm estimate.
     pub power_iterations: usize,
     /// Rows per mini-batch (`None`: full batch).
@@ -201,6 +205,7 @@ impl Default for TrainConfig {
             lr: 1e-3,
             norm_weight: 0.0,
             continuity_weight: 0.0,
+            coefficient_decay: 0.0,
             power_iterations: 3,
             batch_size: None,
             seed: 0,
@@ -223,6 +228,7 @@ impl TrainConfig {
         for (w, name) in [
             (self.norm_weight, "norm weight"),
             (self.continuity_weight, "continuity weight"),
+            (self.coefficient_decay, "coefficient decay"),
             (self.init_std, "initial std"),
         ] {
             if !(w.is_finite() && w >= 0.0) {
@@ -249,10 +255,7 @@ pub fn seed_coefficients(varmap: &VarMap, std: f64, seed: u64) -> Result<()> {
         .data()
         .lock()
         .map_err(|_| LayersError::InvalidArgument("variable map lock poisoned".into()))?;
-    let mut names: Vec<&String> = data
-        .keys()
-        .filter(|n| n.contains("coef") && (n.ends_with(".re") || n.ends_with(".im")))
-        .collect();
+    let mut names: Vec<&String> = data.keys().filter(|n| is_coefficient(n)).collect();
     names.sort();
     let normal = Normal::new(0.0, std)
         .map_err(|e| LayersError::InvalidArgument(format!("initial std: {e}")))?;
@@ -266,6 +269,11 @@ pub fn seed_coefficients(varmap: &VarMap, std: f64, seed: u64) -> Result<()> {
         var.set(&t)?;
     }
     Ok(())
+}
+
+/// Whether the variable `name` holds generator coefficients (`….re` / `….im` under `coef`).
+fn is_coefficient(name: &str) -> bool {
+    name.contains("coef") && (name.ends_with(".re") || name.ends_with(".im"))
 }
 
 /// Saves all variables of `varmap` to a safetensors file, atomically (temporary file + rename).
@@ -530,12 +538,14 @@ pub struct Trainer {
     pub model: DeepKoopmanLayered,
     /// Its variables.
     pub varmap: VarMap,
-    optimizer: AdamW,
+    /// AdamW for the coefficients (with `coefficient_decay`) and for the other variables.
+    optimizers: [AdamW; 2],
 }
 
 impl Trainer {
     /// Builds the model on CPU in f64 from `builder`, draws seeded initial coefficients
-    /// (`config.init_std`, `config.seed`) and sets up AdamW (`config.lr`, weight decay 0).
+    /// (`config.init_std`, `config.seed`) and sets up AdamW (`config.lr`; weight decay
+    /// `config.coefficient_decay` on the coefficients, 0 on the other variables).
     pub fn new(builder: DeepKoopmanLayeredBuilder, config: &TrainConfig) -> Result<Self> {
         Self::on(builder, config, DType::F64, &Device::Cpu)
     }
@@ -554,18 +564,35 @@ impl Trainer {
         if config.init_std > 0.0 {
             seed_coefficients(&varmap, config.init_std, config.seed)?;
         }
-        let optimizer = AdamW::new(
-            varmap.all_vars(),
-            ParamsAdamW {
-                lr: config.lr,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
+        let (coefficients, others): (Vec<Var>, Vec<Var>) = {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| LayersError::InvalidArgument("variable map lock poisoned".into()))?;
+            let mut named: Vec<(&String, &Var)> = data.iter().collect();
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            let (c, o): (Vec<_>, Vec<_>) = named.into_iter().partition(|(n, _)| is_coefficient(n));
+            let vars = |v: Vec<(&String, &Var)>| v.into_iter().map(|(_, v)| v.clone()).collect();
+            (vars(c), vars(o))
+        };
+        let adam = |vars: Vec<Var>, weight_decay: f64| {
+            AdamW::new(
+                vars,
+                ParamsAdamW {
+                    lr: config.lr,
+                    weight_decay,
+                    ..Default::default()
+                },
+            )
+        };
+        let optimizers = [
+            adam(coefficients, config.coefficient_decay)?,
+            adam(others, 0.0)?,
+        ];
         Ok(Self {
             model,
             varmap,
-            optimizer,
+            optimizers,
         })
     }
 
@@ -593,7 +620,10 @@ impl Trainer {
                 "training objective at step {step}"
             )));
         }
-        self.optimizer.backward_step(&objective)?;
+        let grads = objective.backward()?;
+        for optimizer in &mut self.optimizers {
+            optimizer.step(&grads)?;
+        }
         Ok(value)
     }
 

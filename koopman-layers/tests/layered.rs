@@ -244,6 +244,70 @@ fn training_reduces_the_loss_and_checkpoints_round_trip() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// One step with and without coefficient decay from the same start: the coefficients differ by
+/// exactly `-lr * decay * w0` (decoupled AdamW decay, same gradients), every other variable (R
+/// factors, times) is untouched by the decay.
+#[test]
+fn coefficient_decay_shrinks_only_the_coefficients() {
+    let (n, m) = small_sets();
+    let data = small_data(24, 3, 5);
+    let (lr, decay) = (1e-2, 3.0);
+    let step = |coefficient_decay: f64| {
+        let config = TrainConfig {
+            loss: Loss::WindowWise,
+            steps: 1,
+            lr,
+            coefficient_decay,
+            init_std: 0.05,
+            progress: false,
+            ..Default::default()
+        };
+        let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone()]).layers(2);
+        let mut trainer = Trainer::new(builder, &config).unwrap();
+        let values = |t: &Trainer| -> std::collections::BTreeMap<String, Vec<f64>> {
+            let data = t.varmap.data().lock().unwrap();
+            data.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let before = values(&trainer);
+        trainer.step(&data, &config, 0).unwrap();
+        (before, values(&trainer))
+    };
+    let (start, plain) = step(0.0);
+    let (start_decayed, decayed) = step(decay);
+    assert_eq!(start, start_decayed);
+    let mut coefficients = 0;
+    for (name, w0) in &start {
+        let coefficient = name.contains("coef") && (name.ends_with(".re") || name.ends_with(".im"));
+        coefficients += usize::from(coefficient);
+        for ((a, b), w) in plain[name].iter().zip(&decayed[name]).zip(w0) {
+            let expected = if coefficient { -lr * decay * w } else { 0.0 };
+            assert!(
+                (b - a - expected).abs() <= 1e-12 * (1.0 + w.abs()),
+                "{name}: {} vs {expected}",
+                b - a
+            );
+        }
+    }
+    assert!(
+        coefficients > 0 && coefficients < start.len(),
+        "{:?}",
+        start.keys()
+    );
+    let bad = TrainConfig {
+        coefficient_decay: f64::NAN,
+        ..Default::default()
+    };
+    let err = Trainer::new(DeepKoopmanLayeredBuilder::new(2, n, vec![m]), &bad);
+    assert!(err.err().unwrap().to_string().contains("coefficient decay"));
+}
+
 #[test]
 fn bad_input_gives_clear_errors() {
     let (n, m) = small_sets();

@@ -55,6 +55,7 @@ pub mod matrix_exp;
 pub mod mlp;
 pub mod mnist;
 pub mod operator;
+pub mod parallel;
 #[cfg(feature = "expm")]
 pub mod reference;
 pub mod spectrum;

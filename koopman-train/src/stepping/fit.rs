@@ -21,10 +21,14 @@
 //! [`straight_line`] is the baseline every Koopman prediction is compared with: each weight
 //! continued along its last step.
 //!
+//! **Host loops.** On the CPU, [`KoopmanStepper::evolve`] applies each operator by plain loops
+//! (faer's SIMD kernel from `d = 16`), the groups split over the cores when a batch's work
+//! exceeds about a million multiply-adds.
+//!
 //! **f32 evolution.** The fit is always f64 (on the host: the SVD cut-off at `1e-9 s_max` needs
-//! it), and [`KoopmanStepper::evolve`] on the CPU runs f64 host loops. GPUs are slow at f64, so
-//! [`KoopmanStepper::cast`] casts the operators once to f32 on their device and
-//! [`CastStepper::evolve`] evolves by batched matmuls in f32 (step-wise or by squaring). Each
+//! it). [`KoopmanStepper::cast`] casts the operators once to f32: [`CastStepper::evolve`] then
+//! evolves by the same host loops in f32 on the CPU (about twice as fast as f64 at `d = 157`:
+//! half the bytes per operator) and by batched matmuls in f32 on a GPU, where f64 is slow. Each
 //! step adds a relative error of about `(d + 1) eps_f32`, at most linearly over `s` steps for
 //! operators of spectral radius <= 1: the bound `(s + 1) (d + 1) eps_f32` (7.2e-4 at `s = 1000`,
 //! `d = 5`) against measured 1.2e-5 (step-wise) and 2.0e-5 (squaring) relative to the f64 result
@@ -161,19 +165,45 @@ pub struct OperatorBatch {
     pub index: Tensor,
     /// The operators, `(count, size, size)` f64.
     pub operators: Tensor,
-    host_index: Vec<usize>,
-    host_operators: Vec<f64>,
+    host: HostBatch<f64>,
     eigen: Option<EigenBatch>,
+}
+
+/// The float types of the host loops: f64, and f32 after [`KoopmanStepper::cast`].
+trait HostReal:
+    faer::traits::RealField
+    + faer::traits::Conjugate<Canonical = Self>
+    + Copy
+    + Default
+    + Send
+    + Sync
+    + std::ops::Mul<Output = Self>
+    + std::ops::AddAssign
+    + std::iter::Sum
+{
+    fn from_f64(v: f64) -> Self;
+}
+
+impl HostReal for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+impl HostReal for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
 }
 
 /// `y = A x` for a row-major `d x d` block. From `d = 16` by faer's SIMD kernel on one thread
 /// (measured against the plain loop: 1.1x at `d = 16`, 2x at 32, 3.7x at 157); below, the plain
 /// loop, as faer's per-call overhead makes it 2-7x slower at `d = 2 ..= 11`.
-fn matvec(a: &[f64], x: &[f64], y: &mut [f64]) {
+fn matvec<T: HostReal>(a: &[T], x: &[T], y: &mut [T]) {
     let d = x.len();
     if d < 16 {
         for (yi, row) in y.iter_mut().zip(a.chunks_exact(d)) {
-            *yi = row.iter().zip(x).map(|(p, q)| p * q).sum();
+            *yi = row.iter().zip(x).map(|(&p, &q)| p * q).sum();
         }
         return;
     }
@@ -182,14 +212,14 @@ fn matvec(a: &[f64], x: &[f64], y: &mut [f64]) {
         faer::Accum::Replace,
         faer::MatRef::from_row_major_slice(a, d, d),
         faer::MatRef::from_column_major_slice(x, d, 1),
-        1.0,
+        T::from_f64(1.0),
         faer::Par::Seq,
     );
 }
 
 /// `C = A B` for row-major `d x d` blocks.
-fn matmul(a: &[f64], b: &[f64], c: &mut [f64], d: usize) {
-    c.fill(0.0);
+fn matmul<T: HostReal>(a: &[T], b: &[T], c: &mut [T], d: usize) {
+    c.fill(T::default());
     for i in 0..d {
         for k in 0..d {
             let aik = a[i * d + k];
@@ -200,63 +230,119 @@ fn matmul(a: &[f64], b: &[f64], c: &mut [f64], d: usize) {
     }
 }
 
-impl OperatorBatch {
-    /// Host evolution of this batch's groups of `w` (in place in `out`).
-    fn evolve_host(&self, w: &[f64], out: &mut [f64], steps: u64, mode: Evolution) {
+/// One size's operators on the host in the evolution dtype: `index` (`count * size` flat
+/// parameter indices) and `operators` (`count` row-major `size x size` blocks).
+#[derive(Clone, Debug)]
+struct HostBatch<T> {
+    size: usize,
+    index: Vec<usize>,
+    operators: Vec<T>,
+}
+
+impl HostBatch<f64> {
+    /// The same operators rounded to `U`.
+    fn cast<U: HostReal>(&self) -> HostBatch<U> {
+        HostBatch {
+            size: self.size,
+            index: self.index.clone(),
+            operators: self.operators.iter().map(|&v| U::from_f64(v)).collect(),
+        }
+    }
+}
+
+/// Below this many multiply-adds a batch evolves on one thread (spawning costs more).
+const PARALLEL_WORK: u64 = 1 << 20;
+
+impl<T: HostReal> HostBatch<T> {
+    fn count(&self) -> usize {
+        self.index.len() / self.size
+    }
+
+    /// The state of group `g` after `steps` steps (step-wise or by squaring) from its entries
+    /// of `w`.
+    fn evolve_group(&self, g: usize, w: &[T], steps: u64, mode: Evolution) -> Vec<T> {
         let d = self.size;
-        let mut x = vec![0.0; d];
-        let mut y = vec![0.0; d];
-        let mut base = vec![0.0; d * d];
-        let mut tmp = vec![0.0; d * d];
-        for g in 0..self.count {
-            let idx = &self.host_index[g * d..(g + 1) * d];
-            let u = &self.host_operators[g * d * d..(g + 1) * d * d];
-            for (xi, &i) in x.iter_mut().zip(idx) {
-                *xi = w[i];
+        let u = &self.operators[g * d * d..(g + 1) * d * d];
+        let mut x: Vec<T> = self.index[g * d..(g + 1) * d]
+            .iter()
+            .map(|&i| w[i])
+            .collect();
+        let mut y = vec![T::default(); d];
+        if mode == Evolution::Step {
+            for _ in 0..steps {
+                matvec(u, &x, &mut y);
+                std::mem::swap(&mut x, &mut y);
             }
-            match mode {
-                Evolution::Eigen => {
-                    let e = self
-                        .eigen
-                        .as_ref()
-                        .expect("checked by KoopmanStepper::evolve_host");
-                    let lam = &e.values[g * d..(g + 1) * d];
-                    let v = &e.vectors[g * d * d..(g + 1) * d * d];
-                    let w_inv = &e.inverse[g * d * d..(g + 1) * d * d];
-                    let c: Vec<c64> = (0..d)
-                        .map(|k| {
-                            let ck: c64 = (0..d).map(|j| w_inv[k * d + j] * x[j]).sum();
-                            ck * koopman_core::dmd::int_power(lam[k], steps)
-                        })
-                        .collect();
-                    for (i, xi) in x.iter_mut().enumerate() {
-                        *xi = (0..d).map(|k| (v[i * d + k] * c[k]).re).sum();
-                    }
-                }
-                Evolution::Step => {
-                    for _ in 0..steps {
-                        matvec(u, &x, &mut y);
-                        std::mem::swap(&mut x, &mut y);
-                    }
-                }
-                Evolution::Jump => {
-                    base.copy_from_slice(u);
-                    let mut k = steps;
-                    while k > 0 {
-                        if k & 1 == 1 {
-                            matvec(&base, &x, &mut y);
-                            std::mem::swap(&mut x, &mut y);
-                        }
-                        k >>= 1;
-                        if k > 0 {
-                            matmul(&base, &base, &mut tmp, d);
-                            std::mem::swap(&mut base, &mut tmp);
-                        }
-                    }
-                }
+            return x;
+        }
+        let mut base = u.to_vec();
+        let mut tmp = vec![T::default(); d * d];
+        let mut k = steps;
+        while k > 0 {
+            if k & 1 == 1 {
+                matvec(&base, &x, &mut y);
+                std::mem::swap(&mut x, &mut y);
             }
-            for (&xi, &i) in x.iter().zip(idx) {
-                out[i] = xi;
+            k >>= 1;
+            if k > 0 {
+                matmul(&base, &base, &mut tmp, d);
+                std::mem::swap(&mut base, &mut tmp);
+            }
+        }
+        x
+    }
+
+    /// Evolves every group of this batch (step-wise or by squaring; [`Evolution::Eigen`] is
+    /// handled by the caller) from `w` into `out`, the groups split over the host's cores when
+    /// the work is large enough.
+    fn evolve_into(&self, w: &[T], out: &mut [T], steps: u64, mode: Evolution) -> Result<()> {
+        let d = self.size as u64;
+        let work = self.count() as u64
+            * match mode {
+                Evolution::Step => d * d * steps,
+                _ => d * d * d * (64 - steps.leading_zeros() as u64),
+            };
+        let groups: Vec<usize> = (0..self.count()).collect();
+        let states = if work < PARALLEL_WORK {
+            groups
+                .iter()
+                .map(|&g| self.evolve_group(g, w, steps, mode))
+                .collect()
+        } else {
+            koopman_core::parallel::parallel_map(&groups, |&g| {
+                Ok(self.evolve_group(g, w, steps, mode))
+            })?
+        };
+        for (idx, x) in self.index.chunks_exact(self.size).zip(states) {
+            for (&i, v) in idx.iter().zip(x) {
+                out[i] = v;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OperatorBatch {
+    /// Host evolution of this batch's groups of `w` by their eigendecompositions (in place in
+    /// `out`); [`KoopmanStepper::evolve_host`] checked that they exist.
+    fn evolve_eigen(&self, w: &[f64], out: &mut [f64], steps: u64) {
+        let d = self.size;
+        let e = self
+            .eigen
+            .as_ref()
+            .expect("checked by KoopmanStepper::evolve_host");
+        for (g, idx) in self.host.index.chunks_exact(d).enumerate() {
+            let lam = &e.values[g * d..(g + 1) * d];
+            let v = &e.vectors[g * d * d..(g + 1) * d * d];
+            let w_inv = &e.inverse[g * d * d..(g + 1) * d * d];
+            let c: Vec<c64> = (0..d)
+                .map(|k| {
+                    let ck: c64 = (0..d).map(|j| w_inv[k * d + j] * w[idx[j]]).sum();
+                    ck * koopman_core::dmd::int_power(lam[k], steps)
+                })
+                .collect();
+            for (i, &p) in idx.iter().enumerate() {
+                out[p] = (0..d).map(|k| (v[i * d + k] * c[k]).re).sum();
             }
         }
     }
@@ -427,8 +513,11 @@ pub fn fit(
             count: groups.len(),
             index: Tensor::from_vec(index, groups.len() * size, device)?,
             operators: Tensor::from_slice(&data, (groups.len(), size, size), device)?,
-            host_index,
-            host_operators: data,
+            host: HostBatch {
+                size,
+                index: host_index,
+                operators: data,
+            },
             eigen: None,
         });
     }
@@ -485,7 +574,11 @@ impl KoopmanStepper {
         }
         let mut out = vec![0.0; self.n];
         for b in &self.batches {
-            b.evolve_host(w, &mut out, steps, mode);
+            if mode == Evolution::Eigen {
+                b.evolve_eigen(w, &mut out, steps);
+            } else {
+                b.host.evolve_into(w, &mut out, steps, mode)?;
+            }
         }
         Ok(out)
     }
@@ -503,7 +596,7 @@ impl KoopmanStepper {
             };
             let eye = Mat::<c64>::identity(d, d);
             for g in 0..b.count {
-                let u = Mat::from_fn(d, d, |i, j| b.host_operators[g * d * d + i * d + j]);
+                let u = Mat::from_fn(d, d, |i, j| b.host.operators[g * d * d + i * d + j]);
                 let (vals, vecs) = linalg::eig(u.as_ref())?;
                 let (inv, _) =
                     linalg::lstsq(vecs.as_ref(), eye.as_ref(), &SolveOptions::default())?;
@@ -622,10 +715,18 @@ fn evolve_groups<'a>(
 }
 
 /// The operators of a [`KoopmanStepper`] cast once to another float dtype on their device
-/// (made by [`KoopmanStepper::cast`]): evolving in f32 on a GPU, where f64 matmuls are slow.
+/// (made by [`KoopmanStepper::cast`]): evolving in f32 on a GPU, where f64 matmuls are slow, or
+/// on the CPU, where f32 halves the memory traffic of large operators.
 ///
-/// The fit stays in f64 (on the host); only the evolution runs in the cast dtype, by batched
-/// matmuls as [`KoopmanStepper::evolve_batched`]. Each f32 step adds a relative error of about
+/// The fit stays in f64 (on the host); only the evolution runs in the cast dtype: by the host
+/// loops on the CPU (f32 and f64), by batched matmuls as [`KoopmanStepper::evolve_batched`]
+/// elsewhere ([`evolve_batched`](Self::evolve_batched) forces the latter).
+///
+/// Rounding `U` to f32 moves its eigenvalues by up to about `eps_f32` times the condition number
+/// of its eigenvectors, so f32 suits well-conditioned operators only: on the MNIST MLP the
+/// quasi-node operators of size 157 (fitted in f64 with the default cut-off) are far from
+/// normal, and their f32 evolution over two epochs blew up (weight error 3e5 times the true
+/// change, against 1.03 in f64), so the classifier trials evolve in f64. Each f32 step adds a relative error of about
 /// `(d + 1) eps_f32` (`eps_f32 = 1.2e-7`: `d eps` from the `d`-term dot products, `eps / 2` from
 /// rounding `U` once), and for operators with spectral radius <= 1 these add up at most
 /// linearly: `||w_f32 - w_f64|| / ||w_f64|| <= (s + 1) (d + 1) eps_f32` after `s` steps, for the
@@ -657,6 +758,37 @@ pub struct CastStepper {
     n: usize,
     dtype: DType,
     groups: Vec<(Tensor, Tensor)>,
+    host: CastHost,
+}
+
+/// Host copies of a [`CastStepper`]'s operators: on the CPU, f32 and f64 evolve by the host
+/// loops (split over the cores) instead of batched tensor ops.
+#[derive(Clone, Debug)]
+enum CastHost {
+    None,
+    F32(Vec<HostBatch<f32>>),
+    F64(Vec<HostBatch<f64>>),
+}
+
+/// `w(t2 + steps)` by the host loops over `batches` (`w` on the CPU in `T`'s dtype; an eigen jump
+/// is done by squaring).
+fn evolve_host_tensor<T: HostReal + candle_core::WithDType>(
+    batches: &[HostBatch<T>],
+    w: &Tensor,
+    steps: u64,
+    mode: Evolution,
+) -> Result<Tensor> {
+    let mode = if mode == Evolution::Eigen {
+        Evolution::Jump
+    } else {
+        mode
+    };
+    let host = w.to_vec1::<T>()?;
+    let mut out = vec![T::default(); host.len()];
+    for b in batches {
+        b.evolve_into(&host, &mut out, steps, mode)?;
+    }
+    Ok(Tensor::from_vec(out, host.len(), w.device())?)
 }
 
 impl KoopmanStepper {
@@ -673,10 +805,21 @@ impl KoopmanStepper {
             .iter()
             .map(|b| Ok((b.index.clone(), b.operators.to_dtype(dtype)?)))
             .collect::<Result<_>>()?;
+        let on_host = self.batches.iter().all(|b| b.operators.device().is_cpu());
+        let host = match dtype {
+            DType::F32 if on_host => {
+                CastHost::F32(self.batches.iter().map(|b| b.host.cast()).collect())
+            }
+            DType::F64 if on_host => {
+                CastHost::F64(self.batches.iter().map(|b| b.host.clone()).collect())
+            }
+            _ => CastHost::None,
+        };
         Ok(CastStepper {
             n: self.n,
             dtype,
             groups,
+            host,
         })
     }
 }
@@ -693,9 +836,27 @@ impl CastStepper {
     }
 
     /// `w(t2 + steps)` from `w` = `w(t2)` (shape `(n,)`, any float dtype, on the operators'
-    /// device, converted to [`dtype`](Self::dtype)); returns a tensor of that dtype. Batched
-    /// matmuls as [`KoopmanStepper::evolve_batched`] ([`Evolution::Eigen`] jumps by squaring).
+    /// device, converted to [`dtype`](Self::dtype)); returns a tensor of that dtype. Host loops
+    /// on the CPU for f32 / f64, batched matmuls otherwise ([`Evolution::Eigen`] jumps by
+    /// squaring).
     pub fn evolve(&self, w: &Tensor, steps: u64, mode: Evolution) -> Result<Tensor> {
+        let w = self.checked_state(w)?;
+        match &self.host {
+            CastHost::F32(b) if w.device().is_cpu() => evolve_host_tensor(b, &w, steps, mode),
+            CastHost::F64(b) if w.device().is_cpu() => evolve_host_tensor(b, &w, steps, mode),
+            _ => self.evolve_batched(&w, steps, mode),
+        }
+    }
+
+    /// [`evolve`](Self::evolve) by batched matmuls on the operators' device, also on the CPU.
+    pub fn evolve_batched(&self, w: &Tensor, steps: u64, mode: Evolution) -> Result<Tensor> {
+        let w = self.checked_state(w)?;
+        let groups = self.groups.iter().map(|(i, u)| (i, u));
+        evolve_groups(&w, groups, steps, mode)
+    }
+
+    /// `w` converted to the dtype, after checking its shape.
+    fn checked_state(&self, w: &Tensor) -> Result<Tensor> {
         if w.dims() != [self.n] {
             return Err(TrainError::ShapeMismatch(format!(
                 "state of shape {:?}, expected [{}]",
@@ -703,8 +864,7 @@ impl CastStepper {
                 self.n
             )));
         }
-        let groups = self.groups.iter().map(|(i, u)| (i, u));
-        evolve_groups(&w.to_dtype(self.dtype)?, groups, steps, mode)
+        Ok(w.to_dtype(self.dtype)?)
     }
 }
 
@@ -904,16 +1064,23 @@ mod tests {
         let steps = 1000u64;
         let eps32 = f64::from(f32::EPSILON);
         let bound = (steps + 1) as f64 * (d + 1) as f64 * eps32;
-        for mode in [Evolution::Step, Evolution::Jump] {
+        for (mode, batched) in [Evolution::Step, Evolution::Jump]
+            .into_iter()
+            .flat_map(|m| [(m, false), (m, true)])
+        {
             let w64 = to_host(&k.evolve_batched(&w, steps, mode)?)?;
-            let got = k32.evolve(&w, steps, mode)?;
+            let got = if batched {
+                k32.evolve_batched(&w, steps, mode)?
+            } else {
+                k32.evolve(&w, steps, mode)?
+            };
             assert_eq!(got.dtype(), DType::F32);
             assert!(got.device().same_device(dev));
             let w32 = to_host(&got)?;
             let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>().sqrt();
             let diff: Vec<f64> = w32.iter().zip(&w64).map(|(a, b)| a - b).collect();
             let rel = norm(&diff) / norm(&w64);
-            eprintln!("f32 vs f64 evolve_batched, {mode:?}, s = {steps}, d = {d}: relative error {rel:.2e} (bound {bound:.2e})");
+            eprintln!("f32 (batched: {batched}) vs f64 evolve_batched, {mode:?}, s = {steps}, d = {d}: relative error {rel:.2e} (bound {bound:.2e})");
             assert!(rel < bound, "{mode:?}: {rel:e} >= {bound:e}");
             // and the f32 result is no better than f32 resolution allows: it did compute in f32
             assert!(rel > 0.1 * eps32, "{mode:?}: {rel:e}");
@@ -925,4 +1092,70 @@ mod tests {
         f32_evolution_against_f64_cpu,
         f32_evolution_against_f64_cuda
     );
+
+    /// The host loops (groups split over the cores, faer's kernel at `d >= 16`, f64 and f32)
+    /// against the batched tensor matmuls: 6 random operators of size 40 (entries `N(0, 1/d)`,
+    /// spectral radius about 1), 300 steps, step-wise and by squaring: 2.9e6 multiply-adds, above
+    /// [`PARALLEL_WORK`], so the threaded path runs.
+    #[test]
+    fn host_loops_match_batched_matmuls() -> Result<()> {
+        use rand::{Rng, SeedableRng};
+        let (count, d, steps) = (6usize, 40usize, 300u64);
+        assert!(count as u64 * (d * d) as u64 * steps > PARALLEL_WORK);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let scale = 1.0 / (d as f64).sqrt();
+        let operators: Vec<f64> = (0..count * d * d)
+            .map(|_| (rng.random::<f64>() * 2.0 - 1.0) * scale * 3f64.sqrt())
+            .collect();
+        // groups interleaved over the parameters, plus 3 parameters in no group (stay 0)
+        let n = count * d + 3;
+        let index: Vec<usize> = (0..count * d)
+            .map(|k| (k % count) * d + k / count)
+            .collect();
+        let w: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).cos()).collect();
+        let host = HostBatch {
+            size: d,
+            index: index.clone(),
+            operators: operators.clone(),
+        };
+        let dev = Device::Cpu;
+        let idx: Vec<u32> = index.iter().map(|&i| i as u32).collect();
+        let index_t = Tensor::from_vec(idx, count * d, &dev)?;
+        let ops_t = Tensor::from_vec(operators, (count, d, d), &dev)?;
+        let w_t = Tensor::from_vec(w.clone(), n, &dev)?;
+        let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let rel = |a: &[f64], b: &[f64]| {
+            let diff: Vec<f64> = a.iter().zip(b).map(|(p, q)| p - q).collect();
+            norm(&diff) / norm(b)
+        };
+        for mode in [Evolution::Step, Evolution::Jump] {
+            let reference = to_host(&evolve_groups(
+                &w_t,
+                std::iter::once((&index_t, &ops_t)),
+                steps,
+                mode,
+            )?)?;
+            let mut got = vec![0.0; n];
+            host.evolve_into(&w, &mut got, steps, mode)?;
+            let r64 = rel(&got, &reference);
+            assert!(
+                r64 < 1e3 * f64::EPSILON * (steps * d as u64) as f64,
+                "{mode:?} f64: {r64:e}"
+            );
+            assert!(got[n - 3..].iter().all(|&v| v == 0.0));
+            let host32: HostBatch<f32> = host.cast();
+            let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+            let mut got32 = vec![0.0f32; n];
+            host32.evolve_into(&w32, &mut got32, steps, mode)?;
+            let got32: Vec<f64> = got32.iter().map(|&v| f64::from(v)).collect();
+            let r32 = rel(&got32, &reference);
+            let bound = (steps + 1) as f64 * (d + 1) as f64 * f64::from(f32::EPSILON);
+            eprintln!("host loops, {mode:?}: f64 {r64:.1e}, f32 {r32:.1e} (bound {bound:.1e})");
+            assert!(
+                r32 < bound && r32 > 0.1 * f64::from(f32::EPSILON),
+                "{mode:?} f32: {r32:e}"
+            );
+        }
+        Ok(())
+    }
 }

@@ -725,7 +725,7 @@ pub struct EvolveDtypeTiming {
     pub mode: String,
     /// Seconds of `KoopmanStepper::evolve_batched` (f64).
     pub f64_seconds: f64,
-    /// Seconds of `CastStepper::evolve` (f32; the one-off cast is in `cast_seconds`).
+    /// Seconds of `CastStepper::evolve_batched` (f32; the one-off cast is in `cast_seconds`).
     pub f32_seconds: f64,
     /// `f64_seconds / f32_seconds`.
     pub speedup: f64,
@@ -795,7 +795,7 @@ pub fn run_stepping_perf(
     let mut evolve_dtype = Vec::new();
     for mode in [Evolution::Step, Evolution::Jump] {
         let (w64, f64_seconds) = timed(device, || Ok(stepper.evolve_batched(&w, steps, mode)?))?;
-        let (w32, f32_seconds) = timed(device, || Ok(stepper32.evolve(&w, steps, mode)?))?;
+        let (w32, f32_seconds) = timed(device, || Ok(stepper32.evolve_batched(&w, steps, mode)?))?;
         let (a, b) = (to_host(&w32)?, to_host(&w64)?);
         let diff: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
         let norm: f64 = b.iter().map(|y| y * y).sum();

@@ -12,7 +12,9 @@
 //! regulariser `sum_j ||e^{L_j} - e^{L_{j-1}}||_2`, each 2-norm *estimated by power iteration*
 //! (a few detached iterations of `A^* A`, then the differentiable `||A u||` at the unit iterate
 //! `u`; a lower bound of the 2-norm). Every application is a Krylov `expv` of `L_j` or `L_j^*`, so no
-//! `|N| x |N|` matrix is formed. Optimiser: candle-nn AdamW with weight decay 0.
+//! `|N| x |N|` matrix is formed. Optimiser: candle-nn AdamW, with weight decay
+//! [`TrainConfig::coefficient_decay`] on the generators' coefficients only (0 by default; it pulls
+//! the directions of `L_j` the data leave free towards `L = 0`) and none on the other variables.
 //!
 //! ```
 //! use std::sync::Arc;

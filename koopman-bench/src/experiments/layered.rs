@@ -24,7 +24,9 @@ use koopman_layers::systems::{
     MeasurePreserving, VanDerPol,
 };
 use koopman_layers::train::{data_loss, rmse, Loss, SnapshotData, TrainConfig, Trainer};
-use koopman_layers::{CoordinateFunction, DeepKoopmanLayeredBuilder, TorusNormalization};
+use koopman_layers::{
+    CoordinateFunction, DeepKoopmanLayered, DeepKoopmanLayeredBuilder, TorusNormalization,
+};
 use std::f64::consts::FRAC_PI_2;
 use std::sync::Arc;
 use std::time::Instant;
@@ -212,10 +214,8 @@ struct WindowRun {
     data: SnapshotData,
     first_loss: f64,
     last_loss: f64,
-    /// Window-wise loss of the trained model on all windows.
-    data_loss: f64,
-    /// The same for `e^{L_j} = I` (every state predicted not to move).
-    still_loss: f64,
+    /// The trained model.
+    model: DeepKoopmanLayered,
 }
 
 /// How a window-wise model is trained: initial coefficient std, AdamW learning rate and the
@@ -239,10 +239,6 @@ fn window_run(
 ) -> Result<WindowRun> {
     let z = norm.forward(traj)?;
     let data = SnapshotData::from_trajectories(&z, sizes.n_traj, sizes.n_time, 2, 20, 5)?;
-    let builder = DeepKoopmanLayeredBuilder::new(2, sizes.index_set.clone(), vec![offsets()?])
-        .layers(5)
-        .conjugate_symmetric(true)
-        .outputs(function, norm.a);
     let config = TrainConfig {
         loss: Loss::WindowWise,
         steps: sizes.steps,
@@ -256,17 +252,7 @@ fn window_run(
         progress: false,
         ..Default::default()
     };
-    let still_config = TrainConfig {
-        init_std: 0.0,
-        ..config.clone()
-    };
-    let still = Trainer::on(
-        builder.clone(),
-        &still_config,
-        candle_core::DType::F64,
-        &ctx.device,
-    )?;
-    let still_loss = data_loss(&still.model, &data, Loss::WindowWise)?.to_scalar::<f64>()?;
+    let builder = window_builder(sizes, norm, function)?;
     let mut trainer = Trainer::on(builder, &config, candle_core::DType::F64, &ctx.device)?;
     let initial = layer_eigenvalues(&trainer.model, 2000)?;
     let report = trainer.train(&data, &config)?;
@@ -275,12 +261,31 @@ fn window_run(
     Ok(WindowRun {
         initial,
         trained,
-        data_loss: data_loss(&trainer.model, &data, Loss::WindowWise)?.to_scalar::<f64>()?,
-        still_loss,
         data,
         first_loss: mean(&report.losses[..k.min(report.losses.len())]),
         last_loss: mean(&report.losses[report.losses.len().saturating_sub(k)..]),
+        model: trainer.model,
     })
+}
+
+/// The window-wise model: 5 conjugate-symmetric layers on `sizes.index_set`, outputs `function`
+/// of the state in `norm`'s units.
+fn window_builder(
+    sizes: &WindowSizes,
+    norm: &TorusNormalization,
+    function: CoordinateFunction,
+) -> Result<DeepKoopmanLayeredBuilder> {
+    Ok(
+        DeepKoopmanLayeredBuilder::new(2, sizes.index_set.clone(), vec![offsets()?])
+            .layers(5)
+            .conjugate_symmetric(true)
+            .outputs(function, norm.a),
+    )
+}
+
+/// Window-wise loss of `model` on all windows of `data`.
+fn window_loss(model: &DeepKoopmanLayered, data: &SnapshotData) -> Result<f64> {
+    Ok(data_loss(model, data, Loss::WindowWise)?.to_scalar::<f64>()?)
 }
 
 fn write_svg(ctx: &RunContext, name: &str, title: &str, sets: &[(&str, &[c64])]) -> Result<String> {
@@ -367,6 +372,18 @@ impl Experiment for LayeredMeasure {
         let d_layers = mean_unit_circle_distance(&run.trained);
         let d_init = mean_unit_circle_distance(&run.initial);
         let d_reference = mean_unit_circle_distance(&reference.trained);
+        // e^{L_j} = I: every state predicted not to move.
+        let still = Trainer::on(
+            window_builder(&sizes, &torus, function)?,
+            &TrainConfig {
+                init_std: 0.0,
+                progress: false,
+                ..Default::default()
+            },
+            candle_core::DType::F64,
+            &ctx.device,
+        )?
+        .model;
         let d_edmd = mean_unit_circle_distance(&edmd);
         let d_kdmd = mean_unit_circle_distance(&kdmd);
         let mut rows = Vec::new();
@@ -465,11 +482,11 @@ impl Experiment for LayeredMeasure {
                      carry the dynamics.",
                     training.coefficient_decay,
                     training.lr,
-                    sci(run.data_loss),
-                    sci(reference.data_loss),
+                    sci(window_loss(&run.model, &run.data)?),
+                    sci(window_loss(&reference.model, &reference.data)?),
                     sci(d_reference),
                     d_edmd / d_reference.max(1e-300),
-                    sci(run.still_loss)
+                    sci(window_loss(&still, &run.data)?)
                 ),
             ],
             files: vec![svg],

@@ -23,7 +23,7 @@
 //!
 //! **Host loops.** On the CPU, [`KoopmanStepper::evolve`] applies each operator by plain loops
 //! (faer's SIMD kernel from `d = 16`), the groups split over the cores when a batch's work
-//! exceeds about a million multiply-adds.
+//! exceeds 2^24 (about 17 million) multiply-adds.
 //!
 //! **f32 evolution.** The fit is always f64 (on the host: the SVD cut-off at `1e-9 s_max` needs
 //! it). [`KoopmanStepper::cast`] casts the operators once to f32: [`CastStepper::evolve`] then
@@ -729,9 +729,10 @@ fn evolve_groups<'a>(
 /// of its eigenvectors, so f32 suits well-conditioned operators only: on the MNIST MLP the
 /// quasi-node operators of size 157 (fitted in f64 with the default cut-off) are far from
 /// normal, and their f32 evolution over two epochs blew up (weight error 3e5 times the true
-/// change, against 1.03 in f64), so the classifier trials evolve in f64. Each f32 step adds a relative error of about
-/// `(d + 1) eps_f32` (`eps_f32 = 1.2e-7`: `d eps` from the `d`-term dot products, `eps / 2` from
-/// rounding `U` once), and for operators with spectral radius <= 1 these add up at most
+/// change, against 1.03 in f64), so the classifier trials evolve in f64.
+///
+/// Each f32 step adds a relative error of about `(d + 1) eps_f32` (`eps_f32 = 1.2e-7`: `d eps`
+/// from the `d`-term dot products, `eps / 2` from rounding `U` once), and for operators with spectral radius <= 1 these add up at most
 /// linearly: `||w_f32 - w_f64|| / ||w_f64|| <= (s + 1) (d + 1) eps_f32` after `s` steps, for the
 /// step-wise loop and the jump by squaring alike (the tests check this bound; measured errors
 /// are far below it, see the [module docs](self)).

@@ -1,12 +1,20 @@
 //! Spectral analysis: eigenvalues of each layer's `e^{L_j}`, of per-window EDMD (the same Fourier
 //! dictionary) and kernel DMD, and an SVG plot against the unit circle.
 //!
+//! For one Toeplitz factor (`R = 1`) the diagonal of `L_j` is `t_j sum_k i n_k a^k_0`: purely
+//! imaginary for a real field (conjugate-symmetric coefficients) and summing to an imaginary
+//! number over a symmetric `N` for any field. So `Re tr L_j = 0` and `|det e^{L_j}| = 1`: the
+//! eigenvalues' [`geometric_mean_modulus`] is 1, and eigenvalues inside the unit circle are
+//! balanced by eigenvalues outside it. Only a spectrum on the circle lies in the closed disk.
+//!
 //! ```
 //! use koopman_core::c64;
-//! use koopman_layers::analysis::{mean_unit_circle_distance, unit_circle_svg};
+//! use koopman_layers::analysis::{geometric_mean_modulus, mean_unit_circle_distance, unit_circle_svg};
 //!
 //! let sets = vec![vec![c64::new(1.0, 0.0), c64::new(0.0, 0.9)]];
 //! assert!((mean_unit_circle_distance(&sets) - 0.05).abs() < 1e-12);
+//! let balanced = [c64::new(0.5, 0.0), c64::new(0.0, 2.0)];
+//! assert!((geometric_mean_modulus(&balanced) - 1.0).abs() < 1e-15);
 //! let svg = unit_circle_svg("example", &[("layer 1", &sets[0])]);
 //! assert!(svg.starts_with("<svg"));
 //! ```
@@ -51,6 +59,17 @@ pub fn mean_unit_circle_distance(sets: &[Vec<c64>]) -> f64 {
     } else {
         sum / count as f64
     }
+}
+
+/// `(prod |lambda_i|)^{1/n} = |det|^{1/n}`, computed as `exp(mean log |lambda_i|)`; 0 for an
+/// empty set or a zero eigenvalue.
+pub fn geometric_mean_modulus(eigenvalues: &[c64]) -> f64 {
+    if eigenvalues.is_empty() {
+        return 0.0;
+    }
+    let mean_log =
+        eigenvalues.iter().map(|z| z.norm().ln()).sum::<f64>() / eigenvalues.len() as f64;
+    mean_log.exp()
 }
 
 /// The state-space projection of `N` (the distinct state parts of its frequencies): the Fourier

@@ -3,7 +3,9 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use koopman_core::IndexSet;
-use koopman_layers::analysis::{layer_eigenvalues, mean_unit_circle_distance};
+use koopman_layers::analysis::{
+    geometric_mean_modulus, layer_eigenvalues, mean_unit_circle_distance,
+};
 use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
 use koopman_layers::systems::{van_der_pol_pairs, VanDerPol};
 use koopman_layers::train::{data_loss, objective, Loss, SnapshotData, TrainConfig, Trainer};
@@ -178,6 +180,46 @@ fn krylov_and_dense_paths_agree_and_conjugate_symmetry_gives_unitary_free_real_f
                 .unwrap();
                 assert!(im < 1e-9, "imaginary part {im}");
             }
+        }
+    }
+}
+
+/// `Re tr L = 0` for one factor (a real field, or any field over the symmetric `N`), so
+/// `|det e^L| = 1`: the eigenvalues' geometric-mean modulus is 1 even when they spread off the
+/// circle in both directions.
+#[test]
+fn one_factor_layers_have_unit_determinant_modulus() {
+    let (n, m) = small_sets();
+    for symmetric in [false, true] {
+        let config = TrainConfig {
+            init_std: 0.3,
+            progress: false,
+            ..Default::default()
+        };
+        let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone()])
+            .layers(3)
+            .conjugate_symmetric(symmetric);
+        let trainer = Trainer::new(builder, &config).unwrap();
+        for (j, s) in layer_eigenvalues(&trainer.model, 500)
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let moduli: Vec<f64> = s.iter().map(|z| z.norm()).collect();
+            let max = moduli.iter().copied().fold(0.0, f64::max);
+            let min = moduli.iter().copied().fold(f64::INFINITY, f64::min);
+            let log_det = geometric_mean_modulus(s).ln();
+            assert!(
+                max > 1.01 && min < 0.99,
+                "spectrum stays on the circle: [{min}, {max}]"
+            );
+            // eig is backward stable: each log |lambda| carries a relative error of order
+            // |N| eps, scaled by the spread of the spectrum
+            let tol = 100.0 * s.len() as f64 * f64::EPSILON * (1.0 + max.ln().max(-min.ln()));
+            assert!(
+                log_det.abs() < tol,
+                "sym = {symmetric}, layer {j}: mean log |lambda| = {log_det:e} (tol {tol:e})"
+            );
         }
     }
 }

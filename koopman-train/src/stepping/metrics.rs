@@ -146,6 +146,73 @@ pub fn prediction_error(
     })
 }
 
+/// Multiply-adds of the matrix products in one optimizer step of an MLP and in the Koopman work:
+/// the arithmetic each side needs whatever the implementation, so the speedup that arithmetic
+/// alone allows ([`WorkCount::speedup_bound`]) can be set beside the measured one.
+///
+/// ```
+/// use koopman_train::stepping::metrics::WorkCount;
+///
+/// # fn main() -> koopman_train::Result<()> {
+/// // 4:3:2 MLP, batch 10; two operators of size 2 fitted on 5 snapshot pairs
+/// let w = WorkCount::new(&[4, 3, 2], 10, &[(2, 2)], 5)?;
+/// assert_eq!(w.optimizer_step, 10.0 * (3.0 * 18.0 - 12.0));
+/// assert_eq!(w.evolution_step, 8.0);
+/// assert_eq!(w.fit, 2.0 * (1.5 * 5.0 * 4.0 + 7.0 / 6.0 * 8.0));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct WorkCount {
+    /// One optimizer step: `batch (3 sum_l n_l n_{l+1} - n_0 n_1)`, i.e. the forward products,
+    /// the weight gradients and the input gradients of every layer but the first (biases,
+    /// activations and the update are left out: O(weights), not O(batch x weights)).
+    pub optimizer_step: f64,
+    /// One Koopman step: `sum count d^2` over the operators.
+    pub evolution_step: f64,
+    /// The cheapest standard fit, by the normal equations over `m` snapshot pairs: `F F^T`
+    /// (symmetric, `m d^2 / 2`), `F' F^T` (`m d^2`), Cholesky (`d^3 / 6`) and two triangular
+    /// solves with `d` right-hand sides (`d^3`), summed over the operators.
+    pub fit: f64,
+}
+
+impl WorkCount {
+    /// Counts for an MLP of widths `mlp_sizes` trained with mini-batches of `batch`, and
+    /// operators given as `(size, count)` fitted on `pairs` snapshot pairs.
+    pub fn new(
+        mlp_sizes: &[usize],
+        batch: usize,
+        operators: &[(usize, usize)],
+        pairs: usize,
+    ) -> Result<Self> {
+        if mlp_sizes.len() < 2 || mlp_sizes.contains(&0) || batch == 0 {
+            return Err(TrainError::InvalidArgument(format!(
+                "work count needs at least two nonzero widths and a nonzero batch, got {mlp_sizes:?} and batch {batch}"
+            )));
+        }
+        let products: f64 = mlp_sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
+        let first = (mlp_sizes[0] * mlp_sizes[1]) as f64;
+        let (mut evolution_step, mut fit) = (0.0, 0.0);
+        let m = pairs as f64;
+        for &(size, count) in operators {
+            let (d, c) = (size as f64, count as f64);
+            evolution_step += c * d * d;
+            fit += c * (1.5 * m * d * d + 7.0 / 6.0 * d * d * d);
+        }
+        Ok(Self {
+            optimizer_step: batch as f64 * (3.0 * products - first),
+            evolution_step,
+            fit,
+        })
+    }
+
+    /// `t_eq` optimizer steps against `horizon` Koopman steps, plus the fit if `with_fit`:
+    /// the speedup the arithmetic allows when both sides run at the same rate.
+    pub fn speedup_bound(&self, t_eq: f64, horizon: f64, with_fit: bool) -> f64 {
+        let koopman = horizon * self.evolution_step + if with_fit { self.fit } else { 0.0 };
+        t_eq * self.optimizer_step / koopman
+    }
+}
+
 /// Median (NaN sorts last; the mean of the two middle values for even lengths); NaN when empty.
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
@@ -186,6 +253,26 @@ mod tests {
         assert!((p.norm_ratio - 0.1 / 2f64.sqrt()).abs() < 1e-12);
         assert!(prediction_error(&[1.0], &[1.0], &[1.0]).is_err());
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+        Ok(())
+    }
+
+    #[test]
+    fn work_counts() -> Result<()> {
+        // 784:20:20:20:10 at batch 64: 16,680 products of widths, 15,680 in the first layer
+        let w = WorkCount::new(&[784, 20, 20, 20, 10], 64, &[(157, 100), (21, 50)], 375)?;
+        assert_eq!(w.optimizer_step, 64.0 * (3.0 * 16_680.0 - 15_680.0));
+        assert_eq!(w.evolution_step, 100.0 * 157.0 * 157.0 + 50.0 * 441.0);
+        // equal work per step: the bound is t_eq / horizon
+        let even = WorkCount {
+            optimizer_step: 2.0,
+            evolution_step: 2.0,
+            fit: 10.0,
+        };
+        assert_eq!(even.speedup_bound(8.0, 10.0, false), 0.8);
+        assert_eq!(even.speedup_bound(8.0, 10.0, true), 16.0 / 30.0);
+        assert!(WorkCount::new(&[784], 64, &[], 1).is_err());
+        assert!(WorkCount::new(&[784, 0], 64, &[], 1).is_err());
+        assert!(WorkCount::new(&[784, 10], 0, &[], 1).is_err());
         Ok(())
     }
 }

@@ -6,6 +6,8 @@ use koopman_bench::perf::paper_generator;
 use koopman_core::{expm, expv, ComplexTensor, ExpvConfig, LinearOperator};
 
 fn benches(c: &mut Criterion) {
+    // the first thing the bench binary runs, before any thread starts
+    koopman_core::parallel::pin_candle_threads();
     let dev = Device::Cpu;
     let config = ExpvConfig {
         tol: 1e-8,

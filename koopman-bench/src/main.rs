@@ -262,6 +262,7 @@ fn run(cli: Cli) -> Result<bool> {
 }
 
 fn main() {
+    koopman_core::parallel::pin_candle_threads();
     match run(Cli::parse()) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),

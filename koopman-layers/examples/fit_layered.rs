@@ -98,6 +98,7 @@ fn read_series(path: &Path) -> Result<Series> {
 }
 
 fn main() {
+    koopman_core::parallel::pin_candle_threads();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -71,6 +71,7 @@ fn dataset(args: &HashMap<String, String>, dev: &Device) -> R<(Tensor, Tensor, T
 }
 
 fn main() -> R<()> {
+    koopman_core::parallel::pin_candle_threads();
     let args = parse_args()?;
     let dev = Device::Cpu;
     if let Some(out) = args.get("write-demo-model") {

@@ -11,6 +11,7 @@ use koopman_train::stepping::de_solver::{evaluate_de, paper_partition, train_de,
 use koopman_train::stepping::{FitConfig, FitSolver, OptimizerKind};
 
 fn main() -> koopman_train::Result<()> {
+    koopman_train::koopman_core::parallel::pin_candle_threads();
     let args: Vec<String> = std::env::args().collect();
     let get = |name: &str| {
         args.iter()

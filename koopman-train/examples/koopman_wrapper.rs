@@ -54,6 +54,7 @@ fn build(dev: &Device) -> koopman_train::Result<(MyModel, VarMap)> {
 }
 
 fn main() -> koopman_train::Result<()> {
+    koopman_train::koopman_core::parallel::pin_candle_threads();
     let dev = Device::Cpu;
     let steps = arg("--steps", 6000);
     let window = arg("--window", 300);

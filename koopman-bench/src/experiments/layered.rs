@@ -195,7 +195,8 @@ impl Experiment for LayeredVdp {
                  range of 2000 clean samples of the system, the declared range)."
                     .into(),
                 "Norm regulariser: sum_j ||e^{L_j}||_2 estimated by 3 power iterations of \
-                 e^{L*} e^{L} (Krylov expv both ways), differentiable at the detached iterate."
+                 e^{L*} e^{L} per step (Krylov expv both ways), each step starting from the \
+                 previous step's iterate, differentiable at the detached iterate."
                     .into(),
                 "Initial coefficients i.i.d. N(0, 1e-3^2) (seeded), t_j = 1, free complex \
                  coefficients, R = 1, AdamW lr 1e-3, weight decay 0."

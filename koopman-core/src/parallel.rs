@@ -2,9 +2,11 @@
 //! and [`pin_candle_threads`], which a program calls first thing in `main`.
 //!
 //! ```
-//! use koopman_core::parallel::{parallel_map, pin_candle_threads};
+//! use koopman_core::parallel::{parallel_map, pin_candle_threads, THREADS_VARIABLE};
 //!
-//! assert!(pin_candle_threads() >= 1);
+//! let threads = pin_candle_threads();
+//! assert!(threads >= 1);
+//! assert_eq!(std::env::var(THREADS_VARIABLE).unwrap(), threads.to_string());
 //! let squares = parallel_map(&[1.0f64, 2.0, 3.0], |x| Ok(x * x))?;
 //! assert_eq!(squares, vec![1.0, 4.0, 9.0]);
 //! # Ok::<(), koopman_core::CoreError>(())

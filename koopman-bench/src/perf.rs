@@ -95,6 +95,8 @@ pub struct ExpvTiming {
 pub struct PerfReport {
     /// Device name.
     pub device: String,
+    /// candle's CPU thread count for the run ([`koopman_core::parallel::pin_candle_threads`]).
+    pub cpu_threads: usize,
     /// Settings.
     pub config: PerfConfig,
     /// One entry per size.
@@ -203,6 +205,7 @@ pub fn run_perf(
     }
     Ok(PerfReport {
         device: device_name(device).to_string(),
+        cpu_threads: koopman_core::parallel::pin_candle_threads(),
         config: config.clone(),
         expv_vs_dense: entries,
         dmd: None,
@@ -241,8 +244,8 @@ pub fn format_device_comparison(report: &PerfReport, cpu: &[ExpvTiming]) -> Stri
 /// The report as a printable table.
 pub fn format_table(report: &PerfReport) -> String {
     let mut out = format!(
-        "expv vs dense exponential on {} (f64, tol {:e}, d = 3, |M| = 74)\n",
-        report.device, report.config.tol
+        "expv vs dense exponential on {} ({} CPU threads; f64, tol {:e}, d = 3, |M| = 74)\n",
+        report.device, report.cpu_threads, report.config.tol
     );
     out.push_str(&format!(
         "{:>7} {:>8} {:>8} {:>11} {:>11} {:>9} {:>11} {:>11} {:>13}\n",

@@ -9,12 +9,15 @@
 //!
 //! ```
 //! use koopman_core::c64;
-//! use koopman_layers::analysis::{geometric_mean_modulus, mean_unit_circle_distance, unit_circle_svg};
+//! use koopman_layers::analysis::{
+//!     geometric_mean_modulus, mean_unit_circle_distance, unit_circle_svg, unit_determinant_tolerance,
+//! };
 //!
 //! let sets = vec![vec![c64::new(1.0, 0.0), c64::new(0.0, 0.9)]];
 //! assert!((mean_unit_circle_distance(&sets) - 0.05).abs() < 1e-12);
 //! let balanced = [c64::new(0.5, 0.0), c64::new(0.0, 2.0)];
 //! assert!((geometric_mean_modulus(&balanced) - 1.0).abs() < 1e-15);
+//! assert!(unit_determinant_tolerance(&balanced) > 0.0);
 //! let svg = unit_circle_svg("example", &[("layer 1", &sets[0])]);
 //! assert!(svg.starts_with("<svg"));
 //! ```
@@ -70,6 +73,17 @@ pub fn geometric_mean_modulus(eigenvalues: &[c64]) -> f64 {
     let mean_log =
         eigenvalues.iter().map(|z| z.norm().ln()).sum::<f64>() / eigenvalues.len() as f64;
     mean_log.exp()
+}
+
+/// Bound on `|ln geometric_mean_modulus|` for a spectrum whose determinant has modulus 1, from
+/// eig's backward error: each `ln |lambda|` carries a relative error of order `n eps`, scaled by
+/// the spread `max |ln |lambda||` of the spectrum: `100 n eps (1 + spread)`.
+pub fn unit_determinant_tolerance(eigenvalues: &[c64]) -> f64 {
+    let spread = eigenvalues
+        .iter()
+        .map(|z| z.norm().ln().abs())
+        .fold(0.0, f64::max);
+    100.0 * eigenvalues.len() as f64 * f64::EPSILON * (1.0 + spread)
 }
 
 /// The state-space projection of `N` (the distinct state parts of its frequencies): the Fourier

@@ -5,6 +5,7 @@ use candle_nn::{VarBuilder, VarMap};
 use koopman_core::IndexSet;
 use koopman_layers::analysis::{
     geometric_mean_modulus, layer_eigenvalues, mean_unit_circle_distance,
+    unit_determinant_tolerance,
 };
 use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
 use koopman_layers::systems::{van_der_pol_pairs, VanDerPol};
@@ -215,7 +216,7 @@ fn one_factor_layers_have_unit_determinant_modulus() {
             );
             // eig is backward stable: each log |lambda| carries a relative error of order
             // |N| eps, scaled by the spread of the spectrum
-            let tol = 100.0 * s.len() as f64 * f64::EPSILON * (1.0 + max.ln().max(-min.ln()));
+            let tol = unit_determinant_tolerance(s);
             assert!(
                 log_det.abs() < tol,
                 "sym = {symmetric}, layer {j}: mean log |lambda| = {log_det:e} (tol {tol:e})"

@@ -17,7 +17,8 @@ use koopman_core::dmd::KernelDmdConfig;
 use koopman_core::{c64, IndexSet};
 use koopman_layers::analysis::{
     geometric_mean_modulus, layer_eigenvalues, mean_unit_circle_distance, state_dictionary,
-    unit_circle_svg, window_edmd_eigenvalues, window_kernel_dmd_eigenvalues,
+    unit_circle_svg, unit_determinant_tolerance, window_edmd_eigenvalues,
+    window_kernel_dmd_eigenvalues,
 };
 use koopman_layers::systems::{
     damped_forced_trajectories, measure_preserving_trajectories, van_der_pol_pairs, DampedForced,
@@ -550,9 +551,8 @@ impl Experiment for LayeredDamped {
         for (j, s) in run.trained.iter().enumerate() {
             worst = worst.max(max_abs(s));
             let log_det = geometric_mean_modulus(s).ln();
-            let spread = s.iter().map(|z| z.norm().ln().abs()).fold(0.0, f64::max);
             log_det_dev = log_det_dev.max(log_det.abs());
-            log_det_tol = log_det_tol.min(100.0 * s.len() as f64 * f64::EPSILON * (1.0 + spread));
+            log_det_tol = log_det_tol.min(unit_determinant_tolerance(s));
             rows.push(vec![
                 format!("{}", j + 1),
                 format!("{:.4}", max_abs(&run.initial[j])),

@@ -1,5 +1,6 @@
-//! Work split over the host's cores with scoped threads (no pool, nothing kept between calls),
-//! and [`pin_candle_threads`], which a program calls first thing in `main`.
+//! Work split over the host's cores on rayon's global pool (the threads candle's CPU kernels run
+//! on: they outlive each call, so a split starts no thread), and [`pin_candle_threads`], which a
+//! program calls first thing in `main`.
 //!
 //! ```
 //! use koopman_core::parallel::{parallel_map, pin_candle_threads, THREADS_VARIABLE};
@@ -52,19 +53,20 @@ pub fn on_workers<O: Send>(workers: usize, f: impl Fn(usize, usize) -> O + Sync)
     if workers == 1 {
         return Ok(vec![f(0, 1)]);
     }
-    std::thread::scope(|scope| {
+    let mut slots: Vec<Option<O>> = (0..workers).map(|_| None).collect();
+    rayon::scope(|scope| {
         let f = &f;
-        let handles: Vec<_> = (0..workers)
-            .map(|w| scope.spawn(move || f(w, workers)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| CoreError::Decomposition("a worker thread panicked".into()))
-            })
-            .collect()
-    })
+        for (w, slot) in slots.iter_mut().enumerate() {
+            scope.spawn(move |_| {
+                let run = std::panic::AssertUnwindSafe(|| f(w, workers));
+                *slot = std::panic::catch_unwind(run).ok();
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|s| s.ok_or_else(|| CoreError::Decomposition("a worker thread panicked".into())))
+        .collect()
 }
 
 /// Number of worker threads available (asked once per process: the query reads cgroup files).
@@ -94,4 +96,22 @@ pub fn parallel_map<I: Sync, O: Send>(
         out.extend(part?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_run_in_order_and_a_panic_is_an_error() {
+        let out = on_workers(3, |w, n| (w, n)).unwrap();
+        assert_eq!(out, vec![(0, 3), (1, 3), (2, 3)]);
+        let failed = on_workers(2, |w, _| {
+            if w == 1 {
+                panic!("worker 1 fails on purpose");
+            }
+            w
+        });
+        assert!(matches!(failed, Err(CoreError::Decomposition(_))));
+    }
 }

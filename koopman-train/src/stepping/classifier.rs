@@ -27,7 +27,7 @@
 //! ```
 
 use super::fit::{fit, straight_line, to_host, Evolution, FitConfig};
-use super::metrics::{equivalent_time, t_eq, TEq};
+use super::metrics::{equivalent_time, t_eq, timed_runs, TEq, TIMING_RUNS};
 use super::optim::OptimizerKind;
 use super::partition::{Partition, PartitionPlan, PartitionSpec};
 use super::recorder::Recorder;
@@ -323,8 +323,10 @@ pub struct ClassifierOutcome {
     pub t_eq_baseline: TEq,
     /// `||w_KO - w_true|| / ||w_true(t2+T) - w_true(t2)||` and the same for the straight line.
     pub norm_errors: [f64; 2],
-    /// Fit seconds.
+    /// Fit seconds (median of [`TIMING_RUNS`] runs, as every Koopman time here).
     pub fit_seconds: f64,
+    /// Seconds of the first of those fits (cold).
+    pub fit_first_seconds: f64,
     /// Step-wise evolution seconds.
     pub loop_seconds: f64,
     /// Eigendecomposition seconds (NaN unless `eigen_jump`).
@@ -357,24 +359,20 @@ pub fn evaluate_classifier(
     let horizon = (c.horizon_epochs * run.steps_per_epoch) as u64;
     let plan = PartitionPlan::build(rec.params(), &c.partition)?;
     let w2 = rec.snapshot(t2)?.to_vec();
-    let start = Instant::now();
-    let mut stepper = fit(rec, &plan, t1, t2, fit_config, device)?;
-    let fit_seconds = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let stepped = to_host(&stepper.evolve(
-        &Tensor::new(w2.as_slice(), device)?,
-        horizon,
-        Evolution::Step,
-    )?)?;
-    let loop_seconds = start.elapsed().as_secs_f64();
+    let (mut stepper, fit_timing) =
+        timed_runs(TIMING_RUNS, || fit(rec, &plan, t1, t2, fit_config, device))?;
+    let start_tensor = Tensor::new(w2.as_slice(), device)?;
+    let (stepped, loop_timing) = timed_runs(TIMING_RUNS, || {
+        to_host(&stepper.evolve(&start_tensor, horizon, Evolution::Step)?)
+    })?;
     let (mut diagonalize_seconds, mut eigen_seconds) = (f64::NAN, f64::NAN);
     if c.eigen_jump {
-        let start = Instant::now();
-        stepper.diagonalize()?;
-        diagonalize_seconds = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        stepper.evolve_host(&w2, horizon, Evolution::Eigen)?;
-        eigen_seconds = start.elapsed().as_secs_f64();
+        diagonalize_seconds = timed_runs(TIMING_RUNS, || stepper.diagonalize())?.1.median;
+        eigen_seconds = timed_runs(TIMING_RUNS, || {
+            stepper.evolve_host(&w2, horizon, Evolution::Eigen)
+        })?
+        .1
+        .median;
     }
     let baseline = straight_line(&w2, rec.snapshot(t2 - 1)?, horizon as f64)?;
     let loss_at = |w: &[f64]| -> Result<f64> {
@@ -408,8 +406,9 @@ pub fn evaluate_classifier(
         t_eq: te,
         t_eq_baseline: t_eq(&run.val_losses, l_line)?,
         norm_errors: [norm_err(&stepped), norm_err(&baseline)],
-        fit_seconds,
-        loop_seconds,
+        fit_seconds: fit_timing.median,
+        fit_first_seconds: fit_timing.first,
+        loop_seconds: loop_timing.median,
         diagonalize_seconds,
         eigen_seconds,
         optimizer_seconds: equivalent_time(&run.epoch_seconds, te.value)?,

@@ -33,7 +33,9 @@
 //! ```
 
 use super::fit::{fit, straight_line, to_host, Evolution, FitConfig};
-use super::metrics::{equivalent_time, prediction_error, t_eq, PredictionError, TEq};
+use super::metrics::{
+    equivalent_time, prediction_error, t_eq, timed_runs, PredictionError, TEq, TIMING_RUNS,
+};
 use super::optim::{LrSchedule, OptimizerKind};
 use super::partition::{Partition, PartitionPlan, PartitionSpec};
 use super::recorder::Recorder;
@@ -379,10 +381,14 @@ pub struct DeOutcome {
     pub step_jump_gap: f64,
     /// Largest difference between step-wise and eigendecomposition-jumped weights.
     pub step_eigen_gap: f64,
-    /// Seconds of the fit.
+    /// Seconds of the fit (median of [`TIMING_RUNS`] runs, as every Koopman time here).
     pub fit_seconds: f64,
+    /// Seconds of the first of those fits (cold).
+    pub fit_first_seconds: f64,
     /// Seconds of the step-wise evolution over `T`.
     pub loop_seconds: f64,
+    /// Seconds of the first step-wise evolution (cold).
+    pub loop_first_seconds: f64,
     /// Seconds of the direct jump to `T` by squaring.
     pub jump_seconds: f64,
     /// Seconds of the eigendecompositions (fit work for the eigen jump).
@@ -431,21 +437,20 @@ pub fn evaluate_de(
     let plan = PartitionPlan::build(rec.params(), spec)?;
     let w2 = rec.snapshot(c.t2)?.to_vec();
     let start_tensor = Tensor::new(w2.as_slice(), device)?;
-    let start = Instant::now();
-    let mut stepper = fit(rec, &plan, c.t1, c.t2, fit_config, device)?;
-    let fit_seconds = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    stepper.diagonalize()?;
-    let diagonalize_seconds = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let eigen = stepper.evolve_host(&w2, c.horizon as u64, Evolution::Eigen)?;
-    let eigen_seconds = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let stepped = to_host(&stepper.evolve(&start_tensor, c.horizon as u64, Evolution::Step)?)?;
-    let loop_seconds = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let jumped = to_host(&stepper.evolve(&start_tensor, c.horizon as u64, Evolution::Jump)?)?;
-    let jump_seconds = start.elapsed().as_secs_f64();
+    let h = c.horizon as u64;
+    let (mut stepper, fit_timing) = timed_runs(TIMING_RUNS, || {
+        fit(rec, &plan, c.t1, c.t2, fit_config, device)
+    })?;
+    let ((), diagonalize_timing) = timed_runs(TIMING_RUNS, || stepper.diagonalize())?;
+    let (eigen, eigen_timing) = timed_runs(TIMING_RUNS, || {
+        stepper.evolve_host(&w2, h, Evolution::Eigen)
+    })?;
+    let (stepped, loop_timing) = timed_runs(TIMING_RUNS, || {
+        to_host(&stepper.evolve(&start_tensor, h, Evolution::Step)?)
+    })?;
+    let (jumped, jump_timing) = timed_runs(TIMING_RUNS, || {
+        to_host(&stepper.evolve(&start_tensor, h, Evolution::Jump)?)
+    })?;
     let gap = |other: &[f64]| {
         stepped
             .iter()
@@ -487,11 +492,13 @@ pub fn evaluate_de(
         error_baseline,
         step_jump_gap,
         step_eigen_gap,
-        diagonalize_seconds,
-        eigen_seconds,
-        fit_seconds,
-        loop_seconds,
-        jump_seconds,
+        diagonalize_seconds: diagonalize_timing.median,
+        eigen_seconds: eigen_timing.median,
+        fit_seconds: fit_timing.median,
+        fit_first_seconds: fit_timing.first,
+        loop_seconds: loop_timing.median,
+        loop_first_seconds: loop_timing.first,
+        jump_seconds: jump_timing.median,
         optimizer_seconds: equivalent_time(&run.step_seconds, te.value)?,
         optimizer_step_seconds: run.step_seconds.iter().sum::<f64>()
             / run.step_seconds.len().max(1) as f64,

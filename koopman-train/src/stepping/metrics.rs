@@ -213,6 +213,55 @@ impl WorkCount {
     }
 }
 
+/// Runs of each timed Koopman phase (fit, evolutions) in the evaluations of this crate: the
+/// speedups use the median, and the first (cold) run is reported beside it.
+pub const TIMING_RUNS: usize = 5;
+
+/// Wall time of a repeated piece of work: the first run (cold: fresh allocations, a second core
+/// woken from idle) and the median over all runs (warm, as the optimizer's per-step times are
+/// measured inside a long run).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Timing {
+    /// Seconds of the first run.
+    pub first: f64,
+    /// Median seconds over the runs.
+    pub median: f64,
+}
+
+/// Runs `work` `runs` times (at least once) and times each run; returns the last run's result
+/// and the [`Timing`].
+///
+/// ```
+/// use koopman_train::stepping::metrics::timed_runs;
+///
+/// # fn main() -> koopman_train::Result<()> {
+/// let mut calls = 0;
+/// let (last, timing) = timed_runs(3, || {
+///     calls += 1;
+///     Ok(calls)
+/// })?;
+/// assert_eq!((last, calls), (3, 3));
+/// assert!(timing.first >= 0.0 && timing.median >= 0.0);
+/// # Ok(()) }
+/// ```
+pub fn timed_runs<R>(runs: usize, mut work: impl FnMut() -> Result<R>) -> Result<(R, Timing)> {
+    let mut seconds = Vec::with_capacity(runs.max(1));
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let start = std::time::Instant::now();
+        last = Some(work()?);
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    let last = last.ok_or_else(|| TrainError::InvalidArgument("no timed run".into()))?;
+    Ok((
+        last,
+        Timing {
+            first: seconds[0],
+            median: median(&seconds),
+        },
+    ))
+}
+
 /// Median (NaN sorts last; the mean of the two middle values for even lengths); NaN when empty.
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {

@@ -271,8 +271,20 @@ impl<T: HostReal> pulp::WithSimd for InterleavedSteps<'_, T> {
     }
 }
 
-/// `C = A B` for row-major `d x d` blocks.
+/// `C = A B` for row-major `d x d` blocks: from `d = 16` by faer's kernel on one thread, below
+/// by the plain loop (the same split as [`matvec`]).
 fn matmul<T: HostReal>(a: &[T], b: &[T], c: &mut [T], d: usize) {
+    if d >= 16 {
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_row_major_slice_mut(c, d, d),
+            faer::Accum::Replace,
+            faer::MatRef::from_row_major_slice(a, d, d),
+            faer::MatRef::from_row_major_slice(b, d, d),
+            T::from_f64(1.0),
+            faer::Par::Seq,
+        );
+        return;
+    }
     c.fill(T::default());
     for i in 0..d {
         for k in 0..d {

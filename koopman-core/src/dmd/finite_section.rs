@@ -275,8 +275,6 @@ struct StreamedLq {
     width: usize,
     /// Snapshot pairs in that block (its last columns).
     pairs: usize,
-    /// The chunk's `c + 1` states of the group, state after state (`(c + 1) x d`).
-    states: Vec<f64>,
 }
 
 impl StreamedLq {
@@ -287,19 +285,17 @@ impl StreamedLq {
             block: Vec::new(),
             width: 0,
             pairs: 0,
-            states: Vec::new(),
         }
     }
 
     /// Starts absorbing `c` snapshot pairs: sizes the work block `[L_previous | c new columns]`
     /// (row-major, `2d` rows) and copies the previous factor into it; the pairs are then set by
-    /// [`Self::set_pair`] and absorbed by [`Self::factor`].
+    /// [`Self::set_state`] and absorbed by [`Self::factor`].
     fn begin(&mut self, c: usize) {
         let (d, n) = (self.d, 2 * self.d);
         let off = if self.l.is_some() { d } else { 0 };
         self.width = off + c;
         self.pairs = c;
-        self.states.resize(d * (c + 1), 0.0);
         let w = self.width;
         self.block.resize(n * w, 0.0);
         if let Some(prev) = &self.l {
@@ -311,29 +307,26 @@ impl StreamedLq {
         }
     }
 
-    /// Sets state `t` (`0..=c`) of the chunk begun by [`Self::begin`] from the full state.
+    /// Sets state `t` (`0..=c`) of the chunk begun by [`Self::begin`] from the full state: it is
+    /// `X`'s pair `t` (for `t < c`) and `Y`'s pair `t - 1` (for `t > 0`).
     #[inline]
     fn set_state(&mut self, t: usize, group: &[usize], state: &[f64]) {
-        let d = self.d;
-        for (dst, &g) in self.states[t * d..(t + 1) * d].iter_mut().zip(group) {
-            *dst = state[g];
+        let (d, w, c) = (self.d, self.width, self.pairs);
+        let col = w - c + t;
+        for (i, &g) in group.iter().enumerate() {
+            let z = state[g];
+            if t < c {
+                self.block[i * w + col] = z; // X, pair t
+            }
+            if t > 0 {
+                self.block[(d + i) * w + col - 1] = z; // Y, pair t - 1
+            }
         }
     }
 
-    /// Absorbs the block's pairs into the running factor: `X` and `Y` are the first and the
-    /// last `c` of the chunk's `c + 1` states.
+    /// Absorbs the block's pairs into the running factor.
     fn factor(&mut self) {
-        let (d, n, w, c) = (self.d, 2 * self.d, self.width, self.pairs);
-        for i in 0..d {
-            let x = &mut self.block[i * w + w - c..(i + 1) * w];
-            for (dst, z) in x.iter_mut().zip(self.states.chunks_exact(d)) {
-                *dst = z[i];
-            }
-            let y = &mut self.block[(d + i) * w + w - c..(d + i + 1) * w];
-            for (dst, z) in y.iter_mut().zip(self.states[d..].chunks_exact(d)) {
-                *dst = z[i];
-            }
-        }
+        let (n, w) = (2 * self.d, self.width);
         self.l = Some(householder_l(&mut self.block[..n * w], n, w, self.d));
     }
 

@@ -763,7 +763,8 @@ fn partitioned_finite_section_matches_the_batched_fit_on_gathered_data() -> Resu
             ridge: 0.0,
         },
     };
-    // 2,600 pairs: every group streams (several chunks, the time range split over the cores);
+    // 2,600 pairs: every group streams (several chunks, the small groups several chunks per
+    // block and a partly filled last block, the time range split over the cores);
     // 60 pairs: the 11-coordinate group takes the QR route, the others stream.
     for n in [2601, 61] {
         let states = partition_states(30, n, 11);

@@ -366,10 +366,10 @@ impl StreamedLq {
     }
 
     /// `L` of the pairs absorbed by all parts (an LQ factorisation of `[L_1 | L_2 | ...]`).
-    fn merge(parts: Vec<StreamedLq>) -> Option<Mat<f64>> {
-        let ls: Vec<Mat<f64>> = parts.into_iter().filter_map(|p| p.l).collect();
+    fn merge(parts: &[StreamedLq]) -> Option<Mat<f64>> {
+        let ls: Vec<&Mat<f64>> = parts.iter().filter_map(|p| p.l.as_ref()).collect();
         if ls.len() <= 1 {
-            return ls.into_iter().next();
+            return ls.first().map(|&l| l.clone());
         }
         let (n, d) = (ls[0].nrows(), ls[0].ncols());
         let w = d * ls.len();
@@ -531,8 +531,9 @@ pub fn finite_section_partitioned(
                 slot.push(lq);
             }
         }
-        let mut us = Vec::with_capacity(long.len());
-        for (g, parts) in long.iter().zip(per_group) {
+        let merged: Vec<(&[usize], Vec<StreamedLq>)> =
+            long.iter().copied().zip(per_group).collect();
+        parallel_map(&merged, |(g, parts)| {
             let l = StreamedLq::merge(parts)
                 .ok_or_else(|| CoreError::Empty("a group without snapshot pairs".into()))?;
             // NaN or Inf anywhere in the group's data reaches L (every reflector sums over all
@@ -540,9 +541,9 @@ pub fn finite_section_partitioned(
             if !is_finite(l.as_ref()) {
                 return Err(locate_non_finite(snapshots, g));
             }
-            us.push(solve_from_l(&l, g.len(), m, opts)?);
-        }
-        us.into_iter()
+            solve_from_l(&l, g.len(), m, opts)
+        })?
+        .into_iter()
     };
     groups
         .iter()

@@ -97,8 +97,8 @@ impl Default for FitConfig {
     /// solver at the paper's sizes (25 seeds, `koopman-bench/results/`): success 80 / 100 /
     /// 100% for Adam / Adagrad / Adadelta, as for the paper-style cut-off with this streamed
     /// LQ fit (with the earlier gather + thin-QR fit the paper-style cut-off blew up on two of
-    /// four Adadelta seeds), against 36 / 44 / 68% for the Gram solve and 8% (Adam) with the
-    /// unit-disk projection. Larger cut-offs lose per-weight accuracy (Adadelta's median error
+    /// four Adadelta seeds), against 36 / 44 / 68% for the Gram solve and 8-12% (Adam; two
+    /// runs) with the unit-disk projection. Larger cut-offs lose per-weight accuracy (Adadelta's median error
     /// ratio 1.7e-5 at 1e-9, 4.9e-5 at 1e-8, 1.3e-3 at 1e-6).
     fn default() -> Self {
         Self {

@@ -24,7 +24,7 @@ use koopman_train::stepping::classifier::{
 use koopman_train::stepping::de_solver::{
     evaluate_de, paper_partition, train_de, DeOutcome, DeSolver, DeSolverConfig, DeTrialConfig,
 };
-use koopman_train::stepping::metrics::{median, WorkCount, TIMING_RUNS};
+use koopman_train::stepping::metrics::{median, WorkCount, TIMING_RUNS, TIMING_SECONDS};
 use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig};
 use koopman_train::stepping::wrapper::{KoopmanTrainer, StepEvent, WrapperConfig, WrapperStats};
 use koopman_train::stepping::{
@@ -34,7 +34,7 @@ use koopman_train::stepping::{
 /// How the Koopman side is timed (the same in every stepping experiment).
 fn timing_note() -> String {
     format!(
-        "Timing: the optimizer's time is the sum of its own per-step (per-epoch) times, measured inside the training run; each Koopman phase (fit, step-wise loop, jumps, eigendecompositions) is run {TIMING_RUNS} times in the same process and its median is used in the speedups. The first fit is listed beside it: it pays one-time costs (cache misses on the recorded snapshots, fresh buffers), which the optimizer's warm per-step times do not contain."
+        "Timing: the optimizer's time is the sum of its own per-step (per-epoch) times, measured inside the training run; each Koopman phase (fit, step-wise loop, jumps, eigendecompositions) is run {TIMING_RUNS} times in the same process (phases over {TIMING_SECONDS} s in all stop after two or more runs) and its median is used in the speedups. The first fit is listed beside it: it pays one-time costs (cache misses on the recorded snapshots, fresh buffers), which the optimizer's warm per-step times do not contain."
     )
 }
 

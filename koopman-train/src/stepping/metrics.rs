@@ -214,8 +214,12 @@ impl WorkCount {
 }
 
 /// Runs of each timed Koopman phase (fit, evolutions) in the evaluations of this crate: the
-/// speedups use the median, and the first (cold) run is reported beside it.
+/// speedups use the median, and the first (cold) run is reported beside it. Phases slower than
+/// [`TIMING_SECONDS`] in all stop earlier (after at least two runs).
 pub const TIMING_RUNS: usize = 5;
+
+/// Time after which [`timed_runs`] stops repeating a phase (once it has run twice).
+pub const TIMING_SECONDS: f64 = 1.0;
 
 /// Wall time of a repeated piece of work: the first run (cold: fresh allocations, a second core
 /// woken from idle) and the median over all runs (warm, as the optimizer's per-step times are
@@ -228,8 +232,8 @@ pub struct Timing {
     pub median: f64,
 }
 
-/// Runs `work` `runs` times (at least once) and times each run; returns the last run's result
-/// and the [`Timing`].
+/// Runs `work` `runs` times (at least once; after two runs it stops once [`TIMING_SECONDS`]
+/// have passed) and times each run; returns the last run's result and the [`Timing`].
 ///
 /// ```
 /// use koopman_train::stepping::metrics::timed_runs;
@@ -242,12 +246,23 @@ pub struct Timing {
 /// })?;
 /// assert_eq!((last, calls), (3, 3));
 /// assert!(timing.first >= 0.0 && timing.median >= 0.0);
+/// // a slow phase stops after two runs
+/// let mut slow = 0;
+/// timed_runs(5, || {
+///     slow += 1;
+///     std::thread::sleep(std::time::Duration::from_millis(600));
+///     Ok(())
+/// })?;
+/// assert_eq!(slow, 2);
 /// # Ok(()) }
 /// ```
 pub fn timed_runs<R>(runs: usize, mut work: impl FnMut() -> Result<R>) -> Result<(R, Timing)> {
     let mut seconds = Vec::with_capacity(runs.max(1));
     let mut last = None;
-    for _ in 0..runs.max(1) {
+    for run in 0..runs.max(1) {
+        if run >= 2 && seconds.iter().sum::<f64>() > TIMING_SECONDS {
+            break;
+        }
         let start = std::time::Instant::now();
         last = Some(work()?);
         seconds.push(start.elapsed().as_secs_f64());

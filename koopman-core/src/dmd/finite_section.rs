@@ -425,9 +425,8 @@ fn locate_non_finite(snapshots: &[&[f64]], group: &[usize]) -> CoreError {
 /// (each chunk stays in cache while every group takes its coordinates from it) into a running
 /// Householder LQ factorisation of `[X_g; Y_g] = L Q` that never forms `Q` and reflects only
 /// by `X_g`'s rows, so `U_g = L_21 L_11^+` costs about `6 m d^2` flops in passes over
-/// contiguous rows. The time range
-/// is split between the available cores and the partial factors merged (a TSQR tree). Short
-/// trajectories take the QR route.
+/// contiguous rows. The time range is split between the available cores and the partial factors
+/// merged (a TSQR tree). Short trajectories take the QR route.
 ///
 /// ```
 /// use koopman_core::dmd::{finite_section_partitioned, FiniteSectionConfig};

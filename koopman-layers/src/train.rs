@@ -14,9 +14,10 @@
 //! `u`; a lower bound of the 2-norm). A [`Trainer`] starts each step's iterations from the last
 //! step's iterate ([`TrainConfig::warm_start_power`]), so the estimate follows the top singular
 //! vector through training instead of restarting from a random vector. Every application is a
-//! Krylov `expv` of `L_j` or `L_j^*`, so no `|N| x |N|` matrix is formed. Optimiser: candle-nn AdamW, with weight decay
-//! [`TrainConfig::coefficient_decay`] on the generators' coefficients only (0 by default; it pulls
-//! the directions of `L_j` the data leave free towards `L = 0`) and none on the other variables.
+//! Krylov `expv` of `L_j` or `L_j^*`, so no `|N| x |N|` matrix is formed. Optimiser: candle-nn
+//! AdamW, with weight decay [`TrainConfig::coefficient_decay`] on the generators' coefficients
+//! only (0 by default; it pulls the directions of `L_j` the data leave free towards `L = 0`) and
+//! none on the other variables.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -98,8 +98,8 @@ impl Default for FitConfig {
     /// 100% for Adam / Adagrad / Adadelta, as for the paper-style cut-off with this streamed
     /// LQ fit (with the earlier gather + thin-QR fit the paper-style cut-off blew up on two of
     /// four Adadelta seeds), against 36 / 44 / 68% for the Gram solve and 8-12% (Adam; two
-    /// runs) with the unit-disk projection. Larger cut-offs lose per-weight accuracy (Adadelta's median error
-    /// ratio 1.7e-5 at 1e-9, 4.9e-5 at 1e-8, 1.3e-3 at 1e-6).
+    /// runs) with the unit-disk projection. Larger cut-offs lose per-weight accuracy
+    /// (Adadelta's median error ratio 1.7e-5 at 1e-9, 4.9e-5 at 1e-8, 1.3e-3 at 1e-6).
     fn default() -> Self {
         Self {
             rcond: Some(1e-9),
@@ -199,12 +199,16 @@ impl HostReal for f32 {
     }
 }
 
-/// `y = A x` for a row-major `d x d` block. From `d = 16` by faer's SIMD kernel on one thread
+/// Size from which faer's kernels beat the plain host loops (per-call overhead below it); below
+/// it step-wise evolution takes the lane-interleaved [`InterleavedSteps`].
+const FAER_FROM: usize = 16;
+
+/// `y = A x` for a row-major `d x d` block. From [`FAER_FROM`] by faer's SIMD kernel on one thread
 /// (measured against the plain loop: 1.1x at `d = 16`, 2x at 32, 3.7x at 157); below, the plain
 /// loop, as faer's per-call overhead makes it 2-7x slower at `d = 2 ..= 11`.
 fn matvec<T: HostReal>(a: &[T], x: &[T], y: &mut [T]) {
     let d = x.len();
-    if d < 16 {
+    if d < FAER_FROM {
         for (yi, row) in y.iter_mut().zip(a.chunks_exact(d)) {
             *yi = row.iter().zip(x).map(|(&p, &q)| p * q).sum();
         }
@@ -219,11 +223,6 @@ fn matvec<T: HostReal>(a: &[T], x: &[T], y: &mut [T]) {
         faer::Par::Seq,
     );
 }
-
-/// Below this size, step-wise evolution runs every group of a batch at once with the groups
-/// interleaved in the vector lanes ([`InterleavedSteps`]); from it on, group by group with
-/// [`matvec`] (each operator then stays in cache over all steps).
-const INTERLEAVE_BELOW: usize = 16;
 
 /// Groups per lane block of [`InterleavedSteps`].
 const LANES: usize = 4;
@@ -292,10 +291,10 @@ impl<T: HostReal> pulp::WithSimd for InterleavedSteps<'_, T> {
     }
 }
 
-/// `C = A B` for row-major `d x d` blocks: from `d = 16` by faer's kernel on one thread, below
-/// by the plain loop (the same split as [`matvec`]).
+/// `C = A B` for row-major `d x d` blocks: from [`FAER_FROM`] by faer's kernel on one thread,
+/// below by the plain loop.
 fn matmul<T: HostReal>(a: &[T], b: &[T], c: &mut [T], d: usize) {
-    if d >= 16 {
+    if d >= FAER_FROM {
         faer::linalg::matmul::matmul(
             faer::MatMut::from_row_major_slice_mut(c, d, d),
             faer::Accum::Replace,
@@ -424,7 +423,9 @@ impl<T: HostReal> HostBatch<T> {
                 _ => d * d * d * (64 - steps.leading_zeros() as u64),
             };
         let groups: Vec<usize> = (0..self.count()).collect();
-        let states = if mode == Evolution::Step && self.size < INTERLEAVE_BELOW {
+        // Small operators step together in the vector lanes; larger ones group by group (each
+        // operator then stays in cache over all steps).
+        let states = if mode == Evolution::Step && self.size < FAER_FROM {
             self.evolve_interleaved(w, steps)
         } else if work < PARALLEL_WORK {
             groups
@@ -1229,7 +1230,7 @@ mod tests {
         let (count, d, steps) = (32usize, 48usize, 300u64);
         assert!(count as u64 * (d * d) as u64 * steps > PARALLEL_WORK);
         host_loops_match(count, d, steps)?;
-        const { assert!(11 < INTERLEAVE_BELOW && 7 % LANES != 0) };
+        const { assert!(11 < FAER_FROM && 7 % LANES != 0) };
         host_loops_match(7, 11, 60)
     }
 

@@ -170,11 +170,8 @@ pub fn thin_svd<T: Scalar>(a: MatRef<'_, T>) -> Result<ThinSvd<T>> {
     })
 }
 
-/// Eigenvalues and unit-norm eigenvectors (columns) of a square matrix.
-///
-/// Real input uses the real Schur path, so eigenvalues of real matrices come in exact conjugate
-/// pairs. Non-finite output is reported as [`CoreError::Decomposition`].
-pub fn eig<T: Scalar>(a: MatRef<'_, T>) -> Result<(Vec<c64>, Mat<c64>)> {
+/// The checks shared by [`eig`] and [`eigenvalues`]: square, non-empty, finite.
+fn check_eig_input<T: Scalar>(a: MatRef<'_, T>) -> Result<()> {
     if a.nrows() != a.ncols() {
         return Err(CoreError::ShapeMismatch(format!(
             "eigendecomposition of a non-square {} x {} matrix",
@@ -187,7 +184,38 @@ pub fn eig<T: Scalar>(a: MatRef<'_, T>) -> Result<(Vec<c64>, Mat<c64>)> {
             "eigendecomposition of a 0 x 0 matrix".into(),
         ));
     }
-    ensure_finite_mat(a, "matrix to diagonalise")?;
+    ensure_finite_mat(a, "matrix to diagonalise")
+}
+
+/// Eigenvalues of a square matrix, without eigenvectors (about half the work of [`eig`], with
+/// the same eigenvalues and errors).
+///
+/// ```
+/// use faer::mat;
+/// let a = mat![[0.0, -2.0], [2.0, 0.0]];
+/// let vals = koopman_core::linalg::eigenvalues(a.as_ref())?;
+/// assert!(vals.iter().all(|z| (z.norm() - 2.0).abs() < 1e-14));
+/// # Ok::<(), koopman_core::CoreError>(())
+/// ```
+pub fn eigenvalues<T: Scalar>(a: MatRef<'_, T>) -> Result<Vec<c64>> {
+    check_eig_input(a)?;
+    let values = a
+        .eigenvalues()
+        .map_err(|e| decomposition_error("eigenvalues", e))?;
+    if values.iter().any(|z| !z.finite()) {
+        return Err(CoreError::Decomposition(
+            "eigenvalues did not converge (non-finite output)".into(),
+        ));
+    }
+    Ok(values)
+}
+
+/// Eigenvalues and unit-norm eigenvectors (columns) of a square matrix.
+///
+/// Real input uses the real Schur path, so eigenvalues of real matrices come in exact conjugate
+/// pairs. Non-finite output is reported as [`CoreError::Decomposition`].
+pub fn eig<T: Scalar>(a: MatRef<'_, T>) -> Result<(Vec<c64>, Mat<c64>)> {
+    check_eig_input(a)?;
     let evd = a
         .eigen()
         .map_err(|e| decomposition_error("eigendecomposition", e))?;

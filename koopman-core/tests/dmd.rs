@@ -768,20 +768,59 @@ fn partitioned_finite_section_matches_the_batched_fit_on_gathered_data() -> Resu
     // 60 pairs: the 11-coordinate group takes the QR route, the others stream.
     for n in [2601, 61] {
         let states = partition_states(30, n, 11);
-        let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
-        let us = finite_section_partitioned(&snaps, &refs, &config)?;
-        assert_eq!(us.len(), groups.len());
-        for (g, u) in groups.iter().zip(&us) {
-            let x = Mat::from_fn(g.len(), n - 1, |i, t| states[t][g[i]]);
-            let y = Mat::from_fn(g.len(), n - 1, |i, t| states[t + 1][g[i]]);
-            let reference = &finite_section_batched(&[x.as_ref()], &[y.as_ref()], &config)?[0];
-            let scale = 1.0 + frobenius(reference.as_ref());
-            let gap = frobenius((u - reference).as_ref());
-            assert!(
-                gap <= 1e3 * f64::EPSILON * (n as f64).sqrt() * scale,
-                "group {g:?}, {n} snapshots: gap {gap:e}"
-            );
+        check_partitioned_against_batched(&states, &refs, &config)?;
+    }
+    Ok(())
+}
+
+/// Every operator of the partitioned fit against the batched fit of its gathered `X`, `Y`.
+fn check_partitioned_against_batched(
+    states: &[Vec<f64>],
+    groups: &[&[usize]],
+    config: &FiniteSectionConfig,
+) -> Result<()> {
+    let n = states.len();
+    let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
+    let us = finite_section_partitioned(&snaps, groups, config)?;
+    assert_eq!(us.len(), groups.len());
+    for (g, u) in groups.iter().zip(&us) {
+        let x = Mat::from_fn(g.len(), n - 1, |i, t| states[t][g[i]]);
+        let y = Mat::from_fn(g.len(), n - 1, |i, t| states[t + 1][g[i]]);
+        let reference = &finite_section_batched(&[x.as_ref()], &[y.as_ref()], config)?[0];
+        let scale = 1.0 + frobenius(reference.as_ref());
+        let gap = frobenius((u - reference).as_ref());
+        assert!(
+            gap <= 1e3 * f64::EPSILON * (n as f64).sqrt() * scale,
+            "group {g:?}, {n} snapshots: gap {gap:e}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn partitioned_finite_section_with_many_groups_streams_them_in_tiles() -> Result<()> {
+    // 1,200 coordinates in 118 groups of 10 and 20 of 1 to 4 coordinates: their work blocks
+    // (about 330,000 doubles) do not fit the time-split path, so the groups are split over the
+    // cores in tiles (several tiles, one partly filled), over 300 pairs (three chunks, the last
+    // one partial) and over 101 pairs (one partial chunk).
+    let mut groups: Vec<Vec<usize>> = (0..118).map(|k| (10 * k..10 * k + 10).collect()).collect();
+    groups.extend((0..20).map(|k| {
+        (1180 + k..1180 + k + 1 + k % 4)
+            .filter(|&i| i < 1200)
+            .collect()
+    }));
+    groups.retain(|g: &Vec<usize>| !g.is_empty());
+    let refs: Vec<&[usize]> = groups.iter().map(|g| g.as_slice()).collect();
+    let config = FiniteSectionConfig::default();
+    for n in [301, 102] {
+        let mut states = partition_states(1200, n, 5);
+        // Slowly drifting coordinates as in training (X far from orthogonal).
+        for t in 1..n {
+            for i in 0..1200 {
+                states[t][i] = 0.99 * states[t - 1][i] + 0.05 * states[t][i];
+            }
         }
+        check_partitioned_against_batched(&states, &refs, &config)?;
     }
     Ok(())
 }

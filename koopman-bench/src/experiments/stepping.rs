@@ -26,7 +26,9 @@ use koopman_train::stepping::de_solver::{
 };
 use koopman_train::stepping::metrics::{median, WorkCount, TIMING_RUNS, TIMING_SECONDS};
 use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig};
-use koopman_train::stepping::wrapper::{KoopmanTrainer, StepEvent, WrapperConfig, WrapperStats};
+use koopman_train::stepping::wrapper::{
+    KoopmanTrainer, StepEvent, WrapperConfig, WrapperStats, WrapperTimings,
+};
 use koopman_train::stepping::{
     AnyOptimizer, FitConfig, FitSolver, LrSchedule, OptimizerKind, Partition, PartitionSpec,
 };
@@ -784,7 +786,7 @@ fn wrapper_de(
     ctx: &RunContext,
     steps: usize,
     progress: &ProgressBar,
-) -> Result<(f64, f64, Option<f64>, usize, WrapperStats)> {
+) -> Result<(f64, f64, Option<f64>, usize, WrapperStats, WrapperTimings)> {
     let dev = &ctx.device;
     let kind = OptimizerKind::Adadelta { rho: 0.999 };
     let schedule = LrSchedule::paper();
@@ -834,7 +836,7 @@ fn wrapper_de(
             break;
         }
     }
-    Ok((plain_seconds, target, reached, n, tr.stats()))
+    Ok((plain_seconds, target, reached, n, tr.stats(), tr.timings()))
 }
 
 /// Plain Adadelta vs the wrapper on MNIST, target = the plain run's evaluation loss after
@@ -843,7 +845,7 @@ fn wrapper_mnist(
     ctx: &RunContext,
     epochs: usize,
     progress: &ProgressBar,
-) -> Result<(f64, f64, Option<f64>, f64, WrapperStats)> {
+) -> Result<(f64, f64, Option<f64>, f64, WrapperStats, WrapperTimings)> {
     let dev = &ctx.device;
     let m = super::load_mnist(ctx, ctx.pick(Some(SMOKE_MNIST), None, None))?;
     let (x, y) = (&m.train_images, &m.train_labels);
@@ -901,39 +903,46 @@ fn wrapper_mnist(
     let (mlp, vm) = build()?;
     let opt = AnyOptimizer::new(vm.all_vars(), (kind, cfg.lr))?;
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
-    let w = steps_per_epoch;
+    // The paper's Koopman window (3 epochs after a first epoch of transient) and jumps of 2, 4
+    // and 8 epochs, all scored on the evaluation digits.
+    let w = 3 * steps_per_epoch;
     let wcfg = WrapperConfig {
+        warmup: steps_per_epoch,
         window: w,
-        horizons: vec![w as u64 / 2, w as u64, 2 * w as u64, 4 * w as u64],
+        horizons: [2, 4, 8].map(|k| (k * steps_per_epoch) as u64).to_vec(),
+        important: 0.98,
+        basin_tolerance: 0.05,
+        // Mini-batch noise: a firm cut-off (the unit-disk projection is not needed over a
+        // three-epoch window, and it costs an eigendecomposition per operator).
+        fit: FitConfig {
+            rcond: Some(1e-6),
+            ..FitConfig::default()
+        },
         partition: PartitionSpec::PerLayer(vec![
             ("0".into(), Partition::QuasiNode(10)),
             ("2".into(), Partition::Node),
             ("4".into(), Partition::Node),
             ("6".into(), Partition::Node),
         ]),
-        important: 0.98,
-        basin_tolerance: 0.05,
-        // Mini-batch noise over one epoch of snapshots: a firm cut-off and the projection.
-        fit: FitConfig {
-            rcond: Some(1e-6),
-            project_unit_disk: true,
-            ..FitConfig::default()
-        },
     };
     let mut tr = KoopmanTrainer::from_varmap(&vm, opt, wcfg)?;
     let start = std::time::Instant::now();
     let mut reached = None;
     let mut e = 0;
     while e < 2 * epochs {
-        let eff_epoch = tr.effective_step() as usize / steps_per_epoch;
+        // The schedule follows the optimizer's own epochs, as in the plain run: advancing it by
+        // the jumped steps as well decays the learning rate faster than the jumps make
+        // progress (measured: the loss then stalled at 0.155, short of the 10-epoch target).
         tr.optimizer_mut()
-            .set_learning_rate(cfg.lr * cfg.gamma.powi(eff_epoch as i32));
+            .set_learning_rate(cfg.lr * cfg.gamma.powi(e as i32));
         let mut hit = false;
         for b in batches(e) {
-            if let StepEvent::Jumped { after, .. } =
-                tr.step_with(|| batch_loss(&mlp, &b), || eval(&mlp))?
-            {
-                hit |= after <= target;
+            let ev = tr.step_with(|| batch_loss(&mlp, &b), || eval(&mlp))?;
+            if let StepEvent::Jumped { after, .. } = ev {
+                if after <= target {
+                    hit = true;
+                    break;
+                }
             }
         }
         e += 1;
@@ -942,7 +951,15 @@ fn wrapper_mnist(
             break;
         }
     }
-    Ok((plain_seconds, target, reached, e as f64, tr.stats()))
+    let epochs_run = tr.stats().optimizer_steps as f64 / steps_per_epoch as f64;
+    Ok((
+        plain_seconds,
+        target,
+        reached,
+        epochs_run,
+        tr.stats(),
+        tr.timings(),
+    ))
 }
 
 impl Experiment for SteppingWrapper {
@@ -965,17 +982,30 @@ impl Experiment for SteppingWrapper {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let de_steps: usize = ctx.pick(800, 6_000, 45_000);
-        let epochs: usize = ctx.pick(2, 6, 10);
+        // MNIST: the PyTorch example's 14 epochs of Adadelta with lr 0.7^epoch (paper 000's
+        // recipe); smoke: enough epochs for one Koopman attempt.
+        let epochs: usize = ctx.pick(4, 14, 14);
         progress.set_length((de_steps / 1000 + epochs) as u64);
         progress.set_message("wrapper");
-        let (dp, dt, dw, dn, ds) = wrapper_de(ctx, de_steps, progress)?;
-        let (mp, mt, mw, me, ms) = wrapper_mnist(ctx, epochs, progress)?;
+        let (dp, dt, dw, dn, ds, dtm) = wrapper_de(ctx, de_steps, progress)?;
+        let (mp, mt, mw, me, ms, mtm) = wrapper_mnist(ctx, epochs, progress)?;
         let show = |w: Option<f64>| w.map_or("not reached".to_string(), |v| format!("{v:.2} s"));
         let faster = |p: f64, w: Option<f64>| w.is_some_and(|w| w < p);
         let stats = |s: WrapperStats| {
             format!(
                 "{} optimizer steps, {} jumps ({} steps jumped), {} windows not in a basin, {} worse",
                 s.optimizer_steps, s.jumps, s.jumped_steps, s.not_in_basin, s.worse
+            )
+        };
+        let timings = |t: WrapperTimings| {
+            format!(
+                "{:.3} s: record {:.3}, fit {:.3}, spectra {:.3}, jumps {:.3}, evaluations {:.3}",
+                t.total(),
+                t.record,
+                t.fit,
+                t.spectrum,
+                t.jump,
+                t.evaluation
             )
         };
         Ok(ExperimentReport {
@@ -998,15 +1028,17 @@ impl Experiment for SteppingWrapper {
             ],
             tables: vec![Table {
                 title: "What the wrapper did (one run each, seed as the plain run)".into(),
-                header: ["problem", "wrapper", "steps / epochs run"].map(String::from).to_vec(),
+                header: ["problem", "wrapper", "steps / epochs run", "wrapper's own time"]
+                    .map(String::from)
+                    .to_vec(),
                 rows: vec![
-                    vec!["DE solver".into(), stats(ds), format!("{dn} steps")],
-                    vec!["MNIST".into(), stats(ms), format!("{me} epochs")],
+                    vec!["DE solver".into(), stats(ds), format!("{dn} steps"), timings(dtm)],
+                    vec!["MNIST".into(), stats(ms), format!("{me:.2} epochs"), timings(mtm)],
                 ],
             }],
             notes: vec![
                 "DE: window = steps/8 optimizer steps, horizons 0.5, 1, 2, 4 windows, partition as the paper; the schedule 8/(1000+t) advances by the jumped steps.".into(),
-                "MNIST: window 1 epoch, horizons 0.5, 1, 2, 4 epochs, quasi-node q = 10 for layer 1 (cheaper fits and spectra than q = 157; at the quick size q = 10 took 1.8 s against 4.1 s for q = 40, with the same jumps kept) / node elsewhere, basin = every eigenvalue of modulus >= 0.98 within 0.05 of the unit circle, fit with cut-off 1e-6 and the unit-disk projection; jumps scored on the first 2,000 training digits, the target checked after every epoch (and after jumps) in both runs; the wall times include those evaluations and the wrapper's fits.".into(),
+                "MNIST: the PyTorch example's recipe (Adadelta lr 1.0 x 0.7^epoch, batch 64, 14 epochs), the target is the plain run's loss on the first 2,000 training digits after its last epoch; the wrapper: warm-up 1 epoch, window 3 epochs (the paper's t1 = epoch 2, t2 = epoch 5), horizons 2, 4, 8 epochs sharing one set of squarings, quasi-node q = 10 for layer 1 / node elsewhere, basin = every eigenvalue of modulus >= 0.98 within 0.05 of the unit circle, fit cut-off 1e-6; its learning rate follows its own optimizer epochs; jumps are scored on the same 2,000 digits, the target is checked after every epoch in both runs and after every kept jump; the wall times include those evaluations and everything the wrapper does (its own share is listed above).".into(),
             ],
             files: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),

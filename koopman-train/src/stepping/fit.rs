@@ -63,6 +63,7 @@ use faer::Mat;
 use koopman_core::c64;
 use koopman_core::dmd::{finite_section_partitioned, FiniteSectionConfig};
 use koopman_core::linalg::{self, SolveOptions};
+use koopman_core::parallel::parallel_map;
 
 /// Settings of the partitioned fit.
 #[derive(Clone, Debug, PartialEq)]
@@ -381,35 +382,79 @@ impl<T: HostReal> HostBatch<T> {
     /// The state of group `g` after `steps` steps (step-wise or by squaring) from its entries
     /// of `w`.
     fn evolve_group(&self, g: usize, w: &[T], steps: u64, mode: Evolution) -> Vec<T> {
+        if mode != Evolution::Step {
+            return self.jump_group(g, w, &[steps]).pop().unwrap_or_default();
+        }
         let d = self.size;
         let u = &self.operators[g * d * d..(g + 1) * d * d];
-        let mut x: Vec<T> = self.index[g * d..(g + 1) * d]
-            .iter()
-            .map(|&i| w[i])
-            .collect();
+        let mut x = self.gather(g, w);
         let mut y = vec![T::default(); d];
-        if mode == Evolution::Step {
-            for _ in 0..steps {
-                matvec(u, &x, &mut y);
-                std::mem::swap(&mut x, &mut y);
-            }
-            return x;
-        }
-        let mut base = u.to_vec();
-        let mut tmp = vec![T::default(); d * d];
-        let mut k = steps;
-        while k > 0 {
-            if k & 1 == 1 {
-                matvec(&base, &x, &mut y);
-                std::mem::swap(&mut x, &mut y);
-            }
-            k >>= 1;
-            if k > 0 {
-                matmul(&base, &base, &mut tmp, d);
-                std::mem::swap(&mut base, &mut tmp);
-            }
+        for _ in 0..steps {
+            matvec(u, &x, &mut y);
+            std::mem::swap(&mut x, &mut y);
         }
         x
+    }
+
+    /// Group `g`'s entries of `w`.
+    fn gather(&self, g: usize, w: &[T]) -> Vec<T> {
+        let d = self.size;
+        self.index[g * d..(g + 1) * d]
+            .iter()
+            .map(|&i| w[i])
+            .collect()
+    }
+
+    /// Group `g`'s states `U^h x` for every horizon `h` (powers by squaring: the squarings
+    /// `U^(2^k)` are computed once for all horizons, each state takes the matvecs of its bits).
+    fn jump_group(&self, g: usize, w: &[T], horizons: &[u64]) -> Vec<Vec<T>> {
+        let d = self.size;
+        let x0 = self.gather(g, w);
+        let mut xs: Vec<Vec<T>> = horizons.iter().map(|_| x0.clone()).collect();
+        let mut y = vec![T::default(); d];
+        let mut base = self.operators[g * d * d..(g + 1) * d * d].to_vec();
+        let mut tmp = vec![T::default(); d * d];
+        let longest = horizons.iter().copied().max().unwrap_or(0);
+        let mut bit = 0;
+        loop {
+            for (x, &h) in xs.iter_mut().zip(horizons) {
+                if (h >> bit) & 1 == 1 {
+                    matvec(&base, x, &mut y);
+                    std::mem::swap(x, &mut y);
+                }
+            }
+            bit += 1;
+            if bit >= 64 || longest >> bit == 0 {
+                return xs;
+            }
+            matmul(&base, &base, &mut tmp, d);
+            std::mem::swap(&mut base, &mut tmp);
+        }
+    }
+
+    /// [`jump_group`](Self::jump_group) for every group, into `outs` (one state per horizon),
+    /// the groups split over the cores when the work is large enough.
+    fn jump_into(&self, w: &[T], outs: &mut [Vec<T>], horizons: &[u64]) -> Result<()> {
+        let d = self.size as u64;
+        let longest = horizons.iter().copied().max().unwrap_or(0);
+        let work = self.count() as u64 * d * d * d * (64 - longest.leading_zeros() as u64);
+        let groups: Vec<usize> = (0..self.count()).collect();
+        let states = if work < PARALLEL_WORK {
+            groups
+                .iter()
+                .map(|&g| self.jump_group(g, w, horizons))
+                .collect()
+        } else {
+            parallel_map(&groups, |&g| Ok(self.jump_group(g, w, horizons)))?
+        };
+        for (idx, per_horizon) in self.index.chunks_exact(self.size).zip(states) {
+            for (out, x) in outs.iter_mut().zip(per_horizon) {
+                for (&i, v) in idx.iter().zip(x) {
+                    out[i] = v;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Evolves every group of this batch (step-wise or by squaring; [`Evolution::Eigen`] is
@@ -433,9 +478,7 @@ impl<T: HostReal> HostBatch<T> {
                 .map(|&g| self.evolve_group(g, w, steps, mode))
                 .collect()
         } else {
-            koopman_core::parallel::parallel_map(&groups, |&g| {
-                Ok(self.evolve_group(g, w, steps, mode))
-            })?
+            parallel_map(&groups, |&g| Ok(self.evolve_group(g, w, steps, mode)))?
         };
         for (idx, x) in self.index.chunks_exact(self.size).zip(states) {
             for (&i, v) in idx.iter().zip(x) {
@@ -684,13 +727,7 @@ impl KoopmanStepper {
 
     /// [`evolve`](Self::evolve) on a host vector.
     pub fn evolve_host(&self, w: &[f64], steps: u64, mode: Evolution) -> Result<Vec<f64>> {
-        if w.len() != self.n {
-            return Err(TrainError::ShapeMismatch(format!(
-                "{} weights, the operators evolve {}",
-                w.len(),
-                self.n
-            )));
-        }
+        self.check_host_state(w)?;
         if mode == Evolution::Eigen && self.batches.iter().any(|b| b.eigen.is_none()) {
             return Err(TrainError::InvalidArgument(
                 "Evolution::Eigen needs KoopmanStepper::diagonalize first".into(),
@@ -705,6 +742,19 @@ impl KoopmanStepper {
             }
         }
         Ok(out)
+    }
+
+    /// `w(t2 + h)` for every horizon `h` of `horizons` by [`Evolution::Jump`] (host): the
+    /// squarings of each operator are shared by all horizons, so several candidate horizons
+    /// cost about as much as the longest one. Equal to calling
+    /// [`evolve_host`](Self::evolve_host) once per horizon.
+    pub fn evolve_host_horizons(&self, w: &[f64], horizons: &[u64]) -> Result<Vec<Vec<f64>>> {
+        self.check_host_state(w)?;
+        let mut outs = vec![vec![0.0; self.n]; horizons.len()];
+        for b in &self.batches {
+            b.host.jump_into(w, &mut outs, horizons)?;
+        }
+        Ok(outs)
     }
 
     /// Computes and keeps the eigendecomposition `U = V diag(l) V^{-1}` of every operator (host),
@@ -737,6 +787,17 @@ impl KoopmanStepper {
         Ok(())
     }
 
+    fn check_host_state(&self, w: &[f64]) -> Result<()> {
+        if w.len() != self.n {
+            return Err(TrainError::ShapeMismatch(format!(
+                "{} weights, the operators evolve {}",
+                w.len(),
+                self.n
+            )));
+        }
+        Ok(())
+    }
+
     fn check_state(&self, w: &Tensor) -> Result<()> {
         if w.dims() != [self.n] {
             return Err(TrainError::ShapeMismatch(format!(
@@ -756,20 +817,17 @@ impl KoopmanStepper {
         evolve_groups(&w.to_dtype(DType::F64)?, groups, steps, mode)
     }
 
-    /// Eigenvalues of every operator (host), batch by batch, group by group.
+    /// Eigenvalues of every operator (host, spread over the cores), batch by batch, group by
+    /// group.
     pub fn eigenvalues(&self) -> Result<Vec<Vec<c64>>> {
         let mut out = Vec::new();
         for b in &self.batches {
-            let data = b
-                .operators
-                .to_device(&Device::Cpu)?
-                .flatten_all()?
-                .to_vec1::<f64>()?;
-            let d = b.size;
-            for k in 0..b.count {
-                let u = Mat::from_fn(d, d, |i, j| data[k * d * d + i * d + j]);
-                out.push(linalg::eig(u.as_ref())?.0);
-            }
+            let (d, ops) = (b.size, &b.host.operators);
+            let groups: Vec<usize> = (0..b.count).collect();
+            out.extend(parallel_map(&groups, |&k| {
+                let u = faer::MatRef::from_row_major_slice(&ops[k * d * d..(k + 1) * d * d], d, d);
+                linalg::eigenvalues(u)
+            })?);
         }
         Ok(out)
     }
@@ -1056,6 +1114,21 @@ mod tests {
         let mut r: Vec<f64> = eigs[0].iter().map(|z| z.norm()).collect();
         r.sort_by(f64::total_cmp);
         assert!((r[0] - 0.95).abs() < 1e-10 && (r[2] - 0.98).abs() < 1e-10);
+        // Several horizons at once (shared squarings): the same states as one jump each, in
+        // the caller's order, zero included.
+        let host_w = to_host(&w)?;
+        let horizons = [37, 0, 1, 30, 1024];
+        let many = k.evolve_host_horizons(&host_w, &horizons)?;
+        assert_eq!(many.len(), horizons.len());
+        for (&h, got) in horizons.iter().zip(&many) {
+            assert_eq!(
+                got,
+                &k.evolve_host(&host_w, h, Evolution::Jump)?,
+                "horizon {h}"
+            );
+        }
+        assert_eq!(many[1], host_w);
+        assert!(k.evolve_host_horizons(&host_w[1..], &horizons).is_err());
         Ok(())
     }
     koopman_core::test_device!(body_linear_system, fit_and_evolve_cpu, fit_and_evolve_cuda);

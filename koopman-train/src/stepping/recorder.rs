@@ -177,13 +177,13 @@ impl Recorder {
         }
         let mut out = Vec::with_capacity(self.n);
         for v in &self.vars {
-            out.extend(
-                v.as_tensor()
-                    .flatten_all()?
-                    .to_dtype(DType::F64)?
-                    .to_device(&Device::Cpu)?
-                    .to_vec1::<f64>()?,
-            );
+            let flat = v.as_tensor().flatten_all()?.to_device(&Device::Cpu)?;
+            // f32 and f64 are read as they are (one copy); other dtypes go through f64.
+            match flat.dtype() {
+                DType::F32 => out.extend(flat.to_vec1::<f32>()?.into_iter().map(f64::from)),
+                DType::F64 => out.extend(flat.to_vec1::<f64>()?),
+                _ => out.extend(flat.to_dtype(DType::F64)?.to_vec1::<f64>()?),
+            }
         }
         Ok(out)
     }

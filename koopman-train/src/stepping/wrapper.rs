@@ -7,7 +7,11 @@
 //! `basin_tolerance` of the unit circle and none outside `1 + basin_tolerance` (the weights are
 //! in a basin), it evaluates the loss after direct jumps of each candidate horizon, keeps the
 //! best one if it lowers the loss, and otherwise restores the weights and carries on with the
-//! optimizer. The window then starts afresh.
+//! optimizer. The window then starts afresh. The first `warmup` steps (the transient) are not
+//! recorded. The candidate horizons share one set of squarings
+//! ([`KoopmanStepper::evolve_host_horizons`](super::fit::KoopmanStepper::evolve_host_horizons)),
+//! and [`KoopmanTrainer::timings`] says where the trainer's own time went (recording, fits,
+//! spectra, jumps, evaluations), to weigh against the optimizer steps it saved.
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};
@@ -34,16 +38,20 @@
 //! # Ok(()) }
 //! ```
 
-use super::fit::{fit, Evolution, FitConfig};
+use super::fit::{fit, FitConfig};
 use super::partition::{Partition, PartitionPlan, PartitionSpec};
 use super::recorder::{named_vars, Recorder};
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
+use std::time::Instant;
 
 /// Settings of the [`KoopmanTrainer`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct WrapperConfig {
+    /// Optimizer steps before the first window starts (the transient, which no basin test
+    /// needs to look at; the paper starts recording at `t1` for the same reason).
+    pub warmup: usize,
     /// Optimizer steps per fit window.
     pub window: usize,
     /// Candidate jump lengths (optimizer-step equivalents).
@@ -61,6 +69,7 @@ pub struct WrapperConfig {
 impl Default for WrapperConfig {
     fn default() -> Self {
         Self {
+            warmup: 0,
             window: 200,
             horizons: vec![100, 200, 400, 800],
             important: 0.9,
@@ -131,6 +140,28 @@ pub struct WrapperStats {
     pub worse: usize,
 }
 
+/// Wall time the trainer spent besides the optimizer's steps, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WrapperTimings {
+    /// Copying the weights into the recorder after every step.
+    pub record: f64,
+    /// Fitting the operators of the windows.
+    pub fit: f64,
+    /// Eigenvalues of the fitted operators (the basin test).
+    pub spectrum: f64,
+    /// Evolving the weights to the candidate horizons and writing them back.
+    pub jump: f64,
+    /// The evaluation losses that score the jumps.
+    pub evaluation: f64,
+}
+
+impl WrapperTimings {
+    /// Sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.record + self.fit + self.spectrum + self.jump + self.evaluation
+    }
+}
+
 /// The training wrapper; see the [module docs](self).
 pub struct KoopmanTrainer<O: Optimizer> {
     recorder: Recorder,
@@ -139,6 +170,7 @@ pub struct KoopmanTrainer<O: Optimizer> {
     config: WrapperConfig,
     window_step: usize,
     stats: WrapperStats,
+    timings: WrapperTimings,
     device: Device,
     last_loss: f64,
 }
@@ -168,6 +200,7 @@ impl<O: Optimizer> KoopmanTrainer<O> {
             config,
             window_step: 0,
             stats: WrapperStats::default(),
+            timings: WrapperTimings::default(),
             device,
             last_loss: f64::NAN,
         })
@@ -203,6 +236,11 @@ impl<O: Optimizer> KoopmanTrainer<O> {
         self.stats
     }
 
+    /// Where the trainer's own time went so far.
+    pub fn timings(&self) -> WrapperTimings {
+        self.timings
+    }
+
     /// One optimizer step on `loss()`, then a Koopman attempt when the window is full; `loss`
     /// also scores the jumps (deterministic losses).
     pub fn step<F>(&mut self, mut loss: F) -> Result<StepEvent>
@@ -233,16 +271,22 @@ impl<O: Optimizer> KoopmanTrainer<O> {
         G: FnMut() -> Result<f64>,
     {
         self.stats.optimizer_steps += 1;
+        if self.stats.optimizer_steps <= self.config.warmup {
+            return Ok(StepEvent::Optimizer);
+        }
+        let clock = Instant::now();
         self.recorder.record(self.window_step)?;
+        self.timings.record += clock.elapsed().as_secs_f64();
         self.window_step += 1;
         if self.recorder.len() <= self.config.window {
             return Ok(StepEvent::Optimizer);
         }
         let event = self.attempt(&mut eval);
         // Start a fresh window from the current weights, whatever happened.
+        let clock = Instant::now();
         self.recorder.clear();
-        self.window_step = 0;
         self.recorder.record(0)?;
+        self.timings.record += clock.elapsed().as_secs_f64();
         self.window_step = 1;
         event
     }
@@ -255,6 +299,7 @@ impl<O: Optimizer> KoopmanTrainer<O> {
             .recorder
             .steps()
             .ok_or_else(|| TrainError::NotEnoughData("empty window".into()))?;
+        let clock = Instant::now();
         let stepper = fit(
             &self.recorder,
             &self.plan,
@@ -263,11 +308,14 @@ impl<O: Optimizer> KoopmanTrainer<O> {
             &self.config.fit,
             &self.device,
         )?;
+        self.timings.fit += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
         let (tol, imp) = (self.config.basin_tolerance, self.config.important);
         let in_basin = stepper.eigenvalues()?.iter().flatten().all(|z| {
             let r = z.norm();
             r <= 1.0 + tol && (r < imp || r >= 1.0 - tol)
         });
+        self.timings.spectrum += clock.elapsed().as_secs_f64();
         if !in_basin {
             self.stats.not_in_basin += 1;
             return Ok(StepEvent::Rejected {
@@ -275,38 +323,55 @@ impl<O: Optimizer> KoopmanTrainer<O> {
             });
         }
         let w = self.recorder.snapshot(t2)?.to_vec();
-        let before = eval()?;
+        let before = self.timed_eval(eval)?;
         let mut best: Option<(u64, f64, Vec<f64>)> = None;
-        for &h in &self.config.horizons {
-            let cand = stepper.evolve_host(&w, h, Evolution::Jump)?;
+        let clock = Instant::now();
+        let candidates = stepper.evolve_host_horizons(&w, &self.config.horizons)?;
+        self.timings.jump += clock.elapsed().as_secs_f64();
+        for (h, cand) in self.config.horizons.clone().into_iter().zip(candidates) {
             if cand.iter().any(|v| !v.is_finite()) {
                 continue;
             }
+            let clock = Instant::now();
             self.recorder.write_back(&cand)?;
-            let l = eval()?;
+            self.timings.jump += clock.elapsed().as_secs_f64();
+            let l = self.timed_eval(eval)?;
             if l.is_finite() && best.as_ref().is_none_or(|b| l < b.1) {
                 best = Some((h, l, cand));
             }
         }
-        match best {
+        let clock = Instant::now();
+        let event = match best {
             Some((horizon, after, cand)) if after < before => {
                 self.recorder.write_back(&cand)?;
                 self.stats.jumps += 1;
                 self.stats.jumped_steps += horizon;
-                Ok(StepEvent::Jumped {
+                StepEvent::Jumped {
                     horizon,
                     before,
                     after,
-                })
+                }
             }
             _ => {
                 self.recorder.write_back(&w)?;
                 self.stats.worse += 1;
-                Ok(StepEvent::Rejected {
+                StepEvent::Rejected {
                     reason: "every jump raised the loss".into(),
-                })
+                }
             }
-        }
+        };
+        self.timings.jump += clock.elapsed().as_secs_f64();
+        Ok(event)
+    }
+
+    fn timed_eval<G>(&mut self, eval: &mut G) -> Result<f64>
+    where
+        G: FnMut() -> Result<f64>,
+    {
+        let clock = Instant::now();
+        let l = eval();
+        self.timings.evaluation += clock.elapsed().as_secs_f64();
+        l
     }
 }
 

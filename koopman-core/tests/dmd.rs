@@ -816,8 +816,9 @@ fn partitioned_finite_section_with_many_groups_streams_them_in_tiles() -> Result
         let mut states = partition_states(1200, n, 5);
         // Slowly drifting coordinates as in training (X far from orthogonal).
         for t in 1..n {
-            for i in 0..1200 {
-                states[t][i] = 0.99 * states[t - 1][i] + 0.05 * states[t][i];
+            let (done, rest) = states.split_at_mut(t);
+            for (z, previous) in rest[0].iter_mut().zip(&done[t - 1]) {
+                *z = 0.99 * previous + 0.05 * *z;
             }
         }
         check_partitioned_against_batched(&states, &refs, &config)?;

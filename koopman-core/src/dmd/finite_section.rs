@@ -955,17 +955,22 @@ mod tests {
     use super::householder_l;
     use faer::Mat;
 
-    /// `A A^T = L Q Q^T L^T = L L^T`, and `L` is lower triangular, for wide, square and tall
-    /// blocks (the streamed factorisation meets all three).
-    #[test]
-    fn householder_l_reproduces_the_gram_matrix() {
-        let mut s = 17u64;
-        let mut rnd = || {
+    /// A seeded generator of values uniform in `[-0.5, 0.5)` (a 64-bit LCG's top bits).
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        }
+    }
+
+    /// `A A^T = L Q Q^T L^T = L L^T`, and `L` is lower triangular, for wide, square and tall
+    /// blocks (the streamed factorisation meets all three).
+    #[test]
+    fn householder_l_reproduces_the_gram_matrix() {
+        let mut rnd = uniform(17);
         // Full factors, and the leading columns alone: for A = [X; Y] with k rows in X, the
         // n x k factor L satisfies X X^T = L_11 L_11^T and Y X^T = L_21 L_11^T.
         for (n, m, k) in [
@@ -1000,13 +1005,7 @@ mod tests {
     /// `L` whether the sweep skips the factor's zeros or reflects them, for even and odd `k`.
     #[test]
     fn householder_l_skips_a_leading_factor_exactly() {
-        let mut s = 5u64;
-        let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rnd = uniform(5);
         for (n, k, extra) in [(22, 11, 128), (4, 2, 640), (6, 3, 7), (10, 5, 1), (2, 1, 9)] {
             let m = k + extra;
             let a: Vec<f64> = (0..n * m)

@@ -416,7 +416,7 @@ impl Sweep {
             return false;
         };
         hj[j] = pj;
-        let (pj, pk) = (pj, hj[j + 1]);
+        let pk = hj[j + 1];
         let vj = &*vj;
         // Reflector j on row j + 1, which then defines reflector j + 1.
         let (hk, vk) = row_k.split_at_mut(lo);

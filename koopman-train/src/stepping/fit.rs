@@ -491,18 +491,23 @@ impl<T: HostReal> HostBatch<T> {
         } else {
             parallel_map(&groups, |&g| Ok(self.evolve_group(g, w, steps, mode)))?
         };
+        self.scatter(states, out);
+        Ok(())
+    }
+
+    /// Writes each group's state (one vector per group, in order) to its entries of `out`.
+    fn scatter(&self, states: Vec<Vec<T>>, out: &mut [T]) {
         for (idx, x) in self.index.chunks_exact(self.size).zip(states) {
             for (&i, v) in idx.iter().zip(x) {
                 out[i] = v;
             }
         }
-        Ok(())
     }
 }
 
 impl OperatorBatch {
     /// Host evolution of this batch's groups of `w` by their eigendecompositions (in place in
-    /// `out`); [`KoopmanStepper::evolve_host`] checked that they exist.
+    /// `out`); an error when [`KoopmanStepper::diagonalize`] has not computed them.
     fn evolve_eigen(&self, w: &[f64], out: &mut [f64], steps: u64) -> Result<()> {
         let d = self.size;
         let e = self.eigen.as_ref().ok_or_else(|| {
@@ -520,11 +525,10 @@ impl OperatorBatch {
             }
             matvec(&e.vectors[g * 2 * d * d..(g + 1) * 2 * d * d], c, y);
         };
-        let index = &self.host.index;
         if self.count * 4 * d * d < EIGEN_PARALLEL_WORK {
             // One set of buffers for all groups (the DE solver's 22 operators take microseconds).
             let (mut x, mut c, mut y) = (vec![0.0; d], vec![0.0; 2 * d], vec![0.0; d]);
-            for (g, idx) in index.chunks_exact(d).enumerate() {
+            for (g, idx) in self.host.index.chunks_exact(d).enumerate() {
                 for (xi, &i) in x.iter_mut().zip(idx) {
                     *xi = w[i];
                 }
@@ -540,11 +544,7 @@ impl OperatorBatch {
                 jump(g, &self.host.gather(g, w), &mut c, &mut y);
                 Ok(y)
             })?;
-            for (idx, y) in index.chunks_exact(d).zip(states) {
-                for (&i, v) in idx.iter().zip(y) {
-                    out[i] = v;
-                }
-            }
+            self.host.scatter(states, out);
         }
         Ok(())
     }
@@ -763,11 +763,6 @@ impl KoopmanStepper {
     /// [`evolve`](Self::evolve) on a host vector.
     pub fn evolve_host(&self, w: &[f64], steps: u64, mode: Evolution) -> Result<Vec<f64>> {
         self.check_host_state(w)?;
-        if mode == Evolution::Eigen && self.batches.iter().any(|b| b.eigen.is_none()) {
-            return Err(TrainError::InvalidArgument(
-                "Evolution::Eigen needs KoopmanStepper::diagonalize first".into(),
-            ));
-        }
         let mut out = vec![0.0; self.n];
         for b in &self.batches {
             if mode == Evolution::Eigen {
@@ -1113,13 +1108,9 @@ mod tests {
     #[test]
     fn eigen_jump_of_many_large_operators_matches_step_wise() -> Result<()> {
         let (count, d) = (1000, 17);
-        let mut seed = 7u64;
-        let mut rnd = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut rnd = move || rng.random::<f64>() - 0.5;
         // Q by Gram-Schmidt of a random matrix (rows orthonormal).
         let mut q: Vec<Vec<f64>> = Vec::new();
         while q.len() < d {

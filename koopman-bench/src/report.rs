@@ -52,6 +52,13 @@ impl RunContext {
     pub fn missing_data_fails(&self) -> bool {
         self.size == Size::Smoke && self.data_required
     }
+
+    /// Writes `text` atomically to `name` in the output folder and returns `name`, ready for
+    /// [`ExperimentReport::files`].
+    pub fn write_file(&self, name: &str, text: &str) -> Result<String> {
+        koopman_core::io::write_atomic(self.out_dir.join(name), text.as_bytes())?;
+        Ok(name.to_string())
+    }
 }
 
 /// One headline quantity: what the paper reports and what this run measured.
@@ -222,7 +229,98 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
     Ok((md_path, json_path))
 }
 
+/// A self-contained SVG of curves over a shared x index (epochs, steps, grid points), with
+/// optional vertical markers at x positions.
+pub fn curves_svg(title: &str, series: &[(&str, &[f64])], markers: &[(&str, f64)]) -> String {
+    const COLORS: [&str; 6] = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+    ];
+    let (w, h, left, top, bottom) = (640.0, 360.0, 60.0, 30.0, 40.0);
+    let n = series
+        .iter()
+        .map(|(_, s)| s.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let vals = series
+        .iter()
+        .flat_map(|(_, s)| s.iter())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+        (a.min(v), b.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let px = |i: f64| left + i / (n - 1) as f64 * (w - left - 20.0);
+    let py = |v: f64| top + (hi - v) / (hi - lo) * (h - top - bottom);
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"18\" font-size=\"14\">{}</text>\n\
+         <rect x=\"{left}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n\
+         <text x=\"4\" y=\"{}\">{hi:.3}</text><text x=\"4\" y=\"{}\">{lo:.3}</text>\n\
+         <text x=\"{left}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+        h + 20.0 * series.len() as f64,
+        esc(title),
+        w - left - 20.0,
+        h - top - bottom,
+        top + 10.0,
+        h - bottom,
+        h - bottom + 16.0,
+        w - 20.0,
+        h - bottom + 16.0,
+        n - 1
+    );
+    for (k, (name, s)) in series.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let pts: Vec<String> = s
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| format!("{:.1},{:.1}", px(i as f64), py(*v)))
+            .collect();
+        svg.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>\n\
+             <rect x=\"{left}\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{c}\"/><text x=\"{}\" y=\"{:.0}\">{}</text>\n",
+            pts.join(" "),
+            h + 20.0 * k as f64,
+            left + 16.0,
+            h + 20.0 * k as f64 + 10.0,
+            esc(name)
+        ));
+    }
+    for (name, at) in markers {
+        let x = px(*at);
+        svg.push_str(&format!(
+            "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"black\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{:.1}\" y=\"{}\">{}</text>\n",
+            h - bottom,
+            x + 3.0,
+            top + 14.0,
+            esc(name)
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 /// Formats a float in scientific notation with 2 decimals.
 pub fn sci(x: f64) -> String {
     format!("{x:.2e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_svg_is_well_formed() {
+        let a = [1.0, 0.5, 0.25];
+        let svg = curves_svg("t<", &[("a", &a)], &[("m", 1.0)]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("t&lt;") && svg.contains("polyline"));
+    }
 }

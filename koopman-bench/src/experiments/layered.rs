@@ -291,9 +291,7 @@ fn window_loss(model: &DeepKoopmanLayered, data: &SnapshotData) -> Result<f64> {
 }
 
 fn write_svg(ctx: &RunContext, name: &str, title: &str, sets: &[(&str, &[c64])]) -> Result<String> {
-    let path = ctx.out_dir.join(name);
-    koopman_core::io::write_atomic(&path, unit_circle_svg(title, sets).as_bytes())?;
-    Ok(name.to_string())
+    ctx.write_file(name, &unit_circle_svg(title, sets))
 }
 
 /// Sizes of the window-wise experiments on T^2 (smoke, quick or paper): trajectories, time steps, Adam

@@ -12,7 +12,7 @@
 //! default beside the one chosen here.
 
 use super::Experiment;
-use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
+use crate::report::{curves_svg, sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 use koopman_train::koopman_core::candle_core;
@@ -25,7 +25,7 @@ use koopman_train::stepping::de_solver::{
     evaluate_de, paper_partition, train_de, DeOutcome, DeSolver, DeSolverConfig, DeTrialConfig,
 };
 use koopman_train::stepping::metrics::{median, WorkCount, TIMING_RUNS, TIMING_SECONDS};
-use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig};
+use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig, PerceptronResult};
 use koopman_train::stepping::wrapper::{
     KoopmanTrainer, StepEvent, WrapperConfig, WrapperStats, WrapperTimings,
 };
@@ -712,6 +712,7 @@ impl Experiment for SteppingPerceptron {
             })
             .collect();
         let rule_curve = &r.curves[0].1;
+        let files = perceptron_figures(ctx, &cfg, &r)?;
         let by = |m: usize| steps[m].unwrap_or(usize::MAX);
         let all_faster = (1..4).all(|m| by(m) <= by(0));
         let single_fastest = by(1) <= by(2) && by(1) <= by(3) && by(1) < by(0);
@@ -782,11 +783,57 @@ impl Experiment for SteppingPerceptron {
                     cfg.steps / 10
                 ),
                 "Node and network operators (4 x 4 / 8 x 8 fitted on 100 jump-like snapshots) mostly fit a nearby stable fixed point: the weights barely move after the fit (movement column) and the error stalls; a few operators with eigenvalues above 1 diverge. The paper's S8.3 warns about such uncorrelated weight changes.".into(),
+                "Figures: stepping_perceptron_error.svg (mean error per step, as Fig. S4d) and stepping_perceptron_weights_{relevant,irrelevant}.svg (the first simulation's weights from input 1 and input 3 to output 1 under each method, as Fig. S4b; a relevant weight does its job above 1, an irrelevant one below 0.5).".into(),
             ],
-            files: Vec::new(),
+            files,
             seconds: start.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Fig. S4d (mean error per step) and S4b (one simulation's relevant and irrelevant weight)
+/// of a perceptron run, written to the output folder; returns the file names.
+fn perceptron_figures(
+    ctx: &RunContext,
+    cfg: &PerceptronConfig,
+    r: &PerceptronResult,
+) -> Result<Vec<String>> {
+    let koopman_from = [("Koopman from here", cfg.t2 as f64)];
+    // One curve per method (the names of `r.curves`) from a per-method value.
+    let plot = |name: &str, title: String, values: Vec<Vec<f64>>| -> Result<String> {
+        let series: Vec<(&str, &[f64])> = r
+            .curves
+            .iter()
+            .zip(&values)
+            .map(|((method, _), v)| (method.as_str(), v.as_slice()))
+            .collect();
+        ctx.write_file(name, &curves_svg(&title, &series, &koopman_from))
+    };
+    let mut files = vec![plot(
+        "stepping_perceptron_error.svg",
+        format!(
+            "perceptron: mean expected error (%) per step, {} simulations",
+            cfg.simulations
+        ),
+        r.curves
+            .iter()
+            .map(|(_, c)| c.iter().map(|e| 100.0 * e).collect())
+            .collect(),
+    )?];
+    for (kind, index) in [("relevant", 0), ("irrelevant", 2)] {
+        files.push(plot(
+            &format!("stepping_perceptron_weights_{kind}.svg"),
+            format!(
+                "perceptron, simulation 1: {kind} weight (input {} to output 1) per step",
+                index + 1
+            ),
+            r.example_weights
+                .iter()
+                .map(|w| w.iter().map(|row| row[index]).collect())
+                .collect(),
+        )?);
+    }
+    Ok(files)
 }
 
 /// The registered experiment `stepping_wrapper`.

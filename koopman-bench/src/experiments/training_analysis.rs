@@ -8,7 +8,7 @@
 //! few dozen epochs at quick sizes and with the paper's epoch counts at `--full`.
 
 use super::{load_mnist, mnist_missing, Experiment};
-use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
+use crate::report::{curves_svg, sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use indicatif::ProgressBar;
@@ -117,88 +117,6 @@ fn epoch(
             None => Ok(()),
         },
     )?)
-}
-
-/// A self-contained SVG of curves over the epochs, with optional vertical markers.
-fn curves_svg(title: &str, series: &[(&str, &[f64])], markers: &[(&str, f64)]) -> String {
-    const COLORS: [&str; 6] = [
-        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-    ];
-    let (w, h, left, top, bottom) = (640.0, 360.0, 60.0, 30.0, 40.0);
-    let n = series
-        .iter()
-        .map(|(_, s)| s.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let vals = series
-        .iter()
-        .flat_map(|(_, s)| s.iter())
-        .filter(|v| v.is_finite());
-    let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-        (a.min(v), b.max(v))
-    });
-    let (lo, hi) = if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (0.0, 1.0)
-    };
-    let px = |i: f64| left + i / (n - 1) as f64 * (w - left - 20.0);
-    let py = |v: f64| top + (hi - v) / (hi - lo) * (h - top - bottom);
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"18\" font-size=\"14\">{}</text>\n\
-         <rect x=\"{left}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n\
-         <text x=\"4\" y=\"{}\">{hi:.3}</text><text x=\"4\" y=\"{}\">{lo:.3}</text>\n\
-         <text x=\"{left}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-        h + 20.0 * series.len() as f64,
-        esc(title),
-        w - left - 20.0,
-        h - top - bottom,
-        top + 10.0,
-        h - bottom,
-        h - bottom + 16.0,
-        w - 20.0,
-        h - bottom + 16.0,
-        n - 1
-    );
-    for (k, (name, s)) in series.iter().enumerate() {
-        let c = COLORS[k % COLORS.len()];
-        let pts: Vec<String> = s
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, v)| format!("{:.1},{:.1}", px(i as f64), py(*v)))
-            .collect();
-        svg.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>\n\
-             <rect x=\"{left}\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{c}\"/><text x=\"{}\" y=\"{:.0}\">{}</text>\n",
-            pts.join(" "),
-            h + 20.0 * k as f64,
-            left + 16.0,
-            h + 20.0 * k as f64 + 10.0,
-            esc(name)
-        ));
-    }
-    for (name, at) in markers {
-        let x = px(*at);
-        svg.push_str(&format!(
-            "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"black\" stroke-dasharray=\"4 3\"/>\
-             <text x=\"{:.1}\" y=\"{}\">{}</text>\n",
-            h - bottom,
-            x + 3.0,
-            top + 14.0,
-            esc(name)
-        ));
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn write_file(ctx: &RunContext, name: &str, text: &str) -> Result<String> {
-    koopman_core::io::write_atomic(ctx.out_dir.join(name), text.as_bytes())?;
-    Ok(name.to_string())
 }
 
 fn rrr() -> RrrConfig {
@@ -311,11 +229,7 @@ impl Experiment for TrainSpectrum {
                         ("5 largest amplitudes", &top.eigenvalues),
                     ],
                 );
-                files.push(write_file(
-                    ctx,
-                    &format!("train_spectrum_{kind}_{m}.svg"),
-                    &svg,
-                )?);
+                files.push(ctx.write_file(&format!("train_spectrum_{kind}_{m}.svg"), &svg)?);
             }
         }
         let fired = monitor.fired_at();
@@ -332,8 +246,7 @@ impl Experiment for TrainSpectrum {
             markers.push(("monitor fired", (f - 1) as f64));
         }
         markers.push(("val. loss 90% down", flattened as f64));
-        files.push(write_file(
-            ctx,
+        files.push(ctx.write_file(
             "train_spectrum_losses.svg",
             &curves_svg(
                 "cross-entropy per epoch (MNIST MLP)",
@@ -588,8 +501,7 @@ impl Experiment for TrainPruning {
             .iter()
             .map(|(n, c)| (n.as_str(), c.as_slice()))
             .collect();
-        let files = vec![write_file(
-            ctx,
+        let files = vec![ctx.write_file(
             "train_pruning_test_loss.svg",
             &curves_svg("test cross-entropy per epoch", &series, &[]),
         )?];
@@ -1119,8 +1031,7 @@ impl Experiment for SobolevNoise {
                 .iter()
                 .map(|(a, b)| (a.as_str(), b.as_slice()))
                 .collect();
-            files.push(write_file(
-                ctx,
+            files.push(ctx.write_file(
                 &format!("sobolev_noise_{level}.svg"),
                 &curves_svg(
                     &format!("noise level {level}: reconstructions on [0, 2]"),
@@ -1167,18 +1078,5 @@ impl Experiment for SobolevNoise {
             files,
             seconds: start.elapsed().as_secs_f64(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn curves_svg_is_well_formed() {
-        let a = [1.0, 0.5, 0.25];
-        let svg = curves_svg("t<", &[("a", &a)], &[("m", 1.0)]);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("t&lt;") && svg.contains("polyline"));
     }
 }

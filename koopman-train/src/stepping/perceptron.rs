@@ -18,6 +18,7 @@
 //! let r = run_perceptron(&cfg, &candle_core::Device::Cpu)?;
 //! assert_eq!(r.curves.len(), 4);
 //! assert_eq!(r.movement.len(), 4);
+//! assert_eq!(r.example_weights[1].len(), 300); // single weight: one row per step
 //! assert!(r.curves[0].1[299] < r.curves[0].1[0]); // the rule learns
 //! # Ok(()) }
 //! ```
@@ -90,6 +91,9 @@ pub struct PerceptronResult {
     /// Median absolute change of a weight from step `t2` to step `steps`, per method (same order
     /// as `curves`): how far each method moves the weights after the fit.
     pub movement: Vec<f64>,
+    /// The first simulation's eight weights (row-major 2 x 4: output 1 from inputs 1-4, then
+    /// output 2) at steps `0 .. steps`, per method (same order as `curves`), as in Fig. S4b.
+    pub example_weights: Vec<Vec<[f64; 8]>>,
 }
 
 impl PerceptronResult {
@@ -141,7 +145,13 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
             .sum::<f64>()
             / s as f64
     };
+    let first = |w: &[f64]| -> [f64; 8] {
+        let mut a = [0.0; 8];
+        a.copy_from_slice(&w[..8]);
+        a
+    };
     let mut rule = Vec::with_capacity(config.steps);
+    let mut rule_weights = Vec::with_capacity(config.steps);
     let mut at_t2 = Vec::new();
     for t in 0..config.steps {
         if t <= config.t2 {
@@ -151,6 +161,7 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
             at_t2 = w.clone();
         }
         rule.push(mean_error(&w));
+        rule_weights.push(first(&w));
         for sim in w.chunks_mut(8) {
             let x: Vec<f64> = (0..4)
                 .map(|_| {
@@ -188,17 +199,21 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
     };
     let mut movement = vec![moved(&w)];
     let mut curves = vec![("perceptron".to_string(), rule.clone())];
+    let mut example_weights = vec![rule_weights.clone()];
     for (name, size) in [("single weight", 1), ("node", 4), ("network", 8)] {
         let plan = PartitionPlan::from_groups(n, groups(size))?;
         let k = fit(&rec, &plan, 0, config.t2, &config.fit, device)?;
         let mut curve = rule[..config.t2].to_vec();
+        let mut weights = rule_weights[..config.t2].to_vec();
         let mut cur = at_t2.clone();
         for _ in config.t2..config.steps {
             curve.push(mean_error(&cur));
+            weights.push(first(&cur));
             cur = k.evolve_host(&cur, 1, Evolution::Step)?;
         }
         movement.push(moved(&cur));
         curves.push((name.to_string(), curve));
+        example_weights.push(weights);
     }
     let tail = config.steps / 10;
     let asymptote = rule[config.steps - tail.max(1)..].iter().sum::<f64>() / tail.max(1) as f64;
@@ -206,6 +221,7 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         curves,
         asymptote,
         movement,
+        example_weights,
     })
 }
 
@@ -226,5 +242,28 @@ mod tests {
             ..Default::default()
         };
         assert!(run_perceptron(&bad, &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn example_weights_follow_the_rule_until_t2() {
+        let cfg = PerceptronConfig {
+            simulations: 5,
+            steps: 60,
+            t2: 20,
+            ..Default::default()
+        };
+        let r = run_perceptron(&cfg, &Device::Cpu).unwrap();
+        assert_eq!(r.example_weights.len(), r.curves.len());
+        for (weights, (_, curve)) in r.example_weights.iter().zip(&r.curves) {
+            assert_eq!(weights.len(), cfg.steps);
+            assert_eq!(curve.len(), cfg.steps);
+            // Every method starts from the rule's weights at step t2.
+            assert_eq!(weights[..=cfg.t2], r.example_weights[0][..=cfg.t2]);
+        }
+        // The rule's example weights are the first simulation's: its error at step 0 is that of
+        // initial weights in [0.5, 1].
+        assert!(r.example_weights[0][0]
+            .iter()
+            .all(|w| (0.5..1.0).contains(w)));
     }
 }

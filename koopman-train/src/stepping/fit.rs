@@ -409,11 +409,39 @@ impl<T: HostReal> HostBatch<T> {
 
     /// Group `g`'s entries of `w`.
     fn gather(&self, g: usize, w: &[T]) -> Vec<T> {
+        let mut x = vec![T::default(); self.size];
+        self.gather_into(g, w, &mut x);
+        x
+    }
+
+    /// Group `g`'s entries of `w`, into `x`.
+    fn gather_into(&self, g: usize, w: &[T], x: &mut [T]) {
         let d = self.size;
-        self.index[g * d..(g + 1) * d]
-            .iter()
-            .map(|&i| w[i])
-            .collect()
+        for (xi, &i) in x.iter_mut().zip(&self.index[g * d..(g + 1) * d]) {
+            *xi = w[i];
+        }
+    }
+
+    /// Writes group `g`'s state `x` to its entries of `out`.
+    fn put(&self, g: usize, x: &[T], out: &mut [T]) {
+        let d = self.size;
+        for (&i, &v) in self.index[g * d..(g + 1) * d].iter().zip(x) {
+            out[i] = v;
+        }
+    }
+
+    /// `f` of every group index in order, split over the cores when `parallel`.
+    fn map_groups<O: Send>(
+        &self,
+        parallel: bool,
+        f: impl Fn(usize) -> koopman_core::Result<O> + Sync,
+    ) -> koopman_core::Result<Vec<O>> {
+        let groups: Vec<usize> = (0..self.count()).collect();
+        if parallel {
+            parallel_map(&groups, |&g| f(g))
+        } else {
+            groups.into_iter().map(f).collect()
+        }
     }
 
     /// Group `g`'s states `U^h x` for every horizon `h` (powers by squaring: the squarings
@@ -449,20 +477,12 @@ impl<T: HostReal> HostBatch<T> {
         let d = self.size as u64;
         let longest = horizons.iter().copied().max().unwrap_or(0);
         let work = self.count() as u64 * d * d * d * (64 - longest.leading_zeros() as u64);
-        let groups: Vec<usize> = (0..self.count()).collect();
-        let states = if work < PARALLEL_WORK {
-            groups
-                .iter()
-                .map(|&g| self.jump_group(g, w, horizons))
-                .collect()
-        } else {
-            parallel_map(&groups, |&g| Ok(self.jump_group(g, w, horizons)))?
-        };
-        for (idx, per_horizon) in self.index.chunks_exact(self.size).zip(states) {
+        let states = self.map_groups(work >= PARALLEL_WORK, |g| {
+            Ok(self.jump_group(g, w, horizons))
+        })?;
+        for (g, per_horizon) in states.iter().enumerate() {
             for (out, x) in outs.iter_mut().zip(per_horizon) {
-                for (&i, v) in idx.iter().zip(x) {
-                    out[i] = v;
-                }
+                self.put(g, x, out);
             }
         }
         Ok(())
@@ -478,18 +498,14 @@ impl<T: HostReal> HostBatch<T> {
                 Evolution::Step => d * d * steps,
                 _ => d * d * d * (64 - steps.leading_zeros() as u64),
             };
-        let groups: Vec<usize> = (0..self.count()).collect();
         // Small operators step together in the vector lanes; larger ones group by group (each
         // operator then stays in cache over all steps).
         let states = if mode == Evolution::Step && self.size < FAER_FROM {
             self.evolve_interleaved(w, steps)
-        } else if work < PARALLEL_WORK {
-            groups
-                .iter()
-                .map(|&g| self.evolve_group(g, w, steps, mode))
-                .collect()
         } else {
-            parallel_map(&groups, |&g| Ok(self.evolve_group(g, w, steps, mode)))?
+            self.map_groups(work >= PARALLEL_WORK, |g| {
+                Ok(self.evolve_group(g, w, steps, mode))
+            })?
         };
         self.scatter(states, out);
         Ok(())
@@ -497,10 +513,8 @@ impl<T: HostReal> HostBatch<T> {
 
     /// Writes each group's state (one vector per group, in order) to its entries of `out`.
     fn scatter(&self, states: Vec<Vec<T>>, out: &mut [T]) {
-        for (idx, x) in self.index.chunks_exact(self.size).zip(states) {
-            for (&i, v) in idx.iter().zip(x) {
-                out[i] = v;
-            }
+        for (g, x) in states.iter().enumerate() {
+            self.put(g, x, out);
         }
     }
 }
@@ -528,18 +542,13 @@ impl OperatorBatch {
         if self.count * 4 * d * d < EIGEN_PARALLEL_WORK {
             // One set of buffers for all groups (the DE solver's 22 operators take microseconds).
             let (mut x, mut c, mut y) = (vec![0.0; d], vec![0.0; 2 * d], vec![0.0; d]);
-            for (g, idx) in self.host.index.chunks_exact(d).enumerate() {
-                for (xi, &i) in x.iter_mut().zip(idx) {
-                    *xi = w[i];
-                }
+            for g in 0..self.count {
+                self.host.gather_into(g, w, &mut x);
                 jump(g, &x, &mut c, &mut y);
-                for (&i, &v) in idx.iter().zip(&y) {
-                    out[i] = v;
-                }
+                self.host.put(g, &y, out);
             }
         } else {
-            let groups: Vec<usize> = (0..self.count).collect();
-            let states = parallel_map(&groups, |&g| {
+            let states = self.host.map_groups(true, |g| {
                 let (mut c, mut y) = (vec![0.0; 2 * d], vec![0.0; d]);
                 jump(g, &self.host.gather(g, w), &mut c, &mut y);
                 Ok(y)
@@ -795,12 +804,11 @@ impl KoopmanStepper {
             let d = b.size;
             let mut e = EigenBatch {
                 values: Vec::with_capacity(b.count * d),
-                vectors: Vec::with_capacity(b.count * d * d),
-                inverse: Vec::with_capacity(b.count * d * d),
+                vectors: Vec::with_capacity(b.count * 2 * d * d),
+                inverse: Vec::with_capacity(b.count * 2 * d * d),
             };
             let eye = Mat::<c64>::identity(d, d);
-            let groups: Vec<usize> = (0..b.count).collect();
-            let decompose = |&g: &usize| {
+            let decompose = |g: usize| {
                 let u = Mat::from_fn(d, d, |i, j| b.host.operators[g * d * d + i * d + j]);
                 let (vals, vecs) = linalg::eig(u.as_ref())?;
                 let (inv, _) =
@@ -809,14 +817,7 @@ impl KoopmanStepper {
             };
             // Split over the cores from size 16 on (MNIST's 100 operators of size 157: 2.7 s
             // on one thread); the DE solver's sizes 2 and 11 take 0.5 ms in all.
-            let parts = if d >= FAER_FROM {
-                parallel_map(&groups, decompose)?
-            } else {
-                groups
-                    .iter()
-                    .map(decompose)
-                    .collect::<koopman_core::Result<Vec<_>>>()?
-            };
+            let parts = b.host.map_groups(d >= FAER_FROM, decompose)?;
             for (vals, vecs, inv) in parts {
                 e.values.extend(vals);
                 for part in [|z: c64| z.re, |z: c64| z.im] {
@@ -869,8 +870,7 @@ impl KoopmanStepper {
         let mut out = Vec::new();
         for b in &self.batches {
             let (d, ops) = (b.size, &b.host.operators);
-            let groups: Vec<usize> = (0..b.count).collect();
-            out.extend(parallel_map(&groups, |&k| {
+            out.extend(b.host.map_groups(true, |k| {
                 let u = faer::MatRef::from_row_major_slice(&ops[k * d * d..(k + 1) * d * d], d, d);
                 linalg::eigenvalues(u)
             })?);

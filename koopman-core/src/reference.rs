@@ -10,9 +10,18 @@
 //! embedding is first scaled by `2^-s` to 1-norm at most 1/2, where the crate uses degree <= 7,
 //! and the result is squared `s` times with ndarray's own matrix product: the approximant and the
 //! products stay independent of koopman-core's candle implementation.
+//!
+//! The crate's LU solve is OpenBLAS's `dgetrf_parallel`, which keeps per-thread job tables on the
+//! stack, several hundred KiB per recursion level (Debian's OpenBLAS 0.3.21, measured: a 40 x 40
+//! solve crashed with SIGSEGV in 75% of runs on a 2 MiB thread stack, the size of Rust's spawned
+//! threads and test threads, and never on 4 MiB). So the call runs on a scoped thread with a
+//! [`REFERENCE_STACK_BYTES`] stack, whatever stack the caller has.
 
 use crate::complex::{c64, ComplexTensor};
 use crate::error::{CoreError, Result};
+
+/// Stack of the thread that runs the `expm` crate (reserved lazily, so mostly untouched).
+pub const REFERENCE_STACK_BYTES: usize = 64 << 20;
 
 /// `exp(A)` computed by the `expm` crate through the real embedding of `A`.
 pub fn expm_reference(a: &ComplexTensor) -> Result<ComplexTensor> {
@@ -45,7 +54,20 @@ pub fn expm_reference(a: &ComplexTensor) -> Result<ComplexTensor> {
     };
     let scaled = embedded.mapv(|x| x * 0.5f64.powi(squarings));
     let mut out = ndarray::Array2::<f64>::zeros((2 * n, 2 * n));
-    expm::expm(&scaled, &mut out);
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("expm-reference".into())
+            .stack_size(REFERENCE_STACK_BYTES)
+            .spawn_scoped(scope, || expm::expm(&scaled, &mut out))
+            .map_err(|e| {
+                CoreError::Unsupported(format!(
+                    "cannot start the reference exponential's thread: {e}"
+                ))
+            })?;
+        worker.join().map_err(|_| {
+            CoreError::Decomposition("the expm crate panicked in the reference exponential".into())
+        })
+    })?;
     for _ in 0..squarings {
         out = out.dot(&out);
     }

@@ -124,3 +124,30 @@ fn agrees_with_expm_crate() -> Result<()> {
     }
     Ok(())
 }
+
+/// OpenBLAS's parallel LU inside the `expm` crate needs more than a small thread stack: before
+/// the reference ran on its own large-stack thread, a 40 x 40 solve on a 2 MiB test thread crashed
+/// with SIGSEGV in 75% of runs. Here the caller's stack is 512 KiB, so without that thread every
+/// call would overflow it.
+#[cfg(feature = "expm")]
+#[test]
+fn reference_runs_from_a_small_stack() {
+    use koopman_core::reference::expm_reference;
+    let worker = std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(|| -> Result<f64> {
+            let dev = Device::Cpu;
+            let mut worst = 0f64;
+            for seed in 0..8u64 {
+                let a = ComplexTensor::randn((20, 20), 1.0 / 20f64.sqrt(), seed, DType::F64, &dev)?;
+                worst = worst.max(rel_err(&expm(&a)?, &expm_reference(&a)?)?);
+            }
+            Ok(worst)
+        })
+        .expect("spawn a test thread");
+    let worst = worker
+        .join()
+        .expect("the test thread finished")
+        .expect("exponentials");
+    assert!(worst < 1e-12, "relative difference {worst:e}");
+}

@@ -119,6 +119,9 @@ pub struct ExpvReport {
     pub columns: usize,
     /// Whether Lanczos (rather than Arnoldi) built the bases.
     pub lanczos: bool,
+    /// Krylov vectors whose Gram–Schmidt pass was repeated because the first pass cancelled most
+    /// of the vector (the DGKS criterion).
+    pub reorthogonalized: usize,
 }
 
 impl ExpvReport {
@@ -130,6 +133,7 @@ impl ExpvReport {
         self.breakdown |= other.breakdown;
         self.columns += other.columns;
         self.lanczos = other.lanczos;
+        self.reorthogonalized += other.reorthogonalized;
     }
 }
 
@@ -211,6 +215,8 @@ struct KrylovBasis {
     /// Subdiagonal entry at the breakdown, when one occurred.
     breakdown_residual: Option<f64>,
     matvecs: usize,
+    /// Vectors that needed the second Gram–Schmidt pass.
+    reorthogonalized: usize,
 }
 
 /// The interleaved rows `(2, n)` of a column vector `(n, 1)`.
@@ -267,7 +273,13 @@ impl KrylovStepper<'_> {
         let mut rows = as_rows(&v1)?;
         let mut last = v1;
         let mut columns = Vec::with_capacity(m);
-        let mut matvecs = 0;
+        let (mut matvecs, mut reorthogonalized) = (0, 0);
+        // ||p|| as a tensor (it stays in the graph as the subdiagonal entry) and on the host.
+        let norm = |p: &ComplexTensor| -> Result<(Tensor, f64)> {
+            let s = p.norm()?;
+            let host = s.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            Ok((s, host))
+        };
         for j in 0..m {
             let mut p = self.op.apply(&last)?;
             matvecs += 1;
@@ -279,14 +291,13 @@ impl KrylovStepper<'_> {
             let before = p.norm_f64()?;
             let mut h = project(&active, &p)?;
             p = p.sub(&combine(&active, &h)?)?;
-            let mut s = p.norm()?;
-            let mut s_host = s.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let (mut s, mut s_host) = norm(&p)?;
             if s_host < REORTHOGONALIZE_BELOW * before {
                 let h2 = project(&active, &p)?;
                 p = p.sub(&combine(&active, &h2)?)?;
                 h = h.add(&h2)?;
-                s = p.norm()?;
-                s_host = s.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                (s, s_host) = norm(&p)?;
+                reorthogonalized += 1;
             }
             if !s_host.is_finite() {
                 return Err(CoreError::NonFinite(
@@ -301,6 +312,7 @@ impl KrylovStepper<'_> {
                     steps: j + 1,
                     breakdown_residual: Some(s_host),
                     matvecs,
+                    reorthogonalized,
                 });
             }
             columns.push((lower, h, Some(s.clone())));
@@ -313,6 +325,7 @@ impl KrylovStepper<'_> {
             steps: m,
             breakdown_residual: None,
             matvecs,
+            reorthogonalized,
         })
     }
 
@@ -405,6 +418,7 @@ impl KrylovStepper<'_> {
             let beta_t = w.norm()?;
             let kb = self.build_basis(w.broadcast_div_real(&beta_t)?, m)?;
             report.matvecs += kb.matvecs;
+            report.reorthogonalized += kb.reorthogonalized;
             let mb = kb.steps;
             let breakdown = kb.breakdown_residual;
             let avnorm = if breakdown.is_none() {

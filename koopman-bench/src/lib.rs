@@ -56,6 +56,9 @@ pub enum BenchError {
     /// A requested device is not available in this build or on this machine.
     #[error("device: {0}")]
     Device(String),
+    /// An optional peer (another tool timed beside ours) failed or wrote a bad report.
+    #[error("peer: {0}")]
+    Peer(String),
 }
 
 /// Result alias for the bench crate.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! koopman-bench reproduce [--smoke | --quick | --full] [--device cpu|cuda] [--only NAME[,NAME]] [--out DIR]
+//!                         [--torch-python PATH | --no-torch-peer]
 //! koopman-bench perf [--device cpu|cuda] [--radii 3,5,7,10,15] [--max-dense 1500] [--json FILE]
 //!                    [--skip-dmd] [--skip-layered] [--skip-stepping]
 //! ```
@@ -55,6 +56,14 @@ enum Command {
         /// List the experiments and exit.
         #[arg(long)]
         list: bool,
+        /// Python with torch and torchvision for the PyTorch peer of `stepping_mnist` (the
+        /// paper's speed comparison, S10 Eq. 13). Default: `.venv-peers/bin/python` in the
+        /// workspace root when `bash koopman-bench/peers/setup_torch_peer.sh` has made it.
+        #[arg(long, conflicts_with = "no_torch_peer")]
+        torch_python: Option<PathBuf>,
+        /// Do not run the PyTorch peer even if its interpreter is there.
+        #[arg(long)]
+        no_torch_peer: bool,
     },
     /// Timed runs (ratios measured in one process), printed and written as JSON.
     Perf {
@@ -168,6 +177,8 @@ fn run(cli: Cli) -> Result<bool> {
             out,
             seed,
             list,
+            torch_python,
+            no_torch_peer,
         } => {
             let selected = experiments::select(only.as_deref())?;
             if list {
@@ -185,6 +196,9 @@ fn run(cli: Cli) -> Result<bool> {
             };
             let mut ctx = RunContext::new(size, device.open()?, out);
             ctx.seed = seed;
+            if !no_torch_peer {
+                ctx.torch_python = torch_python.or_else(experiments::torch_peer::default_python);
+            }
             reproduce(ctx, selected)
         }
         Command::Perf {

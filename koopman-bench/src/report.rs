@@ -23,6 +23,9 @@ pub struct RunContext {
     /// `KOOPMAN_DATA_DIR` set, as [`koopman_core::testing::data_required`]); applied to smoke
     /// runs (the CI run), see [`RunContext::missing_data_fails`].
     pub data_required: bool,
+    /// A Python with torch and torchvision for the PyTorch peer of `stepping_mnist` (the paper's
+    /// speed comparison), if one is to be run.
+    pub torch_python: Option<PathBuf>,
 }
 
 impl RunContext {
@@ -35,6 +38,7 @@ impl RunContext {
             data_dir: std::env::var_os("KOOPMAN_DATA_DIR").map(PathBuf::from),
             seed: 0,
             data_required: koopman_core::testing::data_required(),
+            torch_python: None,
         }
     }
 

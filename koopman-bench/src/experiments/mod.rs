@@ -13,6 +13,7 @@ pub mod krylov;
 pub mod layer_replace;
 pub mod layered;
 pub mod stepping;
+pub mod torch_peer;
 pub mod training_analysis;
 
 /// `$KOOPMAN_DATA_DIR/mnist` of the run, if the data folder is set.

@@ -1,0 +1,247 @@
+//! The optional PyTorch peer of `stepping_mnist`: the paper's own speed comparison.
+//!
+//! Paper 000 measures its MNIST speedup (15x) against the epoch run times `tau_i` of PyTorch's
+//! example training loop (supplement S10, Eq. 13), not against an optimizer in the same
+//! process. `peers/torch_mnist_peer.py` runs that loop (torchvision `MNIST` + `ToTensor` +
+//! `Normalize`, `DataLoader` with batch 64, Adadelta, `StepLR`) and a lean PyTorch loop over a
+//! pre-loaded tensor on the same IDX files, and writes the training seconds of every epoch as
+//! JSON. [`TorchPeer`] reads that file (or runs the script with a Python that has torch and
+//! torchvision, [`TorchPeer::run`]) and [`TorchPeer::equivalent_seconds`] turns a `T_eq` in epochs
+//! into PyTorch seconds, Eq. 13 over the peer's epochs after `t2`.
+//!
+//! ```
+//! use koopman_bench::experiments::torch_peer::TorchPeer;
+//!
+//! # fn main() -> koopman_bench::Result<()> {
+//! let json = r#"{"torch": "2.15.0", "threads": 2, "train_samples": 640, "batch_size": 64,
+//!   "epochs": 3, "loops": {"paper_loop": {"epoch_seconds": [1.0, 2.0, 4.0],
+//!   "val_losses": [0.5, 0.4, 0.3], "steps_per_epoch": 10}}}"#;
+//! let peer = TorchPeer::parse(json)?;
+//! // T_eq = 1.5 epochs after t2 = epoch 1: the whole of epoch 2 and half of epoch 3.
+//! assert_eq!(peer.equivalent_seconds("paper_loop", 1, 1.5)?, 2.0 + 0.5 * 4.0);
+//! # Ok(()) }
+//! ```
+
+use crate::{BenchError, Result};
+use koopman_train::stepping::classifier::ClassifierTrialConfig;
+use koopman_train::stepping::metrics::equivalent_time;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The paper's loop (torchvision dataset and `DataLoader`), as PyTorch's MNIST example.
+pub const PAPER_LOOP: &str = "paper_loop";
+/// The same training over one pre-loaded tensor (no per-sample transforms, no `DataLoader`).
+pub const TENSOR_LOOP: &str = "tensor_loop";
+
+/// The peer script, in this crate's `peers/` folder.
+pub fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/torch_mnist_peer.py")
+}
+
+/// The interpreter `peers/setup_torch_peer.sh` installs (`.venv-peers` in the workspace root),
+/// if it is there.
+pub fn default_python() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let python = root.join(".venv-peers/bin/python");
+    python.is_file().then_some(python)
+}
+
+/// One timed PyTorch loop.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct PeerLoop {
+    /// Training seconds of every epoch (the validation pass not included).
+    pub epoch_seconds: Vec<f64>,
+    /// Validation loss after every epoch.
+    pub val_losses: Vec<f64>,
+    /// Optimizer steps per epoch.
+    pub steps_per_epoch: usize,
+}
+
+/// What the peer script wrote.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct TorchPeer {
+    /// PyTorch version.
+    pub torch: String,
+    /// PyTorch's intra-op threads.
+    pub threads: usize,
+    /// Training samples.
+    pub train_samples: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Epochs run.
+    pub epochs: usize,
+    /// The timed loops by name ([`PAPER_LOOP`], [`TENSOR_LOOP`]).
+    pub loops: BTreeMap<String, PeerLoop>,
+}
+
+impl TorchPeer {
+    /// Parses and checks the script's JSON: every loop has `epochs` finite, positive epoch times.
+    pub fn parse(text: &str) -> Result<Self> {
+        let peer: TorchPeer = serde_json::from_str(text)
+            .map_err(|e| BenchError::Peer(format!("malformed PyTorch peer report: {e}")))?;
+        if peer.loops.is_empty() {
+            return Err(BenchError::Peer("PyTorch peer report has no loops".into()));
+        }
+        for (name, l) in &peer.loops {
+            if l.epoch_seconds.len() != peer.epochs || l.val_losses.len() != peer.epochs {
+                return Err(BenchError::Peer(format!(
+                    "PyTorch peer loop {name}: {} epoch times and {} losses for {} epochs",
+                    l.epoch_seconds.len(),
+                    l.val_losses.len(),
+                    peer.epochs
+                )));
+            }
+            if l.epoch_seconds.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(BenchError::Peer(format!(
+                    "PyTorch peer loop {name}: epoch times must be finite and > 0, got {:?}",
+                    l.epoch_seconds
+                )));
+            }
+        }
+        Ok(peer)
+    }
+
+    /// Runs the peer script with `python` on the MNIST files in `mnist_dir` for the trial's
+    /// model, optimizer settings and epochs, writing its report to `json` (atomically, by the
+    /// script), and checks that it trained on `train_samples` digits.
+    pub fn run(
+        python: &Path,
+        mnist_dir: &Path,
+        config: &ClassifierTrialConfig,
+        seed: u64,
+        train_samples: usize,
+        json: &Path,
+    ) -> Result<Self> {
+        let sizes: Vec<String> = config.sizes.iter().map(|s| s.to_string()).collect();
+        let output = Command::new(python)
+            .arg(script_path())
+            .arg("--data")
+            .arg(mnist_dir)
+            .args([
+                "--epochs",
+                &(config.t2_epoch + config.after_epochs).to_string(),
+            ])
+            .args(["--batch-size", &config.batch_size.to_string()])
+            .args(["--lr", &config.lr.to_string()])
+            .args(["--gamma", &config.gamma.to_string()])
+            .args(["--sizes", &sizes.join(",")])
+            .args(["--seed", &seed.to_string()])
+            .arg("--json")
+            .arg(json)
+            .output()
+            .map_err(|e| BenchError::Peer(format!("could not start {}: {e}", python.display())))?;
+        if !output.status.success() {
+            let err = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(3).collect();
+            return Err(BenchError::Peer(format!(
+                "PyTorch peer exited with {}: {}",
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        let text = std::fs::read_to_string(json).map_err(|e| {
+            BenchError::Peer(format!("PyTorch peer report {}: {e}", json.display()))
+        })?;
+        let peer = Self::parse(&text)?;
+        if peer.train_samples != train_samples || peer.batch_size != config.batch_size {
+            return Err(BenchError::Peer(format!(
+                "PyTorch peer trained on {} digits at batch {}, the Rust trial on {train_samples} at batch {}",
+                peer.train_samples, peer.batch_size, config.batch_size
+            )));
+        }
+        Ok(peer)
+    }
+
+    /// The loop called `name`.
+    pub fn timed_loop(&self, name: &str) -> Result<&PeerLoop> {
+        self.loops
+            .get(name)
+            .ok_or_else(|| BenchError::Peer(format!("PyTorch peer report has no loop {name}")))
+    }
+
+    /// PyTorch seconds of `t_eq` epochs after epoch `t2_epoch` in loop `name` (Eq. 13: the
+    /// whole epochs, then the fractional share of the next).
+    pub fn equivalent_seconds(&self, name: &str, t2_epoch: usize, t_eq: f64) -> Result<f64> {
+        let l = self.timed_loop(name)?;
+        let after = l.epoch_seconds.get(t2_epoch..).ok_or_else(|| {
+            BenchError::Peer(format!(
+                "PyTorch peer ran {} epochs, t2 is epoch {t2_epoch}",
+                l.epoch_seconds.len()
+            ))
+        })?;
+        Ok(equivalent_time(after, t_eq)?)
+    }
+
+    /// Mean seconds per optimizer step of loop `name`.
+    pub fn step_seconds(&self, name: &str) -> Result<f64> {
+        let l = self.timed_loop(name)?;
+        Ok(
+            l.epoch_seconds.iter().sum::<f64>()
+                / (l.epoch_seconds.len() * l.steps_per_epoch) as f64,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(epochs: &str) -> String {
+        format!(
+            r#"{{"torch": "x", "threads": 2, "train_samples": 128, "batch_size": 64, "epochs": 3,
+            "loops": {{"paper_loop": {{"epoch_seconds": {epochs}, "val_losses": [1, 0.5, 0.25],
+            "steps_per_epoch": 2}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn equivalent_seconds_follow_eq_13() -> Result<()> {
+        let peer = TorchPeer::parse(&report("[1.0, 2.0, 3.0]"))?;
+        assert_eq!(peer.equivalent_seconds(PAPER_LOOP, 0, 0.0)?, 0.0);
+        assert_eq!(
+            peer.equivalent_seconds(PAPER_LOOP, 0, 2.25)?,
+            1.0 + 2.0 + 0.25 * 3.0
+        );
+        assert_eq!(peer.equivalent_seconds(PAPER_LOOP, 1, 2.0)?, 2.0 + 3.0);
+        assert_eq!(peer.step_seconds(PAPER_LOOP)?, 1.0);
+        // Beyond the timed epochs, before t2's epoch, or a loop it did not run: errors.
+        assert!(peer.equivalent_seconds(PAPER_LOOP, 1, 2.5).is_err());
+        assert!(peer.equivalent_seconds(PAPER_LOOP, 4, 0.5).is_err());
+        assert!(peer.equivalent_seconds(TENSOR_LOOP, 0, 1.0).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_reports_are_errors() {
+        for bad in [
+            "not json".to_string(),
+            report("[1.0, 2.0]"),
+            report("[1.0, 0.0, 3.0]"),
+            report("[1.0, -2.0, 3.0]"),
+            r#"{"torch": "x", "threads": 2, "train_samples": 1, "batch_size": 1, "epochs": 0, "loops": {}}"#
+                .to_string(),
+        ] {
+            let err = TorchPeer::parse(&bad).expect_err(&bad).to_string();
+            assert!(err.contains("PyTorch peer"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_an_error() {
+        let cfg = ClassifierTrialConfig::default();
+        let json = std::env::temp_dir().join("koopman_torch_peer_missing.json");
+        let err = TorchPeer::run(
+            Path::new("/nonexistent/python"),
+            Path::new("/nonexistent"),
+            &cfg,
+            0,
+            10,
+            &json,
+        )
+        .expect_err("no interpreter")
+        .to_string();
+        assert!(err.contains("could not start"), "{err}");
+    }
+}

@@ -654,7 +654,7 @@ impl Experiment for SteppingMnist {
             }
             peer_tables.push(Table {
                 title: format!(
-                    "Optimizer loops against the Koopman loop of this run (PyTorch {}, {} threads, same {} digits, batch {}, {} epochs; medians over the seeds' T_eq)",
+                    "Optimizer loops against the Koopman loop of this run (PyTorch {} on the CPU, {} threads, same {} digits, batch {}, {} epochs; medians over the seeds' T_eq)",
                     p.torch, p.threads, p.train_samples, p.batch_size, p.epochs
                 ),
                 header: [

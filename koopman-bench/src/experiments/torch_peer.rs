@@ -228,6 +228,57 @@ mod tests {
         }
     }
 
+    /// A stand-in interpreter: a shell script that writes `report` to the path after `--json`
+    /// (or fails with `exit_code`), so the plumbing of [`TorchPeer::run`] is tested without torch.
+    #[cfg(unix)]
+    fn fake_python(name: &str, report: &str, exit_code: i32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("koopman_torch_peer_{name}_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("report.json"), report).unwrap();
+        let script = dir.join("python");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --json ]; then out=\"$2\"; fi; shift; done\n\
+                 [ {exit_code} -eq 0 ] || {{ echo 'ModuleNotFoundError: torch' >&2; exit {exit_code}; }}\n\
+                 cp '{}' \"$out\"\n",
+                dir.join("report.json").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn run_reads_the_report_and_checks_it_against_the_trial() -> Result<()> {
+        let cfg = ClassifierTrialConfig::default();
+        let good = report("[1.0, 2.0, 3.0]");
+        let python = fake_python("good", &good, 0);
+        let json = python.with_file_name("out.json");
+        let peer = TorchPeer::run(&python, Path::new("/data"), &cfg, 0, 128, &json)?;
+        assert_eq!(peer.equivalent_seconds(PAPER_LOOP, 1, 1.0)?, 2.0);
+        // The same report for a trial on other data, a failing interpreter, a bad report.
+        let err = TorchPeer::run(&python, Path::new("/data"), &cfg, 0, 7996, &json)
+            .expect_err("other data")
+            .to_string();
+        assert!(err.contains("128 digits"), "{err}");
+        let failing = fake_python("failing", &good, 3);
+        let err = TorchPeer::run(&failing, Path::new("/data"), &cfg, 0, 128, &json)
+            .expect_err("exit 3")
+            .to_string();
+        assert!(err.contains("ModuleNotFoundError"), "{err}");
+        let bad = fake_python("bad", "{", 0);
+        let err = TorchPeer::run(&bad, Path::new("/data"), &cfg, 0, 128, &json)
+            .expect_err("bad json")
+            .to_string();
+        assert!(err.contains("malformed"), "{err}");
+        Ok(())
+    }
+
     #[test]
     fn a_missing_interpreter_is_an_error() {
         let cfg = ClassifierTrialConfig::default();

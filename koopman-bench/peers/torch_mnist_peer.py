@@ -9,7 +9,7 @@ IDX files the Rust experiment reads and writes the training seconds of every epo
 
 - `paper_loop`: as the example: `torchvision.datasets.MNIST` with `ToTensor()` and
   `Normalize((0.1307,), (0.3081,))`, `DataLoader(batch_size=64, shuffle=True)`, Adadelta
-  (lr 1.0, rho 0.9), `StepLR(step_size=1, gamma=0.7)`, `log_softmax` + `nll_loss`. The example's
+  (lr 1.0, rho 0.9 as PyTorch's default), `StepLR(step_size=1, gamma=0.7)`, `log_softmax` + `nll_loss`. The example's
   progress printing is left out (it would only add to PyTorch's time).
 - `tensor_loop`: the same model, optimizer and schedule on one pre-loaded, pre-normalised tensor
   indexed by a shuffled permutation per epoch (no per-sample transforms, no DataLoader): the
@@ -84,7 +84,7 @@ def validation_loss(model, x, y):
 def run_loop(kind, train_set, val, args):
     torch.manual_seed(args.seed)
     model = mlp(args.sizes)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=args.lr, rho=0.9)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=args.lr, rho=args.rho)
     scheduler = StepLR(optimizer, step_size=1, gamma=args.gamma)
     if kind == "paper_loop":
         loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
@@ -125,6 +125,7 @@ def main():
     p.add_argument("--epochs", type=int, default=9)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--rho", type=float, default=0.9)
     p.add_argument("--gamma", type=float, default=0.7)
     p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
                    default=[784, 20, 20, 20, 10])

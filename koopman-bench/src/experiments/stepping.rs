@@ -581,16 +581,16 @@ impl Experiment for SteppingMnist {
                 quantity: "speedup step-wise against PyTorch's Adadelta epochs (the paper's example loop, S10 Eq. 13), excl. / incl. fit".into(),
                 paper: "15x".into(),
                 measured: match torch {
-                    Some(t) => format!("{:.1}x / {:.1}x", t.paper_loop[0], t.paper_loop[1]),
+                    Some(t) => format!("{:.1}x / {:.1}x", t.paper_loop.excl_fit, t.paper_loop.incl_fit),
                     None => peer.as_ref().err().cloned().unwrap_or_default(),
                 },
-                holds: torch.map(|t| t.paper_loop[0] >= 15.0),
+                holds: torch.map(|t| t.paper_loop.excl_fit >= 15.0),
             },
             Comparison {
                 quantity: "speedup step-wise against a pre-loaded-tensor PyTorch loop, excl. / incl. fit".into(),
                 paper: "-".into(),
                 measured: match torch {
-                    Some(t) => format!("{:.1}x / {:.1}x", t.tensor_loop[0], t.tensor_loop[1]),
+                    Some(t) => format!("{:.1}x / {:.1}x", t.tensor_loop.excl_fit, t.tensor_loop.incl_fit),
                     None => "-".into(),
                 },
                 holds: None,
@@ -647,9 +647,9 @@ impl Experiment for SteppingMnist {
                 rows.push(vec![
                     what.to_string(),
                     format!("{:.3}", p.step_seconds(name)? * 1e3),
-                    sci(sp[2]),
-                    format!("{:.1}x", sp[0]),
-                    format!("{:.1}x", sp[1]),
+                    sci(sp.torch_seconds),
+                    format!("{:.1}x", sp.excl_fit),
+                    format!("{:.1}x", sp.incl_fit),
                 ]);
             }
             peer_tables.push(Table {
@@ -751,11 +751,18 @@ impl Experiment for SteppingMnist {
 /// Where `stepping_mnist` has the PyTorch peer write its report (in the run's output folder).
 const TORCH_PEER_FILE: &str = "stepping_mnist_torch_peer.json";
 
-/// Medians over the seeds of the step-wise speedups against the PyTorch peer's loops:
-/// `[excl. fit, incl. fit, PyTorch seconds of T_eq epochs]`.
+/// Medians over the seeds of the step-wise speedups against one PyTorch peer loop.
+struct LoopSpeedup {
+    excl_fit: f64,
+    incl_fit: f64,
+    /// PyTorch seconds of the `T_eq` epochs.
+    torch_seconds: f64,
+}
+
+/// [`LoopSpeedup`] for both of the peer's loops.
 struct TorchSpeedups {
-    paper_loop: [f64; 3],
-    tensor_loop: [f64; 3],
+    paper_loop: LoopSpeedup,
+    tensor_loop: LoopSpeedup,
 }
 
 fn torch_speedups(
@@ -763,7 +770,7 @@ fn torch_speedups(
     outcomes: &[ClassifierOutcome],
     t2_epoch: usize,
 ) -> Result<TorchSpeedups> {
-    let of = |name: &str| -> Result<[f64; 3]> {
+    let of = |name: &str| -> Result<LoopSpeedup> {
         let mut excl = Vec::new();
         let mut incl = Vec::new();
         let mut secs = Vec::new();
@@ -773,7 +780,11 @@ fn torch_speedups(
             incl.push(torch / (x.fit_seconds + x.loop_seconds));
             secs.push(torch);
         }
-        Ok([median(&excl), median(&incl), median(&secs)])
+        Ok(LoopSpeedup {
+            excl_fit: median(&excl),
+            incl_fit: median(&incl),
+            torch_seconds: median(&secs),
+        })
     };
     Ok(TorchSpeedups {
         paper_loop: of(PAPER_LOOP)?,

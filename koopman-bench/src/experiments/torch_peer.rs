@@ -25,6 +25,7 @@
 use crate::{BenchError, Result};
 use koopman_train::stepping::classifier::ClassifierTrialConfig;
 use koopman_train::stepping::metrics::equivalent_time;
+use koopman_train::stepping::OptimizerKind;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +115,12 @@ impl TorchPeer {
         train_samples: usize,
         json: &Path,
     ) -> Result<Self> {
+        let OptimizerKind::Adadelta { rho } = config.optimizer else {
+            return Err(BenchError::Peer(format!(
+                "the PyTorch peer times the paper's Adadelta loop, the trial uses {}",
+                config.optimizer.name()
+            )));
+        };
         let sizes: Vec<String> = config.sizes.iter().map(|s| s.to_string()).collect();
         let output = Command::new(python)
             .arg(script_path())
@@ -125,6 +132,7 @@ impl TorchPeer {
             ])
             .args(["--batch-size", &config.batch_size.to_string()])
             .args(["--lr", &config.lr.to_string()])
+            .args(["--rho", &rho.to_string()])
             .args(["--gamma", &config.gamma.to_string()])
             .args(["--sizes", &sizes.join(",")])
             .args(["--seed", &seed.to_string()])
@@ -276,6 +284,17 @@ mod tests {
             .expect_err("bad json")
             .to_string();
         assert!(err.contains("malformed"), "{err}");
+        // Only the paper's optimizer has a PyTorch loop to time.
+        let adam = ClassifierTrialConfig {
+            optimizer: OptimizerKind::Adam {
+                betas: (0.9, 0.999),
+            },
+            ..cfg
+        };
+        let err = TorchPeer::run(&python, Path::new("/data"), &adam, 0, 128, &json)
+            .expect_err("adam")
+            .to_string();
+        assert!(err.contains("Adadelta"), "{err}");
         Ok(())
     }
 

@@ -28,6 +28,7 @@ use super::partition::PartitionPlan;
 use super::recorder::Recorder;
 use crate::error::{Result, TrainError};
 use candle_core::Device;
+use koopman_core::c64;
 use rand::{Rng, SeedableRng};
 
 /// Settings (defaults: the paper's Table S3, Koopman after 100 steps).
@@ -94,6 +95,63 @@ pub struct PerceptronResult {
     /// The first simulation's eight weights (row-major 2 x 4: output 1 from inputs 1-4, then
     /// output 2) at steps `0 .. steps`, per method (same order as `curves`), as in Fig. S4b.
     pub example_weights: Vec<Vec<[f64; 8]>>,
+    /// The fitted operators' spectra, one entry per Koopman method (the methods of `curves`
+    /// after the rule).
+    pub spectra: Vec<OperatorSpectra>,
+    /// Share of the rule's steps `0 .. t2` in which a relevant / an irrelevant weight changed.
+    pub early_update_rates: [f64; 2],
+    /// Reference for the node operators: node operators fitted in the same way to synthetic
+    /// trajectories from the same initial weights in which every update is an independent coin
+    /// flip at `early_update_rates` (relevant weights each on their own, the two irrelevant
+    /// weights of a node together, as under the rule). Matching spectra mean the node
+    /// operators' eigenvalues come from fitting counting processes by least squares, not from
+    /// the perceptron's weight dynamics.
+    pub node_counting_reference: OperatorSpectra,
+}
+
+/// Eigenvalue moduli of one method's operators (all simulations).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OperatorSpectra {
+    /// The method (`"single weight"`, `"node"` or `"network"`).
+    pub method: String,
+    /// Median over the operators of the k-th largest eigenvalue modulus, `k = 0 .. d`.
+    pub median_moduli: Vec<f64>,
+    /// Share of the operators with an eigenvalue of modulus above `1 + 1e-9` (they diverge).
+    pub unstable_share: f64,
+}
+
+impl OperatorSpectra {
+    /// Summarises the eigenvalues of a method's operators (one list per operator, all of one
+    /// size).
+    fn of(method: &str, eigenvalues: &[Vec<c64>]) -> Result<Self> {
+        let d = eigenvalues.first().map_or(0, Vec::len);
+        if d == 0 || eigenvalues.iter().any(|e| e.len() != d) {
+            return Err(TrainError::InvalidArgument(format!(
+                "{method}: operators of unequal or zero size"
+            )));
+        }
+        let sorted: Vec<Vec<f64>> = eigenvalues
+            .iter()
+            .map(|e| {
+                let mut m: Vec<f64> = e.iter().map(|z| z.norm()).collect();
+                m.sort_by(|a, b| b.total_cmp(a));
+                m
+            })
+            .collect();
+        let median_moduli = (0..d)
+            .map(|k| {
+                let mut col: Vec<f64> = sorted.iter().map(|m| m[k]).collect();
+                col.sort_by(f64::total_cmp);
+                col[col.len() / 2]
+            })
+            .collect();
+        let unstable = sorted.iter().filter(|m| m[0] > 1.0 + 1e-9).count();
+        Ok(Self {
+            method: method.to_string(),
+            median_moduli,
+            unstable_share: unstable as f64 / sorted.len() as f64,
+        })
+    }
 }
 
 impl PerceptronResult {
@@ -150,6 +208,9 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         a.copy_from_slice(&w[..8]);
         a
     };
+    let initial = w.clone();
+    // Updates of relevant / irrelevant weights during steps 0 .. t2.
+    let mut early_moves = [0usize; 2];
     let mut rule = Vec::with_capacity(config.steps);
     let mut rule_weights = Vec::with_capacity(config.steps);
     let mut at_t2 = Vec::new();
@@ -181,7 +242,11 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
                 let sum: f64 = (0..4).map(|k| sim[i * 4 + k] * x[k]).sum();
                 let yh = if sum > 1.0 { 1.0 } else { 0.0 };
                 for k in 0..4 {
-                    sim[i * 4 + k] -= config.lr * (yh - y) * x[k];
+                    let delta = config.lr * (yh - y) * x[k];
+                    if t < config.t2 && delta != 0.0 {
+                        early_moves[usize::from(k / 2 != i)] += 1;
+                    }
+                    sim[i * 4 + k] -= delta;
                 }
             }
         }
@@ -200,9 +265,11 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
     let mut movement = vec![moved(&w)];
     let mut curves = vec![("perceptron".to_string(), rule.clone())];
     let mut example_weights = vec![rule_weights.clone()];
+    let mut spectra = Vec::new();
     for (name, size) in [("single weight", 1), ("node", 4), ("network", 8)] {
         let plan = PartitionPlan::from_groups(n, groups(size))?;
         let k = fit(&rec, &plan, 0, config.t2, &config.fit, device)?;
+        spectra.push(OperatorSpectra::of(name, &k.eigenvalues()?)?);
         let mut curve = rule[..config.t2].to_vec();
         let mut weights = rule_weights[..config.t2].to_vec();
         let mut cur = at_t2.clone();
@@ -215,6 +282,20 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         curves.push((name.to_string(), curve));
         example_weights.push(weights);
     }
+    // Each simulation has 4 relevant and 4 irrelevant weights.
+    let per_kind = (4 * s * config.t2) as f64;
+    let early_update_rates = [
+        early_moves[0] as f64 / per_kind,
+        early_moves[1] as f64 / per_kind,
+    ];
+    let node_counting_reference = counting_process_spectra(
+        config,
+        &initial,
+        early_update_rates,
+        &mut rng,
+        &PartitionPlan::from_groups(n, groups(4))?,
+        device,
+    )?;
     let tail = config.steps / 10;
     let asymptote = rule[config.steps - tail.max(1)..].iter().sum::<f64>() / tail.max(1) as f64;
     Ok(PerceptronResult {
@@ -222,7 +303,43 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         asymptote,
         movement,
         example_weights,
+        spectra,
+        early_update_rates,
+        node_counting_reference,
     })
+}
+
+/// Node operators fitted to counting-process trajectories: see
+/// [`PerceptronResult::node_counting_reference`].
+fn counting_process_spectra(
+    config: &PerceptronConfig,
+    initial: &[f64],
+    [p_relevant, p_irrelevant]: [f64; 2],
+    rng: &mut rand::rngs::StdRng,
+    nodes: &PartitionPlan,
+    device: &Device,
+) -> Result<OperatorSpectra> {
+    let mut rec = Recorder::with_layout(vec![("0.weight".into(), vec![initial.len() / 4, 4])])?;
+    let mut w = initial.to_vec();
+    for t in 0..=config.t2 {
+        rec.push(t, &w)?;
+        for (index, weights) in w.chunks_mut(4).enumerate() {
+            // Node i of a simulation (output i): relevant inputs 2i, 2i + 1.
+            let output = index % 2;
+            let irrelevant_step = rng.random_bool(p_irrelevant);
+            for (k, weight) in weights.iter_mut().enumerate() {
+                if k / 2 == output {
+                    if rng.random_bool(p_relevant) {
+                        *weight += config.lr;
+                    }
+                } else if irrelevant_step {
+                    *weight -= config.lr;
+                }
+            }
+        }
+    }
+    let k = fit(&rec, nodes, 0, config.t2, &config.fit, device)?;
+    OperatorSpectra::of("node, counting processes", &k.eigenvalues()?)
 }
 
 #[cfg(test)]
@@ -265,5 +382,50 @@ mod tests {
         assert!(r.example_weights[0][0]
             .iter()
             .all(|w| (0.5..1.0).contains(w)));
+    }
+
+    #[test]
+    fn operator_spectra_summaries() {
+        let cfg = PerceptronConfig {
+            simulations: 100,
+            steps: 120,
+            ..Default::default()
+        };
+        let r = run_perceptron(&cfg, &Device::Cpu).unwrap();
+        let sizes: Vec<usize> = r.spectra.iter().map(|s| s.median_moduli.len()).collect();
+        assert_eq!(sizes, [1, 4, 8]);
+        for s in &r.spectra {
+            assert!(s.median_moduli.windows(2).all(|w| w[0] >= w[1]));
+            assert!((0.0..=1.0).contains(&s.unstable_share));
+            // The weights move by a few 0.005 steps in 100: every operator keeps a direction
+            // with eigenvalue ~1 (the weights' level).
+            assert!((s.median_moduli[0] - 1.0).abs() < 1e-2, "{s:?}");
+        }
+        // Rates by hand: a relevant weight moves when its input is the only active one
+        // (0.25 * 0.75^3 = 0.105), an irrelevant one when both irrelevant inputs are on and
+        // both relevant off (0.25^2 * 0.75^2 = 0.035); 100 * 4 * 100 draws each, so 5 sigma is
+        // ~0.008 and ~0.005. The bounds allow three times that: a weight stops moving once it is right.
+        let [rel, irr] = r.early_update_rates;
+        assert!(
+            (rel - 0.105).abs() < 0.024 && (irr - 0.035).abs() < 0.015,
+            "{rel} {irr}"
+        );
+        // The node operators' spectrum is that of least-squares fits to counting processes at
+        // the same rates (the report's explanation of their stall): same medians, in
+        // particular the pull-back eigenvalues well below 1.
+        let (node, reference) = (&r.spectra[1], &r.node_counting_reference);
+        assert_eq!(reference.median_moduli.len(), 4);
+        for (a, b) in node.median_moduli.iter().zip(&reference.median_moduli) {
+            assert!((a - b).abs() < 0.04, "{node:?} vs {reference:?}");
+        }
+        assert!(node.median_moduli[3] < 0.95, "{node:?}");
+        // By hand: moduli sorted per operator, then the median of each position.
+        let e = |v: &[f64]| v.iter().map(|&x| c64::new(x, 0.0)).collect::<Vec<_>>();
+        let s =
+            OperatorSpectra::of("t", &[e(&[0.5, 2.0]), e(&[-0.9, 0.1]), e(&[0.3, 0.95])]).unwrap();
+        assert_eq!(s.median_moduli, [0.95, 0.3]);
+        assert!((s.unstable_share - 1.0 / 3.0).abs() < 1e-15);
+        assert!(OperatorSpectra::of("t", &[e(&[1.0]), e(&[1.0, 2.0])]).is_err());
+        assert!(OperatorSpectra::of("t", &[]).is_err());
     }
 }

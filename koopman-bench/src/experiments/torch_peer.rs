@@ -36,17 +36,32 @@ pub const PAPER_LOOP: &str = "paper_loop";
 /// The same training over one pre-loaded tensor (no per-sample transforms, no `DataLoader`).
 pub const TENSOR_LOOP: &str = "tensor_loop";
 
-/// The peer script, in this crate's `peers/` folder.
+/// A file of this workspace, `relative` to its root: looked up under the current directory
+/// first (where `cargo run` is started), then under the workspace the binary was built from
+/// (a target directory shared between checkouts can hold a binary built from another one).
+fn workspace_file(relative: &str) -> Option<PathBuf> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    std::env::current_dir()
+        .ok()
+        .into_iter()
+        .chain(built_from)
+        .map(|root| root.join(relative))
+        .find(|path| path.is_file())
+}
+
+/// The peer script, `koopman-bench/peers/torch_mnist_peer.py` of this workspace.
 pub fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/torch_mnist_peer.py")
+    const SCRIPT: &str = "koopman-bench/peers/torch_mnist_peer.py";
+    workspace_file(SCRIPT)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/torch_mnist_peer.py"))
 }
 
 /// The interpreter `peers/setup_torch_peer.sh` installs (`.venv-peers` in the workspace root),
 /// if it is there.
 pub fn default_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    let python = root.join(".venv-peers/bin/python");
-    python.is_file().then_some(python)
+    workspace_file(".venv-peers/bin/python")
 }
 
 /// One timed PyTorch loop.
@@ -195,6 +210,15 @@ impl TorchPeer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workspace_files_are_found_from_the_crate_folder() {
+        // Tests run in koopman-bench/, not the workspace root: the lookup falls back to the
+        // workspace the binary was built from.
+        assert!(script_path().is_file(), "{}", script_path().display());
+        assert!(workspace_file("koopman-bench/Cargo.toml").is_some());
+        assert_eq!(workspace_file("koopman-bench/no-such-file"), None);
+    }
 
     fn report(epochs: &str) -> String {
         format!(

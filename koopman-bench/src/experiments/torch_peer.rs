@@ -36,26 +36,26 @@ pub const PAPER_LOOP: &str = "paper_loop";
 /// The same training over one pre-loaded tensor (no per-sample transforms, no `DataLoader`).
 pub const TENSOR_LOOP: &str = "tensor_loop";
 
+/// The root of the workspace this binary was built from.
+const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
 /// A file of this workspace, `relative` to its root: looked up under the current directory
 /// first (where `cargo run` is started), then under the workspace the binary was built from
 /// (a target directory shared between checkouts can hold a binary built from another one).
 fn workspace_file(relative: &str) -> Option<PathBuf> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf);
     std::env::current_dir()
         .ok()
         .into_iter()
-        .chain(built_from)
+        .chain([PathBuf::from(BUILT_FROM)])
         .map(|root| root.join(relative))
         .find(|path| path.is_file())
 }
 
-/// The peer script, `koopman-bench/peers/torch_mnist_peer.py` of this workspace.
+/// The peer script, `koopman-bench/peers/torch_mnist_peer.py` of this workspace (the built-from
+/// path if neither lookup finds it, so that the error names it).
 pub fn script_path() -> PathBuf {
     const SCRIPT: &str = "koopman-bench/peers/torch_mnist_peer.py";
-    workspace_file(SCRIPT)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/torch_mnist_peer.py"))
+    workspace_file(SCRIPT).unwrap_or_else(|| Path::new(BUILT_FROM).join(SCRIPT))
 }
 
 /// The interpreter `peers/setup_torch_peer.sh` installs (`.venv-peers` in the workspace root),

@@ -24,6 +24,7 @@
 //! ```
 
 use super::fit::{fit, Evolution, FitConfig};
+use super::metrics::median;
 use super::partition::PartitionPlan;
 use super::recorder::Recorder;
 use crate::error::{Result, TrainError};
@@ -139,11 +140,7 @@ impl OperatorSpectra {
             })
             .collect();
         let median_moduli = (0..d)
-            .map(|k| {
-                let mut col: Vec<f64> = sorted.iter().map(|m| m[k]).collect();
-                col.sort_by(f64::total_cmp);
-                col[col.len() / 2]
-            })
+            .map(|k| median(&sorted.iter().map(|m| m[k]).collect::<Vec<_>>()))
             .collect();
         let unstable = sorted.iter().filter(|m| m[0] > 1.0 + 1e-9).count();
         Ok(Self {
@@ -165,6 +162,12 @@ impl PerceptronResult {
             Some(_) => None,
         }
     }
+}
+
+/// Whether input `input` (0..4) is relevant to output `output` (0..2): output i is the OR of
+/// inputs 2i and 2i + 1.
+fn is_relevant(output: usize, input: usize) -> bool {
+    input / 2 == output
 }
 
 /// Expected fraction of wrong output bits of weights `w` (2 x 4, row-major).
@@ -244,7 +247,7 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
                 for k in 0..4 {
                     let delta = config.lr * (yh - y) * x[k];
                     if t < config.t2 && delta != 0.0 {
-                        early_moves[usize::from(k / 2 != i)] += 1;
+                        early_moves[usize::from(!is_relevant(i, k))] += 1;
                     }
                     sim[i * 4 + k] -= delta;
                 }
@@ -266,9 +269,15 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
     let mut curves = vec![("perceptron".to_string(), rule.clone())];
     let mut example_weights = vec![rule_weights.clone()];
     let mut spectra = Vec::new();
-    for (name, size) in [("single weight", 1), ("node", 4), ("network", 8)] {
-        let plan = PartitionPlan::from_groups(n, groups(size))?;
-        let k = fit(&rec, &plan, 0, config.t2, &config.fit, device)?;
+    let node_plan = PartitionPlan::from_groups(n, groups(4))?;
+    let single_plan = PartitionPlan::from_groups(n, groups(1))?;
+    let network_plan = PartitionPlan::from_groups(n, groups(8))?;
+    for (name, plan) in [
+        ("single weight", &single_plan),
+        ("node", &node_plan),
+        ("network", &network_plan),
+    ] {
+        let k = fit(&rec, plan, 0, config.t2, &config.fit, device)?;
         spectra.push(OperatorSpectra::of(name, &k.eigenvalues()?)?);
         let mut curve = rule[..config.t2].to_vec();
         let mut weights = rule_weights[..config.t2].to_vec();
@@ -293,7 +302,7 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         &initial,
         early_update_rates,
         &mut rng,
-        &PartitionPlan::from_groups(n, groups(4))?,
+        &node_plan,
         device,
     )?;
     let tail = config.steps / 10;
@@ -324,11 +333,11 @@ fn counting_process_spectra(
     for t in 0..=config.t2 {
         rec.push(t, &w)?;
         for (index, weights) in w.chunks_mut(4).enumerate() {
-            // Node i of a simulation (output i): relevant inputs 2i, 2i + 1.
+            // Node i of a simulation is output i.
             let output = index % 2;
             let irrelevant_step = rng.random_bool(p_irrelevant);
             for (k, weight) in weights.iter_mut().enumerate() {
-                if k / 2 == output {
+                if is_relevant(output, k) {
                     if rng.random_bool(p_relevant) {
                         *weight += config.lr;
                     }

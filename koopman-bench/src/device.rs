@@ -51,3 +51,80 @@ pub fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f6
     device.synchronize()?;
     Ok((out, start.elapsed().as_secs_f64()))
 }
+
+/// Resets the device's peak-memory mark (see [`peak_memory`]); a no-op off CUDA.
+pub fn reset_peak_memory(device: &Device) {
+    #[cfg(feature = "cuda")]
+    if let Some(pool) = cuda_pool::default_pool(device) {
+        cuda_pool::set_high_water(pool, 0);
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = device;
+}
+
+/// Peak bytes allocated on the device since the last [`reset_peak_memory`]: the high-water mark
+/// of the CUDA memory pool that candle's allocations (`cuMemAllocAsync`) come from. `None` off
+/// CUDA or when the driver does not report it.
+pub fn peak_memory(device: &Device) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    {
+        let pool = cuda_pool::default_pool(device)?;
+        cuda_pool::high_water(pool)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        None
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda_pool {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    use candle_core::{Device, DeviceLocation};
+
+    pub(super) fn default_pool(device: &Device) -> Option<sys::CUmemoryPool> {
+        let DeviceLocation::Cuda { gpu_id } = device.location() else {
+            return None;
+        };
+        device.synchronize().ok()?;
+        let mut dev: sys::CUdevice = 0;
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: plain driver queries with out-pointers to locals; the context exists (the
+        // device was opened).
+        unsafe {
+            if sys::cuDeviceGet(&mut dev, gpu_id as i32) != sys::CUresult::CUDA_SUCCESS {
+                return None;
+            }
+            if sys::cuDeviceGetDefaultMemPool(&mut pool, dev) != sys::CUresult::CUDA_SUCCESS {
+                return None;
+            }
+        }
+        Some(pool)
+    }
+
+    pub(super) fn high_water(pool: sys::CUmemoryPool) -> Option<u64> {
+        let mut value: u64 = 0;
+        // SAFETY: the attribute is a cuuint64_t written through the pointer.
+        let status = unsafe {
+            sys::cuMemPoolGetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                &mut value as *mut u64 as *mut std::ffi::c_void,
+            )
+        };
+        (status == sys::CUresult::CUDA_SUCCESS).then_some(value)
+    }
+
+    pub(super) fn set_high_water(pool: sys::CUmemoryPool, value: u64) {
+        let mut value = value;
+        // SAFETY: as above; resetting the mark is allowed with the value 0.
+        unsafe {
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                &mut value as *mut u64 as *mut std::ffi::c_void,
+            );
+        }
+    }
+}

@@ -94,10 +94,17 @@ enum Command {
         /// Also write the DMD snapshot data as .npy files for the PyDMD peer script.
         #[arg(long)]
         export_dmd_peer: bool,
-        /// Skip the deep Koopman-layered training-step timing (|N| = 1330, J = 2, batch 1000,
-        /// Krylov vs dense exponential).
+        /// Skip the deep Koopman-layered training-step timing (|N| = 1330, J = 2, batch 1000:
+        /// Taylor in f64 and f32, its dense path, Krylov expv, the dense exponential).
         #[arg(long)]
         skip_layered: bool,
+        /// Radius of the large-|N| training step (23: |N| = 103,822), with its peak device memory
+        /// and the dense path's refusal; default: 23 on a GPU, none on the CPU.
+        #[arg(long)]
+        scale_radius: Option<i64>,
+        /// Skip the large-|N| training step.
+        #[arg(long, conflicts_with = "scale_radius")]
+        skip_scale: bool,
         /// Skip the Koopman-stepping timing (NN DE solver, Adadelta, paper steps / 8: optimizer vs
         /// fit, loop, jump and eigen jump; f32 vs f64 batched evolution).
         #[arg(long)]
@@ -212,6 +219,8 @@ fn run(cli: Cli) -> Result<bool> {
             skip_dmd,
             export_dmd_peer,
             skip_layered,
+            scale_radius,
+            skip_scale,
             skip_stepping,
         } => {
             if radii.iter().any(|&r| r < 1) {
@@ -253,7 +262,19 @@ fn run(cli: Cli) -> Result<bool> {
                 report.dmd = Some(timing);
             }
             if !skip_layered {
-                report.layered_step = Some(perf::run_layered_step_perf(5, 2, 1000, 3, &dev)?);
+                let scale = if skip_scale {
+                    None
+                } else {
+                    scale_radius.or(dev.is_cuda().then_some(23))
+                };
+                if let Some(r) = scale {
+                    eprintln!(
+                        "perf: one training step at radius {r} (|N| = {})",
+                        (2 * r + 1).pow(3) - 1
+                    );
+                }
+                report.layered_step =
+                    Some(perf::run_layered_step_perf(5, 2, 1000, 5, scale, &dev)?);
             }
             if !skip_stepping {
                 eprintln!("perf: Koopman stepping (DE solver training, ~10 s in release)");

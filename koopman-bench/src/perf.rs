@@ -19,7 +19,8 @@ use koopman_core::faer::{Mat, MatRef};
 use koopman_core::io::{write_npy, NpyData};
 use koopman_core::spectrum::{wasserstein, Spectrum};
 use koopman_core::{
-    c64, expv, expv_dense, ComplexTensor, ExpvConfig, IndexSet, LinearOperator, ToeplitzGenerator,
+    c64, expv, expv_dense, expv_taylor, ComplexTensor, ExpvConfig, IndexSet, LinearOperator,
+    TaylorConfig, TaylorPath, TaylorPlan, ToeplitzGenerator,
 };
 use koopman_train::stepping::de_solver::{
     evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
@@ -74,7 +75,7 @@ pub struct ExpvTiming {
     pub matvecs: usize,
     /// Accepted sub-steps.
     pub substeps: usize,
-    /// Seconds of one `expv`.
+    /// Median seconds of one `expv` (after one warm-up call).
     pub expv_seconds: f64,
     /// `expv`'s own error estimate (relative).
     pub error_estimate: f64,
@@ -88,6 +89,15 @@ pub struct ExpvTiming {
     pub matvec_seconds: f64,
     /// `matvec_seconds / (|N| |M|)` in nanoseconds: flat when the cost is linear in `|N|`.
     pub matvec_ns_per_entry: f64,
+    /// Median seconds of one Taylor action ([`koopman_core::taylor`], automatic path, same
+    /// tolerance), after one warm-up call.
+    pub taylor_seconds: f64,
+    /// The Taylor action's path and operator applications.
+    pub taylor_path: TaylorPath,
+    /// Operator applications of the Taylor plan.
+    pub taylor_matvecs: usize,
+    /// `||w_taylor - w_expv|| / ||v||`.
+    pub taylor_vs_expv: f64,
 }
 
 /// The whole performance run.
@@ -159,13 +169,16 @@ pub fn measure(
         tol: config.tol,
         ..Default::default()
     };
-    let ((w, report), expv_seconds) = timed(device, || Ok(expv(op, 1.0, &v, &expv_config)?))?;
-    let mut samples = Vec::with_capacity(config.matvec_repeats.max(1));
-    for _ in 0..config.matvec_repeats.max(1) {
-        samples.push(timed(device, || Ok(op.apply(&v)?))?.1);
-    }
-    samples.sort_by(f64::total_cmp);
-    let matvec_seconds = samples[samples.len() / 2];
+    let ((w, report), expv_seconds) =
+        median_timed(device, 3, || Ok(expv(op, 1.0, &v, &expv_config)?))?;
+    let taylor_config = TaylorConfig {
+        tol: config.tol,
+        ..Default::default()
+    };
+    let ((w_taylor, taylor_report), taylor_seconds) =
+        median_timed(device, 3, || Ok(expv_taylor(op, 1.0, &v, &taylor_config)?))?;
+    let taylor_vs_expv = w_taylor.sub(&w)?.norm_f64()? / v.norm_f64()?;
+    let (_, matvec_seconds) = median_timed(device, config.matvec_repeats, || Ok(op.apply(&v)?))?;
     let (dense_seconds, error_vs_dense) = if with_dense {
         let (exact, secs) = timed(device, || Ok(expv_dense(op, 1.0, &v)?))?;
         let err = w.sub(&exact)?.norm_f64()? / v.norm_f64()?;
@@ -186,7 +199,29 @@ pub fn measure(
         speedup: dense_seconds.map(|d| d / expv_seconds),
         matvec_seconds,
         matvec_ns_per_entry: matvec_seconds * 1e9 / (n * m) as f64,
+        taylor_seconds,
+        taylor_path: taylor_report.path,
+        taylor_matvecs: taylor_report.matvecs,
+        taylor_vs_expv,
     })
+}
+
+/// Runs `f` once to warm up (kernel loading, allocator pools), then `repeats` more times (at
+/// least one), each timed with [`timed`]; returns the last result and the median seconds.
+pub fn median_timed<T>(
+    device: &Device,
+    repeats: usize,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<(T, f64)> {
+    let (mut out, _) = timed(device, &mut f)?;
+    let mut samples = Vec::with_capacity(repeats.max(1));
+    for _ in 0..repeats.max(1) {
+        let (o, secs) = timed(device, &mut f)?;
+        out = o;
+        samples.push(secs);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((out, samples[samples.len() / 2]))
 }
 
 /// Runs every size of `config`, calling `tick` after each.
@@ -215,24 +250,36 @@ pub fn run_perf(
     })
 }
 
-/// CPU against the report's device, size by size (expv and one matvec; ratios > 1: the device is
-/// faster).
+/// CPU against the report's device, size by size (expv, Taylor action and one matvec; ratios > 1:
+/// the device is faster).
 pub fn format_device_comparison(report: &PerfReport, cpu: &[ExpvTiming]) -> String {
     let mut out = format!("CPU vs {} (same process, f64)\n", report.device);
     out.push_str(&format!(
-        "{:>7} {:>12} {:>12} {:>9} {:>12} {:>12} {:>9}\n",
-        "|N|", "cpu expv", "dev expv", "ratio", "cpu matvec", "dev matvec", "ratio"
+        "{:>7} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}\n",
+        "|N|",
+        "cpu expv",
+        "dev expv",
+        "ratio",
+        "cpu taylor",
+        "dev taylor",
+        "ratio",
+        "cpu matvec",
+        "dev matvec",
+        "ratio"
     ));
     for e in &report.expv_vs_dense {
         let Some(c) = cpu.iter().find(|c| c.n == e.n) else {
             continue;
         };
         out.push_str(&format!(
-            "{:>7} {:>12} {:>12} {:>8.1}x {:>12} {:>12} {:>8.1}x\n",
+            "{:>7} {:>10} {:>10} {:>7.1}x {:>10} {:>10} {:>7.1}x {:>10} {:>10} {:>7.1}x\n",
             e.n,
             sci(c.expv_seconds),
             sci(e.expv_seconds),
             c.expv_seconds / e.expv_seconds,
+            sci(c.taylor_seconds),
+            sci(e.taylor_seconds),
+            c.taylor_seconds / e.taylor_seconds,
             sci(c.matvec_seconds),
             sci(e.matvec_seconds),
             c.matvec_seconds / e.matvec_seconds
@@ -259,8 +306,8 @@ pub fn format_table(report: &PerfReport) -> String {
         "matvec [s]",
         "ns/(|N||M|)"
     ));
+    let opt = |x: Option<f64>, f: fn(f64) -> String| x.map_or("-".to_string(), f);
     for e in &report.expv_vs_dense {
-        let opt = |x: Option<f64>, f: fn(f64) -> String| x.map_or("-".to_string(), f);
         out.push_str(&format!(
             "{:>7} {:>8} {:>8} {:>11} {:>11} {:>9} {:>11} {:>11} {:>13.2}\n",
             e.n,
@@ -274,6 +321,22 @@ pub fn format_table(report: &PerfReport) -> String {
             e.matvec_ns_per_entry
         ));
     }
+    out.push_str(&format!(
+        "Taylor action (a-priori plan, no host reads inside) vs expv, same tol:\n{:>7} {:>9} {:>8} {:>11} {:>11} {:>9} {:>12}\n",
+        "|N|", "path", "matvecs", "taylor [s]", "expv [s]", "expv/tay", "|w_t-w_e|/|v|"
+    ));
+    for e in &report.expv_vs_dense {
+        out.push_str(&format!(
+            "{:>7} {:>9} {:>8} {:>11} {:>11} {:>8.1}x {:>12}\n",
+            e.n,
+            format!("{:?}", e.taylor_path).to_lowercase(),
+            e.taylor_matvecs,
+            sci(e.taylor_seconds),
+            sci(e.expv_seconds),
+            e.expv_seconds / e.taylor_seconds,
+            sci(e.taylor_vs_expv)
+        ));
+    }
     if let Some(cpu) = &report.cpu_reference {
         out.push_str(&format_device_comparison(report, cpu));
     }
@@ -281,18 +344,7 @@ pub fn format_table(report: &PerfReport) -> String {
         out.push_str(&format_dmd_table(d));
     }
     if let Some(l) = &report.layered_step {
-        out.push_str(&format!(
-            "deep Koopman-layered training step (forward + backward + Adam, f64), |N| = {}, |M| = {}, \
-             J = {}, batch {}:\n  Krylov expv {} s (median of {}), dense exponential {} s: {:.1}x\n",
-            l.n,
-            l.m,
-            l.layers,
-            l.batch,
-            sci(l.krylov_seconds),
-            l.krylov_repeats,
-            sci(l.dense_seconds),
-            l.speedup
-        ));
+        out.push_str(&format_layered_step(l));
     }
     if let Some(st) = &report.stepping {
         out.push_str(&format_stepping_table(st));
@@ -300,7 +352,24 @@ pub fn format_table(report: &PerfReport) -> String {
     out
 }
 
-/// One training step of the deep Koopman-layered model on the Krylov and the dense path.
+/// One timed configuration of the layered training step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRow {
+    /// `taylor`, `krylov` or `dense exponential`.
+    pub exponential: String,
+    /// For Taylor rows: the path that ran and the first layer's plan at the last timed step.
+    pub taylor: Option<(TaylorPath, TaylorPlan)>,
+    /// `f64` or `f32`.
+    pub dtype: String,
+    /// Median seconds of one step (forward, backward, AdamW), after one warm-up step.
+    pub seconds: f64,
+    /// Seconds of the warm-up step (it also prepares the features on the device).
+    pub first_step_seconds: f64,
+    /// Steps timed after the warm-up.
+    pub repeats: usize,
+}
+
+/// One training step of the deep Koopman-layered model, by exponential path and dtype.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayeredStepTiming {
     /// `|N|`.
@@ -311,76 +380,252 @@ pub struct LayeredStepTiming {
     pub layers: usize,
     /// Samples per step.
     pub batch: usize,
-    /// Median seconds of a Krylov step.
-    pub krylov_seconds: f64,
-    /// Krylov steps timed.
-    pub krylov_repeats: usize,
-    /// Seconds of one dense-exponential step.
-    pub dense_seconds: f64,
-    /// `dense_seconds / krylov_seconds`.
-    pub speedup: f64,
+    /// One row per configuration.
+    pub rows: Vec<StepRow>,
+    /// The step at a large `|N|` (where run).
+    pub scale: Option<ScaleStepTiming>,
 }
 
-/// Times one training step (end-to-end loss on van der Pol pairs, forward + backward + AdamW
-/// update) of a `J`-layer model over `N = {-r..r}^3 \ {0}`, `M` = [`paper_offsets`], on the
-/// Krylov path (median of `repeats`) and on the dense-exponential path (once), in one process.
-pub fn run_layered_step_perf(
-    radius: i64,
-    layers: usize,
-    batch: usize,
-    repeats: usize,
-    device: &Device,
-) -> Result<LayeredStepTiming> {
-    use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
+/// One training step at a large `|N|` (Taylor action, f64).
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleStepTiming {
+    /// `|N|`.
+    pub n: usize,
+    /// The timed configuration.
+    pub row: StepRow,
+    /// Peak bytes allocated on the device during the timed steps (the high-water mark of the
+    /// CUDA memory pool the allocations come from), where the device reports it.
+    pub peak_device_bytes: Option<u64>,
+    /// What the dense path said when asked for the same step.
+    pub dense_refusal: String,
+}
+
+/// Van der Pol pairs `(x_0, x_100)` on the torus, the data of the layered step timings.
+fn layered_step_data(batch: usize) -> Result<koopman_layers::train::SnapshotData> {
     use koopman_layers::systems::{van_der_pol_pairs, VanDerPol};
-    use koopman_layers::train::{SnapshotData, TrainConfig, Trainer};
+    use koopman_layers::train::SnapshotData;
     use koopman_layers::TorusNormalization;
-    let layered =
-        |e: koopman_layers::LayersError| crate::BenchError::Usage(format!("koopman-layers: {e}"));
     let (x0, xt) = van_der_pol_pairs(&VanDerPol::default(), batch, 0.01, 0);
     let all: Vec<f64> = x0.iter().chain(&xt).copied().collect();
     let norm = TorusNormalization::fit(&all, 2, std::f64::consts::FRAC_PI_2).map_err(layered)?;
-    let data = SnapshotData::new(
+    SnapshotData::new(
         vec![
             norm.forward(&x0).map_err(layered)?,
             norm.forward(&xt).map_err(layered)?,
         ],
         2,
     )
-    .map_err(layered)?;
+    .map_err(layered)
+}
+
+fn layered(e: koopman_layers::LayersError) -> crate::BenchError {
+    crate::BenchError::Usage(format!("koopman-layers: {e}"))
+}
+
+/// Times training steps (end-to-end loss, forward + backward + AdamW) of a `J`-layer model over
+/// `N = {-r..r}^3 \ {0}`, `M` = [`paper_offsets`], seeded init 0.01: one warm-up step, then the
+/// median of `repeats` (fewer when a step takes over a second).
+fn time_steps(
+    radius: i64,
+    layers: usize,
+    data: &koopman_layers::train::SnapshotData,
+    exponential: koopman_layers::model::ExpMode,
+    path: TaylorPath,
+    dtype: DType,
+    repeats: usize,
+    device: &Device,
+) -> Result<StepRow> {
+    use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
+    use koopman_layers::train::{TrainConfig, Trainer};
     let n = Arc::new(IndexSet::cube(3, radius)?.without_origin()?);
-    let m = paper_offsets()?;
-    let (n_len, m_len) = (n.len(), m.len());
     let config = TrainConfig {
         steps: 1,
         init_std: 0.01,
         progress: false,
         ..Default::default()
     };
-    let builder = DeepKoopmanLayeredBuilder::new(2, n, vec![m]).layers(layers);
-    let mut trainer = Trainer::on(builder, &config, DType::F64, device).map_err(layered)?;
-    let mut times = Vec::with_capacity(repeats.max(1));
-    for step in 0..repeats.max(1) {
-        let t = std::time::Instant::now();
-        trainer.step(&data, &config, step as u64).map_err(layered)?;
-        times.push(t.elapsed().as_secs_f64());
+    let builder = DeepKoopmanLayeredBuilder::new(2, n, vec![paper_offsets()?])
+        .layers(layers)
+        .exp_mode(exponential)
+        .taylor_path(path);
+    let mut trainer = Trainer::on(builder, &config, dtype, device).map_err(layered)?;
+    let (_, first_step_seconds) =
+        timed(device, || trainer.step(data, &config, 0).map_err(layered))?;
+    let repeats = if first_step_seconds > 1.0 {
+        1
+    } else {
+        repeats.max(1)
+    };
+    let mut times = Vec::with_capacity(repeats);
+    for step in 0..repeats {
+        let (_, secs) = timed(device, || {
+            trainer
+                .step(data, &config, step as u64 + 1)
+                .map_err(layered)
+        })?;
+        times.push(secs);
     }
     times.sort_by(f64::total_cmp);
-    let krylov_seconds = times[times.len() / 2];
-    trainer.model.set_exp_mode(ExpMode::Dense);
-    let t = std::time::Instant::now();
-    trainer.step(&data, &config, 0).map_err(layered)?;
-    let dense_seconds = t.elapsed().as_secs_f64();
+    let taylor = if exponential == ExpMode::Taylor {
+        let generators = trainer.model.generators().map_err(layered)?;
+        Some(trainer.model.taylor_plan(&generators[0]).map_err(layered)?)
+    } else {
+        None
+    };
+    Ok(StepRow {
+        exponential: match exponential {
+            ExpMode::Taylor => "taylor",
+            ExpMode::Krylov => "krylov",
+            ExpMode::Dense => "dense exponential",
+        }
+        .into(),
+        taylor,
+        dtype: format!("{dtype:?}").to_lowercase(),
+        seconds: times[times.len() / 2],
+        first_step_seconds,
+        repeats,
+    })
+}
+
+/// The layered training step at `|N| = (2r+1)^3 - 1`: Taylor (automatic path) in f64 and f32, the
+/// Taylor dense path where it fits, Krylov `expv`, and the dense exponential, in one process;
+/// with `scale_radius`, one more Taylor step at that radius with its peak device memory and the
+/// dense path's refusal.
+pub fn run_layered_step_perf(
+    radius: i64,
+    layers: usize,
+    batch: usize,
+    repeats: usize,
+    scale_radius: Option<i64>,
+    device: &Device,
+) -> Result<LayeredStepTiming> {
+    use koopman_layers::model::ExpMode;
+    let data = layered_step_data(batch)?;
+    let n = IndexSet::cube(3, radius)?.without_origin()?.len();
+    let mut rows = Vec::new();
+    let configs = [
+        (ExpMode::Taylor, TaylorPath::Auto, DType::F64, repeats),
+        (ExpMode::Taylor, TaylorPath::Auto, DType::F32, repeats),
+        (ExpMode::Taylor, TaylorPath::Dense, DType::F64, repeats),
+        (ExpMode::Krylov, TaylorPath::Auto, DType::F64, 1),
+        (ExpMode::Dense, TaylorPath::Auto, DType::F64, 1),
+    ];
+    for (mode, path, dtype, reps) in configs {
+        rows.push(time_steps(
+            radius, layers, &data, mode, path, dtype, reps, device,
+        )?);
+    }
+    let scale = match scale_radius {
+        Some(r) => Some(run_scale_step(r, layers, &data, device)?),
+        None => None,
+    };
     Ok(LayeredStepTiming {
-        n: n_len,
-        m: m_len,
+        n,
+        m: paper_offsets()?.len(),
         layers,
         batch,
-        krylov_seconds,
-        krylov_repeats: times.len(),
-        dense_seconds,
-        speedup: dense_seconds / krylov_seconds,
+        rows,
+        scale,
     })
+}
+
+fn run_scale_step(
+    radius: i64,
+    layers: usize,
+    data: &koopman_layers::train::SnapshotData,
+    device: &Device,
+) -> Result<ScaleStepTiming> {
+    use koopman_layers::model::ExpMode;
+    let n = IndexSet::cube(3, radius)?.without_origin()?.len();
+    crate::device::reset_peak_memory(device);
+    let row = time_steps(
+        radius,
+        layers,
+        data,
+        ExpMode::Taylor,
+        TaylorPath::Auto,
+        DType::F64,
+        1,
+        device,
+    )?;
+    let peak_device_bytes = crate::device::peak_memory(device);
+    let dense_refusal = match time_steps(
+        radius,
+        layers,
+        data,
+        ExpMode::Dense,
+        TaylorPath::Auto,
+        DType::F64,
+        1,
+        device,
+    ) {
+        Ok(r) => format!("the dense path ran ({} s)", r.seconds),
+        Err(e) => e.to_string(),
+    };
+    Ok(ScaleStepTiming {
+        n,
+        row,
+        peak_device_bytes,
+        dense_refusal,
+    })
+}
+
+/// The layered step table.
+pub fn format_layered_step(l: &LayeredStepTiming) -> String {
+    let mut out = format!(
+        "deep Koopman-layered training step (forward + backward + AdamW), |N| = {}, |M| = {}, \
+         J = {}, batch {}:\n{:>18} {:>9} {:>6} {:>11} {:>8} {:>11} {:>16}\n",
+        l.n,
+        l.m,
+        l.layers,
+        l.batch,
+        "exponential",
+        "path",
+        "dtype",
+        "step [s]",
+        "repeats",
+        "first [s]",
+        "plan (m x s)"
+    );
+    let row = |r: &StepRow| {
+        let (path, plan) = match &r.taylor {
+            Some((p, plan)) => (
+                format!("{p:?}").to_lowercase(),
+                format!(
+                    "{} x {} (|L| <= {:.2})",
+                    plan.degree, plan.substeps, plan.norm_bound
+                ),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        format!(
+            "{:>18} {:>9} {:>6} {:>11} {:>8} {:>11} {:>16}\n",
+            r.exponential,
+            path,
+            r.dtype,
+            sci(r.seconds),
+            r.repeats,
+            sci(r.first_step_seconds),
+            plan
+        )
+    };
+    for r in &l.rows {
+        out.push_str(&row(r));
+    }
+    if let Some(s) = &l.scale {
+        out.push_str(&format!("at |N| = {}:\n", s.n));
+        out.push_str(&row(&s.row));
+        out.push_str(&format!(
+            "  peak device memory {}; dense path: {}\n",
+            s.peak_device_bytes
+                .map_or("not reported".to_string(), |b| format!(
+                    "{:.2} GB",
+                    b as f64 / 1e9
+                )),
+            s.dense_refusal
+        ));
+    }
+    out
 }
 
 /// Writes one generator, a start vector and the Krylov result as `.npy` files for the optional

@@ -303,16 +303,20 @@ impl ComplexTensor {
         self.map(|a| a.neg())
     }
 
-    /// Matrix product (batched over leading dimensions like candle's `matmul`).
+    /// Matrix product (batched over leading dimensions like candle's `matmul`), for operands of
+    /// any layout (see [`matmul`]).
     pub fn matmul(&self, other: &Self) -> Result<Self> {
-        let re = (self.re.matmul(&other.re)? - self.im.matmul(&other.im)?)?;
-        let im = (self.re.matmul(&other.im)? + self.im.matmul(&other.re)?)?;
+        let (a_re, a_im) = (gemm_ready(&self.re)?, gemm_ready(&self.im)?);
+        let (b_re, b_im) = (gemm_ready(&other.re)?, gemm_ready(&other.im)?);
+        let re = (a_re.matmul(&b_re)? - a_im.matmul(&b_im)?)?;
+        let im = (a_re.matmul(&b_im)? + a_im.matmul(&b_re)?)?;
         Ok(Self { re, im })
     }
 
     /// Product with a real matrix on the right.
     pub fn matmul_real(&self, other: &Tensor) -> Result<Self> {
-        self.map(|a| a.matmul(other))
+        let other = gemm_ready(other)?;
+        self.map(|a| gemm_ready(a)?.matmul(&other))
     }
 
     /// Transpose of the last two dimensions (no conjugation).
@@ -435,6 +439,35 @@ impl ComplexTensor {
     pub fn ensure_finite(&self, what: &str) -> Result<()> {
         ensure_finite(&self.re, what)?;
         ensure_finite(&self.im, what)
+    }
+}
+
+/// `a.matmul(b)` for operands of any layout. candle's CUDA matmul accepts only matrices whose
+/// rows (or columns) are packed, refusing e.g. a column block narrowed out of a wider matrix
+/// that the CPU gemm takes; such operands are copied to a contiguous layout first.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(gemm_ready(a)?.matmul(&gemm_ready(b)?)?)
+}
+
+/// `t` itself when its last two dimensions are packed row- or column-major (what every gemm
+/// backend accepts), else a contiguous copy.
+fn gemm_ready(t: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = t.dims();
+    if dims.len() < 2 {
+        return Ok(t.clone());
+    }
+    let layout = t.layout();
+    let stride = layout.stride();
+    let (rows, cols) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    let (s_row, s_col) = (stride[stride.len() - 2], stride[stride.len() - 1]);
+    let row_major = (s_col == 1 || cols == 1) && (s_row == cols || rows == 1);
+    let col_major = (s_row == 1 || rows == 1) && (s_col == rows || cols == 1);
+    // Leading (batch) dimensions must be packed too.
+    let batch_packed = dims.len() == 2 || t.is_contiguous();
+    if (row_major || col_major) && batch_packed {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
     }
 }
 

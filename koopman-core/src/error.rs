@@ -18,6 +18,9 @@ pub enum CoreError {
     /// An argument is outside its admissible range (a tolerance <= 0, a Krylov dimension of 0, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A computation would need more memory than its limit allows (refused before allocating).
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// Data is empty where at least one element is needed.
     #[error("empty input: {0}")]
     Empty(String),

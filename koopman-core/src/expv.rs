@@ -37,7 +37,7 @@
 use crate::complex::{dtype_epsilon, ComplexTensor};
 use crate::error::{CoreError, Result};
 use crate::matrix_exp::expm;
-use crate::operator::{check_operand, LinearOperator};
+use crate::operator::{check_dense_memory, check_operand, LinearOperator};
 use candle_core::Tensor;
 
 /// Which Krylov process builds the basis.
@@ -192,6 +192,8 @@ pub fn expv(
 /// `exp(t A) v` through the dense exponential of the materialised operator (reference path).
 pub fn expv_dense(op: &dyn LinearOperator, t: f64, v: &ComplexTensor) -> Result<ComplexTensor> {
     check_operand(op, v)?;
+    // The operator, its scaled powers and the squarings: about ten dense complex matrices.
+    check_dense_memory(op.dim(), op.dtype(), 10, "the dense exponential")?;
     let e = expm(&op.to_dense()?.scale_real(t)?)?;
     if v.dims().len() == 1 {
         e.matmul(&v.unsqueeze(1)?)?.squeeze(1)
@@ -229,7 +231,7 @@ fn project(rows: &Tensor, p: &ComplexTensor) -> Result<ComplexTensor> {
     let j = rows.dims()[0] / 2;
     let parts = Tensor::cat(&[p.re(), p.im()], 1)?;
     // Columns: Re v . Re p, Re v . Im p, Im v . Re p, Im v . Im p.
-    let m = rows.matmul(&parts)?.reshape((j, 4))?;
+    let m = crate::complex::matmul(rows, &parts)?.reshape((j, 4))?;
     let col = |c: usize| m.narrow(1, c, 1);
     ComplexTensor::new((col(0)? + col(3)?)?, (col(1)? - col(2)?)?)
 }
@@ -240,7 +242,7 @@ fn combine(rows: &Tensor, h: &ComplexTensor) -> Result<ComplexTensor> {
     let (hr, hi) = (h.re(), h.im());
     let c_re = Tensor::cat(&[hr, &hi.neg()?], 1)?.reshape((1, 2 * j))?;
     let c_im = Tensor::cat(&[hi, hr], 1)?.reshape((1, 2 * j))?;
-    let out = Tensor::cat(&[&c_re, &c_im], 0)?.matmul(rows)?;
+    let out = crate::complex::matmul(&Tensor::cat(&[&c_re, &c_im], 0)?, rows)?;
     ComplexTensor::new(out.narrow(0, 0, 1)?.t()?, out.narrow(0, 1, 1)?.t()?)
 }
 
@@ -280,6 +282,14 @@ impl KrylovStepper<'_> {
             let host = s.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             Ok((s, host))
         };
+        // ||p|| after the first pass and the norm before it, in one read from the device.
+        let norms_after = |p: &ComplexTensor, before: &Tensor| -> Result<(Tensor, f64, f64)> {
+            let s = p.norm()?;
+            let host = Tensor::stack(&[&s, before], 0)?
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?;
+            Ok((s, host[0], host[1]))
+        };
         for j in 0..m {
             let mut p = self.op.apply(&last)?;
             matvecs += 1;
@@ -288,10 +298,10 @@ impl KrylovStepper<'_> {
             // Classical Gram-Schmidt; the second pass only when the first cancelled more than
             // 1 - 1/sqrt(2) of the vector (the DGKS criterion, as in ARPACK): otherwise the
             // first pass already leaves p orthogonal to working precision.
-            let before = p.norm_f64()?;
+            let before = p.norm()?.detach();
             let mut h = project(&active, &p)?;
             p = p.sub(&combine(&active, &h)?)?;
-            let (mut s, mut s_host) = norm(&p)?;
+            let (mut s, mut s_host, before) = norms_after(&p, &before)?;
             if s_host < REORTHOGONALIZE_BELOW * before {
                 let h2 = project(&active, &p)?;
                 p = p.sub(&combine(&active, &h2)?)?;

@@ -1,31 +1,119 @@
-//! Weighted gathers on the CPU: the inner kernel of structured operators.
+//! Weighted gathers: the inner kernel of structured operators, on the CPU and on NVIDIA GPUs.
 //!
 //! A weighted gather maps rows `y` of shape `(b, n)` to `out[j, i] = sum_k w[i, k] y[j, T[i, k]]`
 //! for a fixed index table `T` of shape `(n, K)` (entries equal to `n` read zero) and complex
 //! weights `w` of shape `(n, K)` or `(1, K)` (one weight per column `k`, shared by all rows).
 //! candle's `index_select` + broadcast multiply + sum computes the same thing portably but makes
-//! three passes over `b n K` values; this module does it in one pass as a candle custom op with a
-//! hand-written backward (also one pass each for the start vector and the weights), so it stays
-//! differentiable. Complex values are packed as a trailing dimension of size 2 (`re`, `im`).
+//! three passes over `b n K` values (and, on a GPU, a dozen kernel launches); this module does it
+//! in one pass as a candle custom op with a hand-written backward (one pass each for the start
+//! vector and the weights), so it stays differentiable. Complex values are packed as a trailing
+//! dimension of size 2 (`re`, `im`). Memory is `O(n K)` (the table and the weights), never `n^2`.
 //!
 //! The backward needs the transposed table `T'` (for each source index `l` and column `k`, the row
 //! `i` with `T[i, k] = l`, or `n`); for Toeplitz tables, `T'` is the table of the opposite shift.
+//!
+//! [`GatherPattern::taylor`] fuses a whole truncated Taylor action `T_m(h A)^s v` of the gather
+//! operator `A` (or of its adjoint) into one custom op: `m s` kernel launches on a GPU, no host
+//! synchronisation, and a backward (the adjoint recursion plus one batched weight gradient) that
+//! reuses the Taylor terms the forward stored. The Taylor plan (degree, sub-steps) is chosen in
+//! [`crate::taylor`].
+//!
+//! Every kernel runs on the CPU (rayon) and, with the `cuda` feature, on CUDA devices (the kernels
+//! of `src/kernels/gather.cu`, compiled to PTX by nvcc at build time). The CPU kernels are the
+//! reference the CUDA ones are tested against (`tests/gather.rs`, on each compiled device).
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use koopman_core::gather::GatherPattern;
+//!
+//! # fn main() -> koopman_core::Result<()> {
+//! // A cyclic shift on 3 positions: out[i] = 2 * y[i - 1] (T = [3, 0, 1] reads 0 at i = 0).
+//! let pattern = GatherPattern::new(vec![3, 0, 1], vec![1, 2, 3], 3, 1)?;
+//! let y = Tensor::new(&[[[1.0f64, 0.0], [2.0, 0.0], [3.0, 1.0]]], &Device::Cpu)?; // (1, 3, 2)
+//! let w = Tensor::new(&[[[2.0f64, 0.0]]], &Device::Cpu)?; // shared weight 2, (1, 1, 2)
+//! let out = pattern.apply(&y, &w)?.flatten_all()?.to_vec1::<f64>()?;
+//! assert_eq!(out, vec![0.0, 0.0, 2.0, 0.0, 4.0, 0.0]);
+//! # Ok(()) }
+//! ```
 
 use crate::error::{CoreError, Result};
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// Work (complex multiply-adds) above which the kernels run in parallel.
+/// Work (complex multiply-adds) above which the CPU kernels run in parallel.
 const PARALLEL_WORK: usize = 1 << 16;
 
-/// A fixed gather pattern: table `T` `(n, K)` and its transpose `T'` `(n, K)`.
+/// Outputs per parallel task.
+const BLOCK: usize = 128;
+
+/// How a gather reads its weights (the `mode` argument of the CUDA kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WeightMode {
+    /// `w[i, k]`: one weight per output row.
+    PerRow = 0,
+    /// `w[k]`: shared by all rows.
+    Shared = 1,
+    /// `w[T[i, k], k]`: the weight of the gathered row (the adjoint of `PerRow` over `T'`).
+    AtTarget = 2,
+}
+
+/// Which table a kernel walks and how it weights: the operator `A` or its adjoint `A^*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Direction {
+    transposed: bool,
+    mode: WeightMode,
+    conj: bool,
+}
+
+impl Direction {
+    /// `A` itself (weights per row, or shared).
+    fn forward(shared: bool) -> Self {
+        Self {
+            transposed: false,
+            mode: if shared {
+                WeightMode::Shared
+            } else {
+                WeightMode::PerRow
+            },
+            conj: false,
+        }
+    }
+
+    /// `A^*`: the transposed table, conjugated weights read at the gathered row.
+    fn adjoint(shared: bool) -> Self {
+        Self {
+            transposed: true,
+            mode: if shared {
+                WeightMode::Shared
+            } else {
+                WeightMode::AtTarget
+            },
+            conj: true,
+        }
+    }
+
+    fn reversed(self) -> Self {
+        let shared = self.mode == WeightMode::Shared;
+        if self.transposed {
+            Self::forward(shared)
+        } else {
+            Self::adjoint(shared)
+        }
+    }
+}
+
+/// A fixed gather pattern: table `T` `(n, K)` and its transpose `T'` `(n, K)`, on the host and,
+/// after [`GatherPattern::on_device`], on a GPU.
 #[derive(Clone, Debug)]
 pub struct GatherPattern {
     table: Arc<Vec<u32>>,
     transpose: Arc<Vec<u32>>,
     n: usize,
     k: usize,
+    /// `(T, T')` as `u32` tensors on a non-CPU device.
+    device_tables: Option<(Tensor, Tensor)>,
 }
 
 impl GatherPattern {
@@ -37,6 +125,12 @@ impl GatherPattern {
                 "gather tables of lengths {} and {} for n = {n}, K = {k}",
                 table.len(),
                 transpose.len()
+            )));
+        }
+        if n >= u32::MAX as usize {
+            return Err(CoreError::InvalidArgument(format!(
+                "gather over n = {n} positions: at most {} fit the u32 tables",
+                u32::MAX - 1
             )));
         }
         if table
@@ -53,7 +147,45 @@ impl GatherPattern {
             transpose: Arc::new(transpose),
             n,
             k,
+            device_tables: None,
         })
+    }
+
+    /// The pattern ready for tensors on `device`: the tables are copied there once (a no-op on
+    /// the CPU). Fails for devices without gather kernels (see [`GatherPattern::supports`]).
+    pub fn on_device(mut self, device: &Device) -> Result<Self> {
+        if !Self::supports(device) {
+            return Err(CoreError::Unsupported(format!(
+                "no gather kernels for {device:?} (CPU, and CUDA with the `cuda` feature)"
+            )));
+        }
+        self.device_tables = if device.is_cpu() {
+            None
+        } else {
+            Some((
+                Tensor::from_slice(&self.table, self.n * self.k, device)?,
+                Tensor::from_slice(&self.transpose, self.n * self.k, device)?,
+            ))
+        };
+        Ok(self)
+    }
+
+    /// The pattern with its tables already on a device (`table` and `transpose` as `u32` tensors
+    /// there, equal to the host tables).
+    pub(crate) fn with_device_tables(mut self, table: Tensor, transpose: Tensor) -> Self {
+        self.device_tables = Some((table, transpose));
+        self
+    }
+
+    /// The host table `T` (row-major `(n, K)`).
+    pub fn table(&self) -> &[u32] {
+        &self.table
+    }
+
+    /// Whether the gather kernels run on `device`: always on the CPU, on CUDA devices when the
+    /// crate is built with its `cuda` feature.
+    pub fn supports(device: &Device) -> bool {
+        device.is_cpu() || (cfg!(feature = "cuda") && device.is_cuda())
     }
 
     /// The same pattern read backwards (table and transpose swapped).
@@ -63,11 +195,30 @@ impl GatherPattern {
             transpose: self.table.clone(),
             n: self.n,
             k: self.k,
+            device_tables: self
+                .device_tables
+                .as_ref()
+                .map(|(t, tt)| (tt.clone(), t.clone())),
         }
     }
 
+    /// Positions `n`.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the pattern has no positions.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Columns `K`.
+    pub fn columns(&self) -> usize {
+        self.k
+    }
+
     /// `out[j, i] = sum_k w[i, k] y[j, T[i, k]]` for packed complex `y` `(b, n, 2)` and `w`
-    /// `(n, K, 2)` or `(1, K, 2)`; differentiable in both. CPU tensors only.
+    /// `(n, K, 2)` or `(1, K, 2)`; differentiable in both.
     pub fn apply(&self, y: &Tensor, w: &Tensor) -> Result<Tensor> {
         self.check(y, w)?;
         Ok(y.contiguous()?.apply_op2(
@@ -76,6 +227,53 @@ impl GatherPattern {
                 pattern: self.clone(),
             },
         )?)
+    }
+
+    /// `out[j, l] = sum_k conj(w[i, k]) y[j, i]` over the rows `i` with `T[i, k] = l`: the
+    /// adjoint of [`GatherPattern::apply`] (same shapes), differentiable in both.
+    pub fn apply_adjoint(&self, y: &Tensor, w: &Tensor) -> Result<Tensor> {
+        self.check(y, w)?;
+        Ok(y.contiguous()?.apply_op2(
+            &w.contiguous()?,
+            Adjoint {
+                pattern: self.clone(),
+            },
+        )?)
+    }
+
+    /// `T_m(h A)^s v` (or with `A^*` when `adjoint`) for the gather operator `A` with per-row
+    /// weights `w` `(n, K, 2)` and packed start vectors `v` `(b, n, 2)`: `s = steps.substeps`
+    /// sub-steps of the degree-`m = steps.degree` Taylor polynomial of `exp(h A)`,
+    /// `h = steps.step`. One custom op, differentiable in `v` and `w`; returns `(b, n, 2)`.
+    pub fn taylor(
+        &self,
+        v: &Tensor,
+        w: &Tensor,
+        steps: TaylorSteps,
+        adjoint: bool,
+    ) -> Result<Tensor> {
+        self.check(v, w)?;
+        if w.dims()[0] != self.n {
+            return Err(CoreError::ShapeMismatch(format!(
+                "the fused Taylor action needs per-row weights ({}, {}, 2), got {:?}",
+                self.n,
+                self.k,
+                w.dims()
+            )));
+        }
+        steps.validate()?;
+        let op = TaylorForward {
+            pattern: self.clone(),
+            direction: if adjoint {
+                Direction::adjoint(false)
+            } else {
+                Direction::forward(false)
+            },
+            steps,
+        };
+        let rows = steps.terms();
+        let all = v.contiguous()?.apply_op2(&w.contiguous()?, op)?;
+        Ok(all.narrow(0, rows, 1)?.squeeze(0)?)
     }
 
     fn check(&self, y: &Tensor, w: &Tensor) -> Result<()> {
@@ -94,9 +292,69 @@ impl GatherPattern {
             )));
         }
         if y.dtype() != w.dtype() {
+            return Err(CoreError::InvalidArgument(format!(
+                "gather input is {:?} but the weights are {:?}",
+                y.dtype(),
+                w.dtype()
+            )));
+        }
+        if !matches!(y.dtype(), DType::F32 | DType::F64) {
+            return Err(CoreError::InvalidArgument(format!(
+                "gathers compute in f32 or f64, got {:?}",
+                y.dtype()
+            )));
+        }
+        if !y.device().same_device(w.device()) {
             return Err(CoreError::InvalidArgument(
-                "gather input and weights differ in dtype".into(),
+                "gather input and weights live on different devices".into(),
             ));
+        }
+        let on_device = self.device_tables.as_ref().map(|(t, _)| t.device());
+        let ready = match on_device {
+            None => y.device().is_cpu(),
+            Some(d) => y.device().same_device(d),
+        };
+        if !ready {
+            return Err(CoreError::InvalidArgument(format!(
+                "gather pattern prepared for {:?}, operands on {:?} (use GatherPattern::on_device)",
+                on_device.cloned().unwrap_or(Device::Cpu),
+                y.device()
+            )));
+        }
+        Ok(())
+    }
+
+    fn host_table(&self, transposed: bool) -> &[u32] {
+        if transposed {
+            &self.transpose
+        } else {
+            &self.table
+        }
+    }
+}
+
+/// Degree, sub-steps and step of a truncated Taylor action (chosen by [`crate::taylor`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TaylorSteps {
+    /// Degree `m >= 1` of the Taylor polynomial.
+    pub degree: usize,
+    /// Sub-steps `s >= 1`.
+    pub substeps: usize,
+    /// Step `h` (the total time over `s`).
+    pub step: f64,
+}
+
+impl TaylorSteps {
+    /// Operator applications, `m s` (also the number of stored Taylor terms).
+    pub fn terms(&self) -> usize {
+        self.degree * self.substeps
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.degree == 0 || self.substeps == 0 || !self.step.is_finite() {
+            return Err(CoreError::InvalidArgument(format!(
+                "Taylor action needs degree >= 1, sub-steps >= 1 and a finite step, got {self:?}"
+            )));
         }
         Ok(())
     }
@@ -114,65 +372,75 @@ fn pair<T: WithDType>(data: &[T], idx: usize) -> (f64, f64) {
     (data[2 * idx].to_f64(), data[2 * idx + 1].to_f64())
 }
 
-/// Outputs per parallel task.
-const BLOCK: usize = 128;
-
-/// `out[j, i] = sum_k conj?(w[i', k]) y[j, table[i, k]]` with `i' = i` or `0` (shared weights),
-/// or, with `weight_at_target`, `w` indexed at the gathered position `table[i, k]` instead of `i`.
-#[allow(clippy::too_many_arguments)]
-fn gather_kernel<T: WithDType>(
-    y: &[T],
-    w: &[T],
-    table: &[u32],
+/// One gather (the CPU reference of the CUDA kernel `koopman_gather`):
+/// `out[j, i] = scale_out (base[j, i] + scale_in sum_k w(i, k) y[j, T[i, k]])`, the gather
+/// skipped when `y` is `None`.
+struct Gather<'a, T> {
+    y: Option<&'a [T]>,
+    w: &'a [T],
+    table: &'a [u32],
     n: usize,
     k: usize,
-    shared_weights: bool,
-    conj_w: bool,
-    weight_at_target: bool,
-) -> Vec<T> {
-    let b = y.len() / (2 * n);
-    let sign = if conj_w { -1.0 } else { 1.0 };
-    let compute = |first: usize, chunk: &mut [T]| {
-        for (offset, out) in chunk.chunks_exact_mut(2).enumerate() {
-            let idx = first + offset;
-            let (j, i) = (idx / n, idx % n);
-            let yrow = &y[j * 2 * n..(j + 1) * 2 * n];
-            let trow = &table[i * k..(i + 1) * k];
-            let (mut re, mut im) = (0.0, 0.0);
-            for (c, &src) in trow.iter().enumerate() {
-                let src = src as usize;
-                if src == n {
-                    continue;
-                }
-                let widx = if shared_weights {
-                    c
-                } else if weight_at_target {
-                    src * k + c
-                } else {
-                    i * k + c
-                };
-                let (wr, wi) = pair(w, widx);
-                let wi = sign * wi;
-                let (yr, yi) = pair(yrow, src);
-                re += wr * yr - wi * yi;
-                im += wr * yi + wi * yr;
-            }
-            out[0] = T::from_f64(re);
-            out[1] = T::from_f64(im);
-        }
-    };
-    let mut out = vec![T::zero(); b * n * 2];
-    if b * n * k >= PARALLEL_WORK {
-        out.par_chunks_mut(2 * BLOCK)
-            .enumerate()
-            .for_each(|(block, chunk)| compute(block * BLOCK, chunk));
-    } else {
-        compute(0, &mut out);
-    }
-    out
+    mode: WeightMode,
+    conj: bool,
+    scale_in: f64,
+    base: Option<&'a [T]>,
+    scale_out: f64,
 }
 
-/// `dw[i', k] = sum_j sum_{i -> i'} conj(y[j, table[i, k]]) g[j, i]`.
+impl<T: WithDType> Gather<'_, T> {
+    fn run(&self, out: &mut [T]) {
+        let (n, k) = (self.n, self.k);
+        let sign = if self.conj { -1.0 } else { 1.0 };
+        let compute = |first: usize, chunk: &mut [T]| {
+            for (offset, o) in chunk.chunks_exact_mut(2).enumerate() {
+                let idx = first + offset;
+                let (j, i) = (idx / n, idx % n);
+                let (mut re, mut im) = (0.0, 0.0);
+                if let Some(y) = self.y {
+                    let yrow = &y[j * 2 * n..(j + 1) * 2 * n];
+                    let trow = &self.table[i * k..(i + 1) * k];
+                    for (c, &src) in trow.iter().enumerate() {
+                        let src = src as usize;
+                        if src >= n {
+                            continue;
+                        }
+                        let widx = match self.mode {
+                            WeightMode::PerRow => i * k + c,
+                            WeightMode::Shared => c,
+                            WeightMode::AtTarget => src * k + c,
+                        };
+                        let (wr, wi) = pair(self.w, widx);
+                        let wi = sign * wi;
+                        let (yr, yi) = pair(yrow, src);
+                        re += wr * yr - wi * yi;
+                        im += wr * yi + wi * yr;
+                    }
+                }
+                re *= self.scale_in;
+                im *= self.scale_in;
+                if let Some(b) = self.base {
+                    let (br, bi) = pair(b, idx);
+                    re += br;
+                    im += bi;
+                }
+                o[0] = T::from_f64(re * self.scale_out);
+                o[1] = T::from_f64(im * self.scale_out);
+            }
+        };
+        let rows = out.len() / (2 * n).max(1);
+        if rows * n * k >= PARALLEL_WORK {
+            out.par_chunks_mut(2 * BLOCK)
+                .enumerate()
+                .for_each(|(block, chunk)| compute(block * BLOCK, chunk));
+        } else {
+            compute(0, out);
+        }
+    }
+}
+
+/// `dw[i', k] = sum_j sum_{i -> i'} conj(y[j, table[i, k]]) g[j, i]` (the CPU reference of the
+/// CUDA kernels `koopman_weight_grad_rows` / `_shared`).
 fn weight_grad_kernel<T: WithDType>(
     y: &[T],
     g: &[T],
@@ -185,7 +453,7 @@ fn weight_grad_kernel<T: WithDType>(
     let entry = |i: usize, c: usize| -> (f64, f64) {
         let src = table[i * k + c] as usize;
         let mut acc = (0.0, 0.0);
-        if src == n {
+        if src >= n {
             return acc;
         }
         for j in 0..b {
@@ -224,14 +492,126 @@ fn weight_grad_kernel<T: WithDType>(
     out
 }
 
+/// The forward Taylor sweep on the CPU: rows `0..m s` of the result hold the input of every
+/// operator application (row `s m + k - 1` holds `z_{k-1}` of sub-step `s`), row `m s` the result.
+#[allow(clippy::too_many_arguments)]
+fn taylor_forward_cpu<T: WithDType>(
+    v: &[T],
+    w: &[T],
+    table: &[u32],
+    n: usize,
+    k: usize,
+    dir: Direction,
+    steps: TaylorSteps,
+) -> Vec<T> {
+    let len = v.len();
+    let m = steps.degree;
+    let rows = steps.terms();
+    let mut out = vec![T::zero(); (rows + 1) * len];
+    out[..len].copy_from_slice(v);
+    let mut z = vec![T::zero(); len];
+    for s in 0..steps.substeps {
+        let start = s * m;
+        let acc = (s + 1) * m;
+        out.copy_within(start * len..(start + 1) * len, acc * len);
+        for term in 1..=m {
+            let input = &out[(start + term - 1) * len..(start + term) * len];
+            Gather {
+                y: Some(input),
+                w,
+                table,
+                n,
+                k,
+                mode: dir.mode,
+                conj: dir.conj,
+                scale_in: 1.0,
+                base: None,
+                scale_out: steps.step / term as f64,
+            }
+            .run(&mut z);
+            if term < m {
+                out[(start + term) * len..(start + term + 1) * len].copy_from_slice(&z);
+            }
+            for (a, &x) in out[acc * len..(acc + 1) * len].iter_mut().zip(&z) {
+                *a += x;
+            }
+        }
+    }
+    out
+}
+
+/// The adjoint Taylor sweep on the CPU for the gradient `g` of the result: rows `0..m s` hold
+/// `u_k = (h / k) zbar_k` aligned with the stored inputs, row `m s` the gradient of the start
+/// vector (`dir` is the direction of the *forward* sweep).
+#[allow(clippy::too_many_arguments)]
+fn taylor_backward_cpu<T: WithDType>(
+    g: &[T],
+    w: &[T],
+    table: &[u32],
+    n: usize,
+    k: usize,
+    dir: Direction,
+    steps: TaylorSteps,
+) -> Vec<T> {
+    let len = g.len();
+    let m = steps.degree;
+    let rows = steps.terms();
+    let mut out = vec![T::zero(); (rows + 1) * len];
+    let mut grad = g.to_vec();
+    let mut next = vec![T::zero(); len];
+    let alpha = |term: usize| steps.step / term as f64;
+    for s in (0..steps.substeps).rev() {
+        let start = s * m;
+        // u_m = alpha_m g; u_k = alpha_k (g + A^* u_{k+1}); zbar_0 = g + A^* u_1.
+        Gather {
+            y: None,
+            w,
+            table,
+            n,
+            k,
+            mode: dir.mode,
+            conj: dir.conj,
+            scale_in: 1.0,
+            base: Some(&grad),
+            scale_out: alpha(m),
+        }
+        .run(&mut out[(start + m - 1) * len..(start + m) * len]);
+        for term in (0..m).rev() {
+            let (head, tail) = out.split_at_mut((start + term) * len);
+            let input = &tail[..len];
+            let target: &mut [T] = if term == 0 {
+                &mut next
+            } else {
+                &mut head[(start + term - 1) * len..]
+            };
+            Gather {
+                y: Some(input),
+                w,
+                table,
+                n,
+                k,
+                mode: dir.mode,
+                conj: dir.conj,
+                scale_in: 1.0,
+                base: Some(&grad),
+                scale_out: if term == 0 { 1.0 } else { alpha(term) },
+            }
+            .run(&mut target[..len]);
+        }
+        std::mem::swap(&mut grad, &mut next);
+    }
+    out[rows * len..].copy_from_slice(&grad);
+    out
+}
+
 macro_rules! dispatch_float {
-    ($s:expr, $name:literal, |$t:ident| $body:expr) => {
-        match $s {
-            CpuStorage::F64(_) => {
+    ($dtype:expr, $name:literal, |$t:ident| $body:expr) => {
+        match $dtype {
+            DType::F64 => {
                 type $t = f64;
                 $body
             }
-            CpuStorage::F32(_) => {
+            DType::F32 => {
                 type $t = f32;
                 $body
             }
@@ -259,21 +639,20 @@ impl CustomOp2 for Forward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let p = &self.pattern;
-        let shared = l2.dims()[0] == 1;
-        dispatch_float!(s1, "weighted gather", |T| {
-            let out = gather_kernel::<T>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                &p.table,
-                p.n,
-                p.k,
-                shared,
-                false,
-                false,
-            );
-            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
-        })
+        let dir = Direction::forward(l2.dims()[0] == 1);
+        cpu_gather(&self.pattern, dir, s1, l1, s2, l2)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let dir = Direction::forward(l2.dims()[0] == 1);
+        cuda::gather(&self.pattern, dir, s1, l1, s2, l2)
     }
 
     fn bwd(
@@ -289,9 +668,8 @@ impl CustomOp2 for Forward {
         // with the weights read at the gathered row.
         let dy = grad.apply_op2_no_bwd(
             w,
-            &InputGrad {
+            &Adjoint {
                 pattern: self.pattern.clone(),
-                shared,
             },
         )?;
         let dw = y.apply_op2_no_bwd(
@@ -305,15 +683,42 @@ impl CustomOp2 for Forward {
     }
 }
 
-/// Gradient with respect to the gathered input.
-struct InputGrad {
-    pattern: GatherPattern,
-    shared: bool,
+fn cpu_gather(
+    pattern: &GatherPattern,
+    dir: Direction,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    dispatch_float!(s1.dtype(), "weighted gather", |T| {
+        let y = slice::<T>(s1, l1)?;
+        let mut out = vec![T::from_f64(0.0); y.len()];
+        Gather {
+            y: Some(y),
+            w: slice::<T>(s2, l2)?,
+            table: pattern.host_table(dir.transposed),
+            n: pattern.n,
+            k: pattern.k,
+            mode: dir.mode,
+            conj: dir.conj,
+            scale_in: 1.0,
+            base: None,
+            scale_out: 1.0,
+        }
+        .run(&mut out);
+        Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+    })
 }
 
-impl CustomOp2 for InputGrad {
+/// Adjoint weighted gather (differentiable); also the input gradient of [`Forward`].
+struct Adjoint {
+    pattern: GatherPattern,
+}
+
+impl CustomOp2 for Adjoint {
     fn name(&self) -> &'static str {
-        "koopman-weighted-gather-input-grad"
+        "koopman-weighted-gather-adjoint"
     }
 
     fn cpu_fwd(
@@ -323,24 +728,51 @@ impl CustomOp2 for InputGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let p = &self.pattern;
-        dispatch_float!(s1, "weighted gather gradient", |T| {
-            let out = gather_kernel::<T>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                &p.transpose,
-                p.n,
-                p.k,
-                self.shared,
-                true,
-                true,
-            );
-            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
-        })
+        let dir = Direction::adjoint(l2.dims()[0] == 1);
+        cpu_gather(&self.pattern, dir, s1, l1, s2, l2)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let dir = Direction::adjoint(l2.dims()[0] == 1);
+        cuda::gather(&self.pattern, dir, s1, l1, s2, l2)
+    }
+
+    fn bwd(
+        &self,
+        y: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let shared = w.dims()[0] == 1;
+        // The adjoint of the adjoint is the forward gather; its weights enter conjugated and
+        // at the gathered row: dw[i, k] = sum_j conj(g[j, T[i, k]]) y[j, i].
+        let dy = grad.apply_op2_no_bwd(
+            w,
+            &Forward {
+                pattern: self.pattern.clone(),
+            },
+        )?;
+        let dw = grad.apply_op2_no_bwd(
+            y,
+            &WeightGrad {
+                pattern: self.pattern.clone(),
+                shared,
+            },
+        )?;
+        Ok((Some(dy), Some(dw)))
     }
 }
 
-/// Gradient with respect to the weights.
+/// Gradient with respect to the weights: `dw[i, k] = sum_j conj(first[j, T[i, k]]) second[j, i]`.
 struct WeightGrad {
     pattern: GatherPattern,
     shared: bool,
@@ -360,7 +792,7 @@ impl CustomOp2 for WeightGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let p = &self.pattern;
         let rows = if self.shared { 1 } else { p.n };
-        dispatch_float!(s1, "weighted gather gradient", |T| {
+        dispatch_float!(s1.dtype(), "weighted gather gradient", |T| {
             let out = weight_grad_kernel::<T>(
                 slice(s1, l1)?,
                 slice(s2, l2)?,
@@ -370,6 +802,507 @@ impl CustomOp2 for WeightGrad {
                 self.shared,
             );
             Ok((T::to_cpu_storage_owned(out), Shape::from((rows, p.k, 2))))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::weight_grad(&self.pattern, self.shared, s1, l1, s2, l2)
+    }
+}
+
+/// The fused Taylor action (forward): `(v (b, n, 2), w (n, K, 2)) -> (m s + 1, b, n, 2)`, rows
+/// `0..m s` the stored Taylor inputs, the last row the result.
+struct TaylorForward {
+    pattern: GatherPattern,
+    direction: Direction,
+    steps: TaylorSteps,
+}
+
+impl CustomOp2 for TaylorForward {
+    fn name(&self) -> &'static str {
+        "koopman-taylor-action"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = &self.pattern;
+        dispatch_float!(s1.dtype(), "Taylor action", |T| {
+            let out = taylor_forward_cpu::<T>(
+                slice(s1, l1)?,
+                slice(s2, l2)?,
+                p.host_table(self.direction.transposed),
+                p.n,
+                p.k,
+                self.direction,
+                self.steps,
+            );
+            Ok((
+                T::to_cpu_storage_owned(out),
+                taylor_shape(l1, self.steps.terms() + 1),
+            ))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::taylor(
+            &self.pattern,
+            self.direction,
+            self.steps,
+            false,
+            s1,
+            l1,
+            s2,
+            l2,
+        )
+    }
+
+    fn bwd(
+        &self,
+        _v: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // Only the result row carries a gradient: the stored terms are internal.
+        let rows = self.steps.terms();
+        let g = grad.narrow(0, rows, 1)?.squeeze(0)?.contiguous()?;
+        let (b, n) = (g.dims()[0], g.dims()[1]);
+        let back = g.apply_op2_no_bwd(
+            w,
+            &TaylorBackward {
+                pattern: self.pattern.clone(),
+                direction: self.direction,
+                steps: self.steps,
+            },
+        )?;
+        let dv = back.narrow(0, rows, 1)?.squeeze(0)?;
+        let u = back.narrow(0, 0, rows)?.reshape((rows * b, n, 2))?;
+        let z = res.narrow(0, 0, rows)?.reshape((rows * b, n, 2))?;
+        // Forward A: dw[i, k] = sum conj(z[T[i, k]]) u[i]; adjoint A^*: sum conj(u[T[i, k]]) z[i].
+        let (first, second) = if self.direction.transposed {
+            (u, z)
+        } else {
+            (z, u)
+        };
+        let dw = first.apply_op2_no_bwd(
+            &second,
+            &WeightGrad {
+                pattern: self.pattern.clone(),
+                shared: false,
+            },
+        )?;
+        Ok((Some(dv), Some(dw)))
+    }
+}
+
+fn taylor_shape(l: &Layout, rows: usize) -> Shape {
+    let mut dims = vec![rows];
+    dims.extend_from_slice(l.dims());
+    Shape::from(dims)
+}
+
+/// The adjoint sweep of [`TaylorForward`]: `(g (b, n, 2), w) -> (m s + 1, b, n, 2)`.
+struct TaylorBackward {
+    pattern: GatherPattern,
+    /// The direction of the forward sweep.
+    direction: Direction,
+    steps: TaylorSteps,
+}
+
+impl CustomOp2 for TaylorBackward {
+    fn name(&self) -> &'static str {
+        "koopman-taylor-action-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = &self.pattern;
+        let dir = self.direction.reversed();
+        dispatch_float!(s1.dtype(), "Taylor action gradient", |T| {
+            let out = taylor_backward_cpu::<T>(
+                slice(s1, l1)?,
+                slice(s2, l2)?,
+                p.host_table(dir.transposed),
+                p.n,
+                p.k,
+                dir,
+                self.steps,
+            );
+            Ok((
+                T::to_cpu_storage_owned(out),
+                taylor_shape(l1, self.steps.terms() + 1),
+            ))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::taylor(
+            &self.pattern,
+            self.direction.reversed(),
+            self.steps,
+            true,
+            s1,
+            l1,
+            s2,
+            l2,
+        )
+    }
+}
+
+/// The CUDA launches of the gather kernels (`src/kernels/gather.cu`).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::{Direction, GatherPattern, TaylorSteps};
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaDevice, WrapErr};
+    use candle_core::{CudaStorage, DType, Layout, Shape, Storage, WithDType};
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gather.ptx"));
+    const MODULE: &str = "koopman_gather";
+    const THREADS: u32 = 256;
+
+    type R<T> = candle_core::Result<T>;
+
+    fn err(msg: String) -> candle_core::Error {
+        candle_core::Error::Msg(msg)
+    }
+
+    /// The kernels of one float type on one device.
+    struct Kernels<'a> {
+        dev: &'a CudaDevice,
+        suffix: &'static str,
+    }
+
+    impl<'a> Kernels<'a> {
+        fn new(dev: &'a CudaDevice, dtype: DType) -> R<Self> {
+            let suffix = match dtype {
+                DType::F32 => "f32",
+                DType::F64 => "f64",
+                d => {
+                    return Err(err(format!(
+                        "gather kernels support f32 and f64, got {d:?}"
+                    )))
+                }
+            };
+            Ok(Self { dev, suffix })
+        }
+
+        fn name(&self, kernel: &str) -> String {
+            format!("koopman_{kernel}_{}", self.suffix)
+        }
+
+        /// `out = scale_out (base + scale_in gather(y))` over `rows` rows; pointers may be 0.
+        #[allow(clippy::too_many_arguments)]
+        fn gather<T: DeviceRepr + WithDType>(
+            &self,
+            ptrs: [u64; 6],
+            scale_in: f64,
+            scale_out: f64,
+            n: usize,
+            k: usize,
+            rows: usize,
+            dir: Direction,
+        ) -> R<()> {
+            let [y, w, table, out, base, acc] = ptrs;
+            let func = self
+                .dev
+                .get_or_load_custom_func(&self.name("gather"), MODULE, PTX)?;
+            let (scale_in, scale_out) = (T::from_f64(scale_in), T::from_f64(scale_out));
+            let (n32, k32, rows32) = (n as u32, k as u32, rows as u32);
+            let (mode, conj) = (dir.mode as i32, i32::from(dir.conj));
+            let threads = (rows * n) as u64 * 32;
+            let cfg = LaunchConfig {
+                grid_dim: (threads.div_ceil(THREADS as u64) as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = func.builder();
+            b.arg(&y)
+                .arg(&w)
+                .arg(&table)
+                .arg(&out)
+                .arg(&base)
+                .arg(&acc)
+                .arg(&scale_in)
+                .arg(&scale_out)
+                .arg(&n32)
+                .arg(&k32)
+                .arg(&rows32)
+                .arg(&mode)
+                .arg(&conj);
+            // SAFETY: the pointers are live device allocations of the sizes the kernel reads and
+            // writes (checked by the callers), all on this device's stream.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok(())
+        }
+
+        fn copy(&self, from: u64, to: u64, len: usize) -> R<()> {
+            let func = self
+                .dev
+                .get_or_load_custom_func(&self.name("copy"), MODULE, PTX)?;
+            let len64 = len as u64;
+            let cfg = LaunchConfig {
+                grid_dim: (len64.div_ceil(THREADS as u64) as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = func.builder();
+            b.arg(&from).arg(&to).arg(&len64);
+            // SAFETY: both pointers hold `len` elements of the kernel's type.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok(())
+        }
+    }
+
+    /// The device address of a storage's data at the layout's offset (contiguous data only).
+    fn address<T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
+        s: &CudaStorage,
+        l: &Layout,
+    ) -> R<(u64, usize)> {
+        let (start, end) = l
+            .contiguous_offsets()
+            .ok_or_else(|| err("gather kernels need contiguous input".into()))?;
+        let slice: &CudaSlice<T> = s.as_cuda_slice::<T>()?;
+        let stream = s.device.cuda_stream();
+        let (ptr, _sync) = slice.device_ptr(&stream);
+        Ok((ptr + (start * std::mem::size_of::<T>()) as u64, end - start))
+    }
+
+    fn table_address(pattern: &GatherPattern, transposed: bool) -> R<(u64, CudaStorageGuard)> {
+        let (t, tt) = pattern
+            .device_tables
+            .as_ref()
+            .ok_or_else(|| err("gather pattern has no device tables (on_device)".into()))?;
+        let tensor = if transposed { tt.clone() } else { t.clone() };
+        let ptr = {
+            let (storage, layout) = tensor.storage_and_layout();
+            match &*storage {
+                Storage::Cuda(cs) => address::<u32>(cs, layout)?.0,
+                _ => return Err(err("gather tables are not on a CUDA device".into())),
+            }
+        };
+        // The tensor (and so the allocation) is kept alive by the returned guard.
+        Ok((ptr, CudaStorageGuard(tensor)))
+    }
+
+    /// Keeps a tensor alive while raw addresses into it are in use.
+    struct CudaStorageGuard(#[allow(dead_code)] candle_core::Tensor);
+
+    fn alloc<T: DeviceRepr>(dev: &CudaDevice, len: usize) -> R<CudaSlice<T>> {
+        // SAFETY: every element is written by the kernels before it is read.
+        unsafe { dev.alloc::<T>(len.max(1)) }
+    }
+
+    fn base_address<T: DeviceRepr>(out: &mut CudaSlice<T>, dev: &CudaDevice) -> u64 {
+        let stream = dev.cuda_stream();
+        let (ptr, _sync) = out.device_ptr_mut(&stream);
+        ptr
+    }
+
+    macro_rules! dispatch {
+        ($dtype:expr, |$t:ident| $body:expr) => {
+            match $dtype {
+                DType::F64 => {
+                    type $t = f64;
+                    $body
+                }
+                DType::F32 => {
+                    type $t = f32;
+                    $body
+                }
+                d => Err(err(format!(
+                    "gather kernels support f32 and f64, got {d:?}"
+                ))),
+            }
+        };
+    }
+
+    pub(super) fn gather(
+        pattern: &GatherPattern,
+        dir: Direction,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> R<(CudaStorage, Shape)> {
+        let dev = &s1.device;
+        let kernels = Kernels::new(dev, s1.dtype())?;
+        let (table, _keep) = table_address(pattern, dir.transposed)?;
+        dispatch!(s1.dtype(), |T| {
+            let (y, len) = address::<T>(s1, l1)?;
+            let (w, _) = address::<T>(s2, l2)?;
+            let rows = len / (2 * pattern.n);
+            let mut out = alloc::<T>(dev, len)?;
+            let o = base_address(&mut out, dev);
+            kernels.gather::<T>(
+                [y, w, table, o, 0, 0],
+                1.0,
+                1.0,
+                pattern.n,
+                pattern.k,
+                rows,
+                dir,
+            )?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                l1.shape().clone(),
+            ))
+        })
+    }
+
+    pub(super) fn weight_grad(
+        pattern: &GatherPattern,
+        shared: bool,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> R<(CudaStorage, Shape)> {
+        let dev = &s1.device;
+        let kernels = Kernels::new(dev, s1.dtype())?;
+        let (table, _keep) = table_address(pattern, false)?;
+        let (n, k) = (pattern.n, pattern.k);
+        let out_rows = if shared { 1 } else { n };
+        dispatch!(s1.dtype(), |T| {
+            let (y, len) = address::<T>(s1, l1)?;
+            let (g, _) = address::<T>(s2, l2)?;
+            let rows = (len / (2 * n)) as u32;
+            let mut out = alloc::<T>(dev, out_rows * k * 2)?;
+            let o = base_address(&mut out, dev);
+            let (n32, k32) = (n as u32, k as u32);
+            let kernel = if shared {
+                "weight_grad_shared"
+            } else {
+                "weight_grad_rows"
+            };
+            let func = dev.get_or_load_custom_func(&kernels.name(kernel), MODULE, PTX)?;
+            let blocks = if shared {
+                k32
+            } else {
+                ((n * k) as u64).div_ceil(THREADS as u64) as u32
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = func.builder();
+            b.arg(&y)
+                .arg(&g)
+                .arg(&table)
+                .arg(&o)
+                .arg(&n32)
+                .arg(&k32)
+                .arg(&rows);
+            // SAFETY: y and g hold `rows` rows of n complex values, the output n (or 1) x k.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                Shape::from((out_rows, k, 2)),
+            ))
+        })
+    }
+
+    /// The forward sweep (`backward` false: input `v`) or the adjoint sweep (`backward` true:
+    /// input the gradient of the result), with `dir` the direction of the operator applied in
+    /// this sweep. Same row layout as the CPU sweeps.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn taylor(
+        pattern: &GatherPattern,
+        dir: Direction,
+        steps: TaylorSteps,
+        backward: bool,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> R<(CudaStorage, Shape)> {
+        let dev = &s1.device;
+        let kernels = Kernels::new(dev, s1.dtype())?;
+        let (table, _keep) = table_address(pattern, dir.transposed)?;
+        let (n, k, m) = (pattern.n, pattern.k, steps.degree);
+        let terms = steps.terms();
+        dispatch!(s1.dtype(), |T| {
+            let (input, len) = address::<T>(s1, l1)?;
+            let (w, _) = address::<T>(s2, l2)?;
+            let cols = len / (2 * n);
+            let mut out = alloc::<T>(dev, (terms + 1) * len)?;
+            let base = base_address(&mut out, dev);
+            let row = |r: usize| base + (r * len * std::mem::size_of::<T>()) as u64;
+            let alpha = |term: usize| steps.step / term as f64;
+            let launch = |y: u64, o: u64, b: u64, acc: u64, scale_out: f64| {
+                kernels.gather::<T>([y, w, table, o, b, acc], 1.0, scale_out, n, k, cols, dir)
+            };
+            if backward {
+                let mut grad = input;
+                for s in (0..steps.substeps).rev() {
+                    let start = s * m;
+                    launch(0, row(start + m - 1), grad, 0, alpha(m))?;
+                    for term in (1..m).rev() {
+                        launch(
+                            row(start + term),
+                            row(start + term - 1),
+                            grad,
+                            0,
+                            alpha(term),
+                        )?;
+                    }
+                    // zbar_0 into the last row (read as `base` and written by the same thread).
+                    launch(row(start), row(terms), grad, 0, 1.0)?;
+                    grad = row(terms);
+                }
+            } else {
+                kernels.copy(input, row(0), len)?;
+                for s in 0..steps.substeps {
+                    let start = s * m;
+                    let acc = row((s + 1) * m);
+                    kernels.copy(row(start), acc, len)?;
+                    for term in 1..=m {
+                        let o = if term < m { row(start + term) } else { 0 };
+                        launch(row(start + term - 1), o, 0, acc, alpha(term))?;
+                    }
+                }
+            }
+            let mut dims = vec![terms + 1];
+            dims.extend_from_slice(l1.dims());
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                Shape::from(dims),
+            ))
         })
     }
 }

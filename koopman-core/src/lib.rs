@@ -12,7 +12,7 @@
 //! | [`complex`] | [`ComplexTensor`]: a pair of real tensors `(re, im)` with differentiable ops |
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
-//! | [`gather`] | the one-pass CPU weighted-gather kernel (candle custom op with backward) |
+//! | [`gather`] | the one-pass weighted-gather kernels, CPU and CUDA (candle custom ops with backward), and the fused Taylor action |
 //! | [`mlp`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW training loop |
 //! | [`mnist`] | the MNIST IDX loader (gzip or raw) |
 //! | [`yinyang`] | the seeded Yin-Yang data set generator |
@@ -23,6 +23,7 @@
 //! | [`toeplitz`] | [`ToeplitzGenerator`]: `L = t sum_k A^k_1 ... A^k_R D_k`, applied by gathers |
 //! | [`matrix_exp`] | dense `exp(A)` by scaling and squaring (Taylor, Paterson–Stockmeyer) |
 //! | [`expv`] | Krylov `exp(tA) v`: Arnoldi/Lanczos, sub-stepping to a tolerance, a report |
+//! | [`taylor`] | Taylor `exp(tA) v` with an a-priori plan (no host synchronisation): fused, dense or term by term |
 //! | [`reference`] | (feature `expm`) the `expm` crate as an independent dense reference |
 //! | [`testing`] | the `test_device!` macro: one test body, one test per compiled device |
 //!
@@ -59,6 +60,7 @@ pub mod parallel;
 #[cfg(feature = "expm")]
 pub mod reference;
 pub mod spectrum;
+pub mod taylor;
 pub mod testing;
 pub mod toeplitz;
 pub mod yinyang;
@@ -75,4 +77,5 @@ pub use matrix_exp::expm;
 pub use mlp::{Activation, Mlp};
 pub use operator::{DenseOperator, LinearOperator};
 pub use spectrum::Spectrum;
-pub use toeplitz::{GatherKernel, ToeplitzGenerator};
+pub use taylor::{expv_taylor, TaylorConfig, TaylorPath, TaylorPlan, TaylorReport};
+pub use toeplitz::{GatherKernel, ToeplitzGenerator, ToeplitzStructure};

@@ -162,7 +162,7 @@ impl SquareMatrix for RealMatrix {
         )?))
     }
     fn product(&self, other: &Self) -> Result<Self> {
-        Ok(RealMatrix(self.0.matmul(&other.0)?))
+        Ok(RealMatrix(crate::complex::matmul(&self.0, &other.0)?))
     }
     fn plus(&self, other: &Self) -> Result<Self> {
         Ok(RealMatrix((&self.0 + &other.0)?))

@@ -23,6 +23,7 @@
 
 use crate::complex::{dtype_epsilon, ComplexTensor};
 use crate::error::{CoreError, Result};
+use crate::gather::TaylorSteps;
 use candle_core::{DType, Device};
 
 /// A linear operator on `C^n`, applied to vectors `(n,)` or column blocks `(n, k)`.
@@ -55,8 +56,33 @@ pub trait LinearOperator {
     /// and to scale breakdown and round-off thresholds.
     fn norm_estimate(&self) -> Result<f64>;
 
+    /// An upper bound of a sub-multiplicative norm of the operator (the 1-norm, the 2-norm, ...),
+    /// from which [`crate::taylor`] fixes its degree and sub-steps. The default is
+    /// [`LinearOperator::norm_estimate`]; operators whose estimate is not a bound must override it,
+    /// or the Taylor action's tolerance is not guaranteed.
+    fn norm_bound(&self) -> Result<f64> {
+        self.norm_estimate()
+    }
+
     /// Fails with [`CoreError::NonFinite`] if the operator's data contains NaN or Inf.
     fn ensure_finite(&self) -> Result<()>;
+
+    /// Whether [`LinearOperator::fused_taylor`] runs on this operator (and device).
+    fn supports_fused_taylor(&self) -> bool {
+        false
+    }
+
+    /// The truncated Taylor action `T_m(h A)^s v` (`A^*` with `adjoint`) by one fused kernel,
+    /// where the operator has one: `None` otherwise (then [`crate::taylor`] applies the operator
+    /// term by term).
+    fn fused_taylor(
+        &self,
+        _v: &ComplexTensor,
+        _steps: TaylorSteps,
+        _adjoint: bool,
+    ) -> Option<Result<ComplexTensor>> {
+        None
+    }
 
     /// The operator as a dense `(n, n)` matrix. The default applies the operator to the identity;
     /// structured operators override it with an independent construction.
@@ -67,6 +93,27 @@ pub trait LinearOperator {
             self.device(),
         )?)
     }
+}
+
+/// Largest estimated memory, in bytes, that a dense path (a materialised `|N| x |N|` operator and
+/// its products) may use: beyond it the dense paths refuse before allocating.
+pub const DENSE_MEMORY_LIMIT: u64 = 16 << 30;
+
+/// Fails with [`CoreError::TooLarge`] (naming the memory needed) when `matrices` dense complex
+/// `n x n` matrices of `dtype` would exceed [`DENSE_MEMORY_LIMIT`]; `what` names the path.
+pub fn check_dense_memory(n: usize, dtype: DType, matrices: usize, what: &str) -> Result<()> {
+    let bytes = (n as u128) * (n as u128) * 2 * dtype.size_in_bytes() as u128 * matrices as u128;
+    if bytes > DENSE_MEMORY_LIMIT as u128 {
+        let gb = |b: u128| b as f64 / 1e9;
+        return Err(CoreError::TooLarge(format!(
+            "{what} needs about {:.1} GB for |N| = {n} ({matrices} complex {n} x {n} {dtype:?} \
+             matrices), above the dense limit of {:.1} GB: use a matrix-free path (Taylor or \
+             Krylov)",
+            gb(bytes),
+            gb(DENSE_MEMORY_LIMIT as u128)
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that `x` is a valid operand of `op`: shape `(n,)` or `(n, k)`, same dtype and device.

@@ -29,9 +29,9 @@
 
 use crate::complex::ComplexTensor;
 use crate::error::{CoreError, Result};
-use crate::gather::GatherPattern;
+use crate::gather::{GatherPattern, TaylorSteps};
 use crate::index_set::IndexSet;
-use crate::operator::{check_operand, LinearOperator};
+use crate::operator::{check_dense_memory, check_operand, LinearOperator};
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 
@@ -43,22 +43,23 @@ struct FactorPattern {
     gather: Tensor,
     /// `position(n + m)` for every `(n, m)`, `|N|` when outside `N` (the adjoint).
     gather_adjoint: Tensor,
-    /// The same tables for the CPU kernel.
+    /// The same tables for the gather kernels (on the device, where it has kernels).
     pattern: GatherPattern,
 }
 
 /// How Toeplitz factors are applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GatherKernel {
-    /// The one-pass CPU kernel of [`crate::gather`] on CPU tensors, portable candle ops elsewhere.
+    /// The one-pass gather kernels of [`crate::gather`] (CPU, and CUDA with the `cuda` feature),
+    /// portable candle ops on other devices.
     #[default]
     Auto,
     /// Portable candle ops (`index_select`, broadcast multiply, sum) on every device.
     Portable,
 }
 
-/// Complex gather weights, kept both as a [`ComplexTensor`] and packed `(.., .., 2)` for the CPU
-/// kernel (both views are in the autograd graph of the coefficients).
+/// Complex gather weights, kept both as a [`ComplexTensor`] and packed `(.., .., 2)` for the
+/// kernels (both views are in the autograd graph of the coefficients).
 #[derive(Clone, Debug)]
 struct GatherWeights {
     complex: ComplexTensor,
@@ -72,22 +73,149 @@ impl GatherWeights {
     }
 }
 
+/// What a family of Toeplitz generators over `N` with offset sets `M_1..M_R` shares, on one device
+/// and dtype: the gather tables, the frequencies `n_k` and the gathered frequencies of the
+/// first-applied factor. Building it costs `O(R |N| |M|)` set lookups and an upload; build it once
+/// (per layer, per model) and make each step's generator with [`ToeplitzGenerator::from_structure`].
+#[derive(Debug)]
+pub struct ToeplitzStructure {
+    index_set: Arc<IndexSet>,
+    factors: Vec<FactorPattern>,
+    /// `frequencies[k]` holds `n_k` for every `n` in `N`, shape `(|N|, 1)`.
+    frequencies: Vec<Tensor>,
+    /// `(n - m)_k` for every `(n, m)` of the last factor (0 where `n - m` is outside `N`),
+    /// `(|N|, |M_R|)` per coordinate `k`.
+    gathered_frequencies: Vec<Tensor>,
+    /// For `R = 1`: entry `(l, m)` is the flat index `i |M| + m` of the weight that multiplies
+    /// `y_l` in output row `i = position(l + m)`, or `|N| |M|` (a zero pad): column sums of the
+    /// weight moduli, i.e. `||L||_1`.
+    column_index: Option<Tensor>,
+    dtype: DType,
+    device: Device,
+}
+
+impl ToeplitzStructure {
+    /// The structure over `index_set` with one offset set per factor (`R = offsets.len() >= 1`).
+    pub fn new(
+        index_set: Arc<IndexSet>,
+        offsets: Vec<Arc<IndexSet>>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Arc<Self>> {
+        if offsets.is_empty() {
+            return Err(CoreError::InvalidArgument(
+                "a Toeplitz generator needs at least one factor (R >= 1)".into(),
+            ));
+        }
+        if !dtype.is_float() {
+            return Err(CoreError::InvalidArgument(format!(
+                "Toeplitz generators compute in a float dtype, got {dtype:?}"
+            )));
+        }
+        for (r, m) in offsets.iter().enumerate() {
+            index_set.check_same_dim(m, &format!("offset set of factor {r}"))?;
+        }
+        let n = index_set.len();
+        let kernels = GatherPattern::supports(device);
+        let factors = offsets
+            .into_iter()
+            .map(|m| {
+                let table = index_set.shift_table(&m, 1)?;
+                let transpose = index_set.shift_table(&m, -1)?;
+                let gather = Tensor::from_slice(&table, n * m.len(), device)?;
+                let gather_adjoint = Tensor::from_slice(&transpose, n * m.len(), device)?;
+                let mut pattern = GatherPattern::new(table, transpose, n, m.len())?;
+                if kernels && !device.is_cpu() {
+                    pattern = pattern.with_device_tables(gather.clone(), gather_adjoint.clone());
+                }
+                Ok(FactorPattern {
+                    pattern,
+                    gather,
+                    gather_adjoint,
+                    offsets: m,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let d = index_set.dim();
+        let frequencies = (0..d)
+            .map(|k| {
+                let f: Vec<f64> = index_set.iter().map(|p| p[k] as f64).collect();
+                Ok(Tensor::from_vec(f, (n, 1), device)?.to_dtype(dtype)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let last = factors.len() - 1;
+        let m_last = factors[last].offsets.len();
+        let gathered_frequencies = (0..d)
+            .map(|k| {
+                let zero = Tensor::zeros((1, 1), dtype, device)?;
+                let padded = Tensor::cat(&[&frequencies[k], &zero], 0)?.squeeze(1)?;
+                Ok(padded
+                    .index_select(&factors[last].gather, 0)?
+                    .reshape((n, m_last))?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let column_index = if factors.len() == 1 {
+            let k = m_last;
+            let transpose = factors[0].pattern.transposed();
+            let mut index = vec![(n * k) as u32; n * k];
+            for (l, row) in transpose.table().chunks_exact(k).enumerate() {
+                for (c, &i) in row.iter().enumerate() {
+                    if (i as usize) < n {
+                        index[l * k + c] = i * k as u32 + c as u32;
+                    }
+                }
+            }
+            Some(Tensor::from_vec(index, n * k, device)?)
+        } else {
+            None
+        };
+        Ok(Arc::new(Self {
+            index_set,
+            factors,
+            frequencies,
+            gathered_frequencies,
+            column_index,
+            dtype,
+            device: device.clone(),
+        }))
+    }
+
+    /// The representation index set `N`.
+    pub fn index_set(&self) -> &Arc<IndexSet> {
+        &self.index_set
+    }
+
+    /// Number of Toeplitz factors `R`.
+    pub fn num_factors(&self) -> usize {
+        self.factors.len()
+    }
+
+    /// The dtype of the generators built on it.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device of the generators built on it.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
 /// The generator `L = t * sum_k A^k_1 ... A^k_R D_k` over a multi-index set `N`.
 #[derive(Clone, Debug)]
 pub struct ToeplitzGenerator {
-    index_set: Arc<IndexSet>,
-    factors: Vec<FactorPattern>,
+    structure: Arc<ToeplitzStructure>,
     /// `coeffs[k][r]` has shape `(|M_r|,)`.
     coeffs: Vec<Vec<ComplexTensor>>,
     time: Tensor,
-    /// `frequencies[k]` holds `n_k` for every `n` in `N`, shape `(|N|, 1)`.
-    frequencies: Vec<Tensor>,
     /// Gather weights of each product chain, applied right to left: for `R = 1` a single chain
     /// with `W[n, m] = t sum_k i (n - m)_k a^k_m` (all coordinates merged into one gather); for
     /// `R > 1` one chain per coordinate `k`, the first-applied factor carrying `t` and `D_k`
     /// (`(|N|, |M_R|)`), the others the plain coefficients (`(1, |M_r|)`).
     chains: Vec<Vec<GatherWeights>>,
     kernel: GatherKernel,
+    /// Upper bounds of `||L||_1` and `||L||_inf` (exact for `R = 1`), read once at construction.
+    norms: (f64, f64),
 }
 
 impl ToeplitzGenerator {
@@ -100,12 +228,25 @@ impl ToeplitzGenerator {
         coeffs: Vec<Vec<ComplexTensor>>,
         time: Tensor,
     ) -> Result<Self> {
-        let d = index_set.dim();
-        if offsets.is_empty() {
-            return Err(CoreError::InvalidArgument(
-                "a Toeplitz generator needs at least one factor (R >= 1)".into(),
-            ));
+        if !time.dtype().is_float() {
+            return Err(CoreError::InvalidArgument(format!(
+                "time must be a float tensor, got {:?}",
+                time.dtype()
+            )));
         }
+        let structure = ToeplitzStructure::new(index_set, offsets, time.dtype(), time.device())?;
+        Self::from_structure(structure, coeffs, time)
+    }
+
+    /// Builds the generator on a prepared [`ToeplitzStructure`] (no table is rebuilt). The
+    /// coefficients and the time must have the structure's dtype and device; they are checked for
+    /// NaN/Inf together with the norm bounds, in one read from the device.
+    pub fn from_structure(
+        structure: Arc<ToeplitzStructure>,
+        coeffs: Vec<Vec<ComplexTensor>>,
+        time: Tensor,
+    ) -> Result<Self> {
+        let d = structure.index_set.dim();
         if coeffs.len() != d {
             return Err(CoreError::ShapeMismatch(format!(
                 "{} coefficient groups given for an index set of dimension {d}",
@@ -119,75 +260,50 @@ impl ToeplitzGenerator {
             )));
         }
         let time = time.reshape(())?;
-        let dtype = time.dtype();
-        let device = time.device().clone();
-        if !dtype.is_float() {
+        let (dtype, device) = (structure.dtype, structure.device.clone());
+        if time.dtype() != dtype || !time.device().same_device(&device) {
             return Err(CoreError::InvalidArgument(format!(
-                "time must be a float tensor, got {dtype:?}"
+                "time is {:?} on {:?}, the generator's structure {dtype:?} on {device:?}",
+                time.dtype(),
+                time.device()
             )));
         }
-        for (r, m) in offsets.iter().enumerate() {
-            index_set.check_same_dim(m, &format!("offset set of factor {r}"))?;
-        }
         for (k, group) in coeffs.iter().enumerate() {
-            if group.len() != offsets.len() {
+            if group.len() != structure.factors.len() {
                 return Err(CoreError::ShapeMismatch(format!(
                     "coordinate {k} has {} coefficient vectors for {} factors",
                     group.len(),
-                    offsets.len()
+                    structure.factors.len()
                 )));
             }
             for (r, a) in group.iter().enumerate() {
-                if a.dims() != [offsets[r].len()] {
+                let m = structure.factors[r].offsets.len();
+                if a.dims() != [m] {
                     return Err(CoreError::ShapeMismatch(format!(
-                        "coefficients ({k}, {r}) have shape {:?}, expected ({},)",
-                        a.dims(),
-                        offsets[r].len()
+                        "coefficients ({k}, {r}) have shape {:?}, expected ({m},)",
+                        a.dims()
                     )));
                 }
                 if a.dtype() != dtype || !a.device().same_device(&device) {
                     return Err(CoreError::InvalidArgument(format!(
-                        "coefficients ({k}, {r}) differ from the time tensor in dtype or device"
+                        "coefficients ({k}, {r}) are {:?} on {:?}, the generator computes in \
+                         {dtype:?} on {device:?}",
+                        a.dtype(),
+                        a.device()
                     )));
                 }
             }
         }
-        let n = index_set.len();
-        let factors = offsets
-            .into_iter()
-            .map(|m| {
-                let gather = index_set.shift_table(&m, 1)?;
-                let gather_adjoint = index_set.shift_table(&m, -1)?;
-                Ok(FactorPattern {
-                    pattern: GatherPattern::new(
-                        gather.clone(),
-                        gather_adjoint.clone(),
-                        n,
-                        m.len(),
-                    )?,
-                    gather: Tensor::from_vec(gather, n * m.len(), &device)?,
-                    gather_adjoint: Tensor::from_vec(gather_adjoint, n * m.len(), &device)?,
-                    offsets: m,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let frequencies = (0..d)
-            .map(|k| {
-                let f: Vec<f64> = index_set.iter().map(|p| p[k] as f64).collect();
-                Ok(Tensor::from_vec(f, (n, 1), &device)?.to_dtype(dtype)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let chains = build_chains(&index_set, &factors, &coeffs, &time, &frequencies)?;
-        let op = Self {
-            index_set,
-            factors,
+        let chains = build_chains(&structure, &coeffs, &time)?;
+        let mut op = Self {
+            structure,
             coeffs,
             time,
-            frequencies,
             chains,
             kernel: GatherKernel::Auto,
+            norms: (0.0, 0.0),
         };
-        op.ensure_finite()?;
+        op.norms = op.norm_bounds()?;
         Ok(op)
     }
 
@@ -223,12 +339,21 @@ impl ToeplitzGenerator {
 
     /// The representation index set `N`.
     pub fn index_set(&self) -> &Arc<IndexSet> {
-        &self.index_set
+        &self.structure.index_set
+    }
+
+    /// The shared tables this generator is built on.
+    pub fn structure(&self) -> &Arc<ToeplitzStructure> {
+        &self.structure
     }
 
     /// The offset set of each factor.
     pub fn offsets(&self) -> Vec<Arc<IndexSet>> {
-        self.factors.iter().map(|f| f.offsets.clone()).collect()
+        self.structure
+            .factors
+            .iter()
+            .map(|f| f.offsets.clone())
+            .collect()
     }
 
     /// The coefficients, indexed `[k][r]`.
@@ -243,13 +368,83 @@ impl ToeplitzGenerator {
 
     /// Number of Toeplitz factors `R`.
     pub fn num_factors(&self) -> usize {
-        self.factors.len()
+        self.structure.factors.len()
     }
 
-    /// Selects how factors are applied (the CPU kernel by default).
+    /// Upper bounds of `||L||_1` and `||L||_inf` (both exact for `R = 1`).
+    pub fn norm_bounds_1_inf(&self) -> (f64, f64) {
+        self.norms
+    }
+
+    /// Selects how factors are applied (the gather kernels by default).
     pub fn with_kernel(mut self, kernel: GatherKernel) -> Self {
         self.kernel = kernel;
         self
+    }
+
+    /// Whether the gather kernels (rather than portable candle ops) apply this generator.
+    fn uses_kernels(&self) -> bool {
+        self.kernel == GatherKernel::Auto && GatherPattern::supports(self.device())
+    }
+
+    /// `||L||_1` and `||L||_inf` bounds and a NaN/Inf probe of every coefficient and the time,
+    /// computed on the device and read back once.
+    fn norm_bounds(&self) -> Result<(f64, f64)> {
+        let s = &self.structure;
+        let mut probe = self.time.detach().affine(0.0, 0.0)?;
+        for a in self.coeffs.iter().flatten() {
+            let a = a.detach();
+            probe = (probe
+                + (a.re().affine(0.0, 0.0)?.sum_all()? + a.im().affine(0.0, 0.0)?.sum_all()?)?)?;
+        }
+        let (one, inf) = match (&s.column_index, self.chains.as_slice()) {
+            (Some(column_index), [chain]) if chain.len() == 1 => {
+                // R = 1: the rows of W are the rows of L, so the exact norms are the largest
+                // row and column sums of |W| (W is 0 where n - m lies outside N).
+                let modulus = chain[0].complex.detach().abs2()?.sqrt()?;
+                let inf = modulus.sum(1)?.max(0)?;
+                let zero = Tensor::zeros(1, s.dtype, &s.device)?;
+                let flat = Tensor::cat(&[&modulus.flatten_all()?, &zero], 0)?;
+                let (n, k) = (modulus.dims()[0], modulus.dims()[1]);
+                let one = flat
+                    .index_select(column_index, 0)?
+                    .reshape((n, k))?
+                    .sum(1)?
+                    .max(0)?;
+                (one, inf)
+            }
+            _ => {
+                // Each Toeplitz factor's 1- and inf-norms are bounded by the sum of its
+                // coefficients' moduli, D_k's by max |n_k|.
+                let mut total = Tensor::zeros((), s.dtype, &s.device)?;
+                for (k, group) in self.coeffs.iter().enumerate() {
+                    let mut prod =
+                        Tensor::new(s.index_set.max_abs_coordinate(k) as f64, &s.device)?
+                            .to_dtype(s.dtype)?;
+                    for a in group {
+                        prod = (prod * a.detach().abs2()?.sqrt()?.sum_all()?)?;
+                    }
+                    total = (total + prod)?;
+                }
+                let total = (total * self.time.detach().abs()?)?;
+                (total.clone(), total)
+            }
+        };
+        let read = Tensor::stack(&[&one, &inf, &probe], 0)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
+        if read[2] != 0.0 {
+            return Err(CoreError::NonFinite(
+                "Toeplitz generator coefficients or time".into(),
+            ));
+        }
+        if !(read[0].is_finite() && read[1].is_finite()) {
+            return Err(CoreError::NonFinite(format!(
+                "Toeplitz generator norm bounds (the coefficients overflow {:?})",
+                s.dtype
+            )));
+        }
+        Ok((read[0], read[1]))
     }
 
     /// `out[j, n] = sum_m w[n, m] y[j, T[n, m]]` for rows `y` of shape `(b, |N|)`, with `T` the
@@ -262,19 +457,15 @@ impl ToeplitzGenerator {
         adjoint: bool,
         weights: &GatherWeights,
     ) -> Result<ComplexTensor> {
-        let factor = &self.factors[r];
-        if self.kernel == GatherKernel::Auto && rows.device().is_cpu() {
+        let factor = &self.structure.factors[r];
+        if self.uses_kernels() {
             let pattern = if adjoint {
                 factor.pattern.transposed()
             } else {
                 factor.pattern.clone()
             };
-            let packed = Tensor::stack(&[rows.re(), rows.im()], 2)?;
-            let out = pattern.apply(&packed, &weights.packed)?;
-            return ComplexTensor::new(
-                out.narrow(2, 0, 1)?.squeeze(2)?,
-                out.narrow(2, 1, 1)?.squeeze(2)?,
-            );
+            let out = pattern.apply(&pack(rows)?, &weights.packed)?;
+            return unpack(&out);
         }
         let table = if adjoint {
             &factor.gather_adjoint
@@ -309,6 +500,15 @@ impl ToeplitzGenerator {
 
     /// `L^* y` for rows `y` of shape `(b, |N|)`: `t sum_k D_k^* A_R^* ... A_1^*`.
     fn apply_adjoint_rows(&self, rows: &ComplexTensor) -> Result<ComplexTensor> {
+        if let ([chain], true) = (self.chains.as_slice(), self.uses_kernels()) {
+            if let [w] = chain.as_slice() {
+                // R = 1: L^* is one adjoint gather of the merged weights,
+                // (L^* y)_l = sum_m conj(W[l + m, m]) y_{l + m}.
+                let pattern = &self.structure.factors[0].pattern;
+                return unpack(&pattern.apply_adjoint(&pack(rows)?, &w.packed)?);
+            }
+        }
+        let n = self.index_set().len();
         let mut total: Option<ComplexTensor> = None;
         for (k, group) in self.coeffs.iter().enumerate() {
             let mut y = rows.clone();
@@ -316,7 +516,7 @@ impl ToeplitzGenerator {
                 let weights = GatherWeights::new(a.conj()?.unsqueeze(0)?)?;
                 y = self.gather_weighted(&y, r, true, &weights)?;
             }
-            let freq_row = self.frequencies[k].reshape((1, self.index_set.len()))?;
+            let freq_row = self.structure.frequencies[k].reshape((1, n))?;
             let y = y.broadcast_mul_real(&freq_row)?.mul_i()?.neg()?;
             total = Some(match total {
                 None => y,
@@ -330,7 +530,7 @@ impl ToeplitzGenerator {
 
     fn apply_any(&self, x: &ComplexTensor, adjoint: bool) -> Result<ComplexTensor> {
         check_operand(self, x)?;
-        let n = self.index_set.len();
+        let n = self.index_set().len();
         let rows = if x.dims().len() == 1 {
             x.reshape((1, n))?
         } else {
@@ -349,34 +549,35 @@ impl ToeplitzGenerator {
     }
 }
 
+/// Rows `(b, n)` as packed complex `(b, n, 2)`.
+fn pack(rows: &ComplexTensor) -> Result<Tensor> {
+    Ok(Tensor::stack(&[rows.re(), rows.im()], 2)?)
+}
+
+/// Packed complex `(b, n, 2)` as rows `(b, n)`.
+fn unpack(packed: &Tensor) -> Result<ComplexTensor> {
+    ComplexTensor::new(
+        packed.narrow(2, 0, 1)?.squeeze(2)?,
+        packed.narrow(2, 1, 1)?.squeeze(2)?,
+    )
+}
+
 /// The gather weights of [`ToeplitzGenerator::chains`] (differentiable in coefficients and time).
 fn build_chains(
-    index_set: &IndexSet,
-    factors: &[FactorPattern],
+    structure: &ToeplitzStructure,
     coeffs: &[Vec<ComplexTensor>],
     time: &Tensor,
-    frequencies: &[Tensor],
 ) -> Result<Vec<Vec<GatherWeights>>> {
-    let n = index_set.len();
-    let last = factors.len() - 1;
-    let m_last = factors[last].offsets.len();
-    // (l - 0)_k for the gathered index l = n - m: frequencies padded with 0 for "outside".
-    let gathered_freq = |k: usize| -> Result<Tensor> {
-        let zero = Tensor::zeros((1, 1), time.dtype(), time.device())?;
-        let padded = Tensor::cat(&[&frequencies[k], &zero], 0)?.squeeze(1)?;
-        Ok(padded
-            .index_select(&factors[last].gather, 0)?
-            .reshape((n, m_last))?)
-    };
+    let last = structure.factors.len() - 1;
     // t i (n - m)_k a^{k,R}_m for every (n, m).
     let first_applied = |k: usize| -> Result<ComplexTensor> {
         coeffs[k][last]
             .unsqueeze(0)?
-            .broadcast_mul_real(&gathered_freq(k)?)?
+            .broadcast_mul_real(&structure.gathered_frequencies[k])?
             .mul_i()?
             .broadcast_mul_real(time)
     };
-    if factors.len() == 1 {
+    if structure.factors.len() == 1 {
         let mut merged = first_applied(0)?;
         for k in 1..coeffs.len() {
             merged = merged.add(&first_applied(k)?)?;
@@ -397,7 +598,7 @@ fn build_chains(
 
 impl LinearOperator for ToeplitzGenerator {
     fn dim(&self) -> usize {
-        self.index_set.len()
+        self.structure.index_set.len()
     }
 
     fn dtype(&self) -> DType {
@@ -416,49 +617,76 @@ impl LinearOperator for ToeplitzGenerator {
         self.apply_any(x, true)
     }
 
-    /// `|t| sum_k max_n |n_k| prod_r sum_m |a^{k,r}_m|`, an upper bound of the 1-, 2- and
-    /// infinity-norms (each Toeplitz factor's norms are bounded by the sum of its coefficients'
-    /// moduli).
+    /// `max(||L||_1, ||L||_inf)`, an upper bound of the 1-, 2- and infinity-norms: exact row and
+    /// column sums of the merged weights for `R = 1`, else `|t| sum_k max_n |n_k| prod_r sum_m
+    /// |a^{k,r}_m|` (each Toeplitz factor's norms are bounded by the sum of its coefficients'
+    /// moduli). Computed at construction; no device read here.
     fn norm_estimate(&self) -> Result<f64> {
-        let t = self.time.to_dtype(DType::F64)?.to_scalar::<f64>()?.abs();
-        let mut total = 0.0;
-        for (k, group) in self.coeffs.iter().enumerate() {
-            let mut prod = self.index_set.max_abs_coordinate(k) as f64;
-            for a in group {
-                let l1 = a
-                    .abs2()?
-                    .sqrt()?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
-                prod *= l1;
-            }
-            total += prod;
-        }
-        Ok(t * total)
+        Ok(self.norms.0.max(self.norms.1))
     }
 
+    /// `sqrt(||L||_1 ||L||_inf) >= ||L||_2`.
+    fn norm_bound(&self) -> Result<f64> {
+        Ok((self.norms.0 * self.norms.1).sqrt())
+    }
+
+    /// Checked at construction (coefficients and time are read once with the norm bounds).
     fn ensure_finite(&self) -> Result<()> {
-        crate::complex::ensure_finite(&self.time, "Toeplitz generator time")?;
-        for (k, group) in self.coeffs.iter().enumerate() {
-            for (r, a) in group.iter().enumerate() {
-                a.ensure_finite(&format!("Toeplitz coefficients ({k}, {r})"))?;
-            }
-        }
         Ok(())
+    }
+
+    fn supports_fused_taylor(&self) -> bool {
+        self.uses_kernels() && self.chains.len() == 1 && self.chains[0].len() == 1
+    }
+
+    fn fused_taylor(
+        &self,
+        v: &ComplexTensor,
+        steps: TaylorSteps,
+        adjoint: bool,
+    ) -> Option<Result<ComplexTensor>> {
+        if !self.supports_fused_taylor() {
+            return None;
+        }
+        let run = || -> Result<ComplexTensor> {
+            check_operand(self, v)?;
+            let n = self.dim();
+            let rows = if v.dims().len() == 1 {
+                v.reshape((1, n))?
+            } else {
+                v.t()?.contiguous()?
+            };
+            let pattern = &self.structure.factors[0].pattern;
+            let out = unpack(&pattern.taylor(
+                &pack(&rows)?,
+                &self.chains[0][0].packed,
+                steps,
+                adjoint,
+            )?)?;
+            if v.dims().len() == 1 {
+                out.reshape(n)
+            } else {
+                out.t()?.contiguous()
+            }
+        };
+        Some(run())
     }
 
     /// Materialises `L` from the definition: each Toeplitz factor by gathering its padded
     /// coefficients over the `|N| x |N|` difference pattern, products of factors, then `D_k` as a
     /// column scaling. Independent of [`LinearOperator::apply`], so the two check each other.
+    /// Refuses (before allocating) sizes whose matrices exceed the dense memory limit.
     fn to_dense(&self) -> Result<ComplexTensor> {
-        let n = self.index_set.len();
+        let s = &self.structure;
+        let n = s.index_set.len();
         let (dtype, device) = (self.dtype(), self.device().clone());
-        let patterns = self
+        // The difference table (u32) and, per factor product, about three complex matrices.
+        check_dense_memory(n, dtype, 4, "the dense Toeplitz generator")?;
+        let patterns = s
             .factors
             .iter()
             .map(|f| {
-                let t = self.index_set.difference_table(&f.offsets)?;
+                let t = s.index_set.difference_table(&f.offsets)?;
                 Ok(Tensor::from_vec(t, n * n, &device)?)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -475,7 +703,7 @@ impl LinearOperator for ToeplitzGenerator {
                 });
             }
             let product = product.ok_or_else(|| CoreError::Empty("no factors".into()))?;
-            let column_scale = self.frequencies[k].reshape((1, n))?;
+            let column_scale = s.frequencies[k].reshape((1, n))?;
             let term = product.broadcast_mul_real(&column_scale)?.mul_i()?;
             total = Some(match total {
                 None => term,

@@ -4,8 +4,8 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::{err_rel_to, rel_err};
 use koopman_core::{
-    c64, expv, expv_dense, test_device, ComplexTensor, CoreError, ExpvConfig, IndexSet,
-    LinearOperator, Result, ToeplitzGenerator,
+    c64, expv, expv_dense, expv_taylor, test_device, ComplexTensor, CoreError, ExpvConfig,
+    IndexSet, LinearOperator, Result, TaylorConfig, TaylorPath, ToeplitzGenerator,
 };
 use std::sync::Arc;
 
@@ -133,11 +133,16 @@ fn expv_on_generator(dev: &Device) -> Result<()> {
 // which must keep the first-order derivative so that training can start from zero coefficients).
 test_device!(gradient_wrt_parameters, grad_params_cpu, grad_params_cuda);
 fn gradient_wrt_parameters(dev: &Device) -> Result<()> {
-    gradient_wrt_parameters_at(dev, 0.15, 2)?;
-    gradient_wrt_parameters_at(dev, 0.0, 1)
+    // Krylov expv, and the Taylor action: fused kernel for R = 1, term by term for R = 2.
+    for taylor in [false, true] {
+        gradient_wrt_parameters_at(dev, 0.15, 2, taylor)?;
+        gradient_wrt_parameters_at(dev, 0.15, 1, taylor)?;
+        gradient_wrt_parameters_at(dev, 0.0, 1, taylor)?;
+    }
+    Ok(())
 }
 
-fn gradient_wrt_parameters_at(dev: &Device, scale: f64, r: usize) -> Result<()> {
+fn gradient_wrt_parameters_at(dev: &Device, scale: f64, r: usize, taylor: bool) -> Result<()> {
     let n_set =
         Arc::new(IndexSet::product_of_ranges(&[(-3, 3), (-3, 3), (-1, 1)])?.without_origin()?);
     let m_set =
@@ -163,7 +168,24 @@ fn gradient_wrt_parameters_at(dev: &Device, scale: f64, r: usize) -> Result<()> 
     };
     let loss = |coeffs: Vec<Vec<ComplexTensor>>, t: Tensor| -> Result<Tensor> {
         let op = ToeplitzGenerator::new(n_set.clone(), vec![m_set.clone(); r], coeffs, t)?;
-        let (w, _) = expv(&op, 1.0, &v, &config)?;
+        let w = if taylor {
+            let config = TaylorConfig {
+                tol: 1e-14,
+                ..Default::default()
+            };
+            let (w, report) = expv_taylor(&op, 1.0, &v, &config)?;
+            let expected = if r == 1 && op.supports_fused_taylor() {
+                TaylorPath::Fused
+            } else if dev.is_cuda() {
+                TaylorPath::Dense
+            } else {
+                TaylorPath::Operator
+            };
+            assert_eq!(report.path, expected);
+            w
+        } else {
+            expv(&op, 1.0, &v, &config)?.0
+        };
         Ok((probe.conj()?.mul(&w)?.re().sum_all()? + w.abs2()?.sum_all()?.affine(0.1, 0.0)?)?)
     };
     let current =
@@ -225,7 +247,7 @@ fn gradient_wrt_parameters_at(dev: &Device, scale: f64, r: usize) -> Result<()> 
         let rel = (fd - analytic).abs() / fd.abs().max(1e-3);
         assert!(
             rel < 1e-5,
-            "d/da[{k},{rr},{idx},{imag}]: fd {fd} vs autograd {analytic}"
+            "d/da[{k},{rr},{idx},{imag}] (R = {r}, taylor {taylor}): fd {fd} vs autograd {analytic}"
         );
         if scale == 0.0 {
             // at A = 0 the derivative t dA v is not zero: the check must not pass vacuously
@@ -247,7 +269,7 @@ fn gradient_wrt_parameters_at(dev: &Device, scale: f64, r: usize) -> Result<()> 
     let fd_t = (at(0.8 + h)? - at(0.8 - h)?) / (2.0 * h);
     assert!(
         (fd_t - analytic_t).abs() / fd_t.abs().max(1e-3) < 1e-5,
-        "d/dt: fd {fd_t} vs {analytic_t}"
+        "d/dt (R = {r}, taylor {taylor}): fd {fd_t} vs {analytic_t}"
     );
     assert_eq!(checked, expected);
     Ok(())
@@ -313,11 +335,15 @@ fn bad_input_is_an_error() -> Result<()> {
 /// Values, coefficient gradient, input gradient and adjoint of one kernel run.
 type KernelRun = (Vec<c64>, Vec<f64>, Vec<f64>, Vec<c64>);
 
-/// The one-pass CPU kernel and the portable candle-ops path agree in values and gradients.
-#[test]
-fn cpu_kernel_matches_portable_ops() -> Result<()> {
+// The one-pass gather kernels (CPU, and the CUDA kernels on a GPU) and the portable candle-ops
+// path agree in values and gradients (per-row and shared weights, forward and adjoint).
+test_device!(
+    kernel_matches_portable_ops,
+    kernel_matches_portable_ops_cpu,
+    kernel_matches_portable_ops_cuda
+);
+fn kernel_matches_portable_ops(dev: &Device) -> Result<()> {
     use koopman_core::GatherKernel;
-    let dev = Device::Cpu;
     let (n_set, m_set) = paper_sets(2)?;
     for factors in [1usize, 2] {
         let base = ToeplitzGenerator::random(
@@ -327,7 +353,7 @@ fn cpu_kernel_matches_portable_ops() -> Result<()> {
             0.9,
             40 + factors as u64,
             DType::F64,
-            &dev,
+            dev,
         )?;
         let vars = coefficient_vars(&base)?;
         let coeffs: Vec<Vec<ComplexTensor>> = vars
@@ -340,17 +366,17 @@ fn cpu_kernel_matches_portable_ops() -> Result<()> {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<_>>()?;
-        let x_re = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n_set.len(), 3), &dev)?)?;
+        let x_re = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n_set.len(), 3), dev)?)?;
         let x = ComplexTensor::new(
             x_re.as_tensor().clone(),
-            Tensor::randn(0f64, 1.0, (n_set.len(), 3), &dev)?,
+            Tensor::randn(0f64, 1.0, (n_set.len(), 3), dev)?,
         )?;
         let run = |kernel: GatherKernel| -> Result<KernelRun> {
             let op = ToeplitzGenerator::new(
                 n_set.clone(),
                 vec![m_set.clone(); factors],
                 coeffs.clone(),
-                Tensor::new(0.9f64, &dev)?,
+                Tensor::new(0.9f64, dev)?,
             )?
             .with_kernel(kernel);
             let y = op.apply(&x)?;

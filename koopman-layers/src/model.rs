@@ -7,8 +7,13 @@
 //!
 //! `G = Q_N e^{L_1} ... e^{L_J} Q_N^* v`,
 //!
-//! computed right to left with [`koopman_core::expv`] (or, for reference, with the dense
-//! exponential), and evaluated as `Re G(x, y_k)` at a batch of samples.
+//! computed right to left, and evaluated as `Re G(x, y_k)` at a batch of samples. Each `e^{L_j}`
+//! is applied by [`ExpMode`]: by default the device-resident Taylor action
+//! ([`koopman_core::taylor`]: one norm bound per generator fixes the degree and sub-steps, the
+//! fused gather kernel runs it, nothing is read back inside the loop), or the Krylov
+//! [`koopman_core::expv`] with its a-posteriori error control, or the dense exponential
+//! (reference). The gather tables of each layer are built once ([`ToeplitzStructure`]); a training
+//! step only recomputes the generators' weights.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -33,17 +38,28 @@ use crate::observable::{CoordinateFunction, VectorObservable};
 use crate::{LayersError, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
+use koopman_core::gather::TaylorSteps;
 use koopman_core::operator::LinearOperator;
-use koopman_core::{expv, expv_dense, ComplexTensor, ExpvConfig, IndexSet, ToeplitzGenerator};
+use koopman_core::taylor::{self, TaylorConfig, TaylorPath, TaylorPlan};
+use koopman_core::{
+    expv, expv_dense, expv_taylor, ComplexTensor, ExpvConfig, IndexSet, ToeplitzGenerator,
+    ToeplitzStructure,
+};
 use std::sync::Arc;
 
 /// How each `e^{L_j}` is applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ExpMode {
-    /// Krylov `expv` (never forms an `|N| x |N|` matrix).
+    /// The Taylor action with an a-priori plan ([`koopman_core::taylor`]), on the path of
+    /// [`TaylorPath`] (fused gather kernel by default): no host synchronisation inside, the
+    /// training default.
     #[default]
+    Taylor,
+    /// Krylov `expv` with a-posteriori error control (never forms an `|N| x |N|` matrix; reads
+    /// norms back from the device at every Krylov step).
     Krylov,
-    /// Materialise `L_j` and take the dense exponential (reference path, `O(|N|^3)`).
+    /// Materialise `L_j` and take the dense exponential (reference path, `O(|N|^3)`; refused
+    /// beyond the dense memory limit).
     Dense,
 }
 
@@ -132,6 +148,8 @@ fn symmetric_tables(m: &IndexSet) -> Result<(usize, Vec<u32>, Vec<u32>)> {
 pub struct KoopmanLayer {
     index_set: Arc<IndexSet>,
     offsets: Vec<Arc<IndexSet>>,
+    /// Gather tables and frequencies, built once on the layer's device.
+    structure: Arc<ToeplitzStructure>,
     /// `params[k][r]` for the state coordinates `k`.
     params: Vec<Vec<FactorParams>>,
     time: Tensor,
@@ -188,9 +206,12 @@ impl KoopmanLayer {
             params.push(group);
         }
         let time = vb.get_with_hints((), "time", Init::Const(init_time))?;
+        let structure =
+            ToeplitzStructure::new(index_set.clone(), offsets.clone(), vb.dtype(), &device)?;
         Ok(Self {
             index_set,
             offsets,
+            structure,
             params,
             time,
             conjugate_symmetric,
@@ -231,9 +252,8 @@ impl KoopmanLayer {
                 .map(|m| Ok(ComplexTensor::zeros(m.len(), dtype, device)?))
                 .collect::<Result<Vec<_>>>()?,
         );
-        Ok(ToeplitzGenerator::new(
-            self.index_set.clone(),
-            self.offsets.clone(),
+        Ok(ToeplitzGenerator::from_structure(
+            self.structure.clone(),
             coeffs,
             self.time.clone(),
         )?)
@@ -253,12 +273,14 @@ pub struct DeepKoopmanLayeredBuilder {
     data_half_width: f64,
     expv: ExpvConfig,
     mode: ExpMode,
+    taylor_path: TaylorPath,
 }
 
 impl DeepKoopmanLayeredBuilder {
     /// A model of `state_dim` outputs over `N` (dimension `state_dim + 1`) with the offset sets
     /// `offsets` (one per factor, `R = offsets.len()`). Defaults: `J = 1`, free complex
-    /// coefficients, `t_j = 1`, identity outputs on `[-pi/2, pi/2]`, `expv` tolerance `1e-8`.
+    /// coefficients, `t_j = 1`, identity outputs on `[-pi/2, pi/2]`, the Taylor exponential on
+    /// its automatic path, tolerance `1e-8`.
     pub fn new(state_dim: usize, index_set: Arc<IndexSet>, offsets: Vec<Arc<IndexSet>>) -> Self {
         Self {
             state_dim,
@@ -273,7 +295,8 @@ impl DeepKoopmanLayeredBuilder {
                 tol: 1e-8,
                 ..Default::default()
             },
-            mode: ExpMode::Krylov,
+            mode: ExpMode::Taylor,
+            taylor_path: TaylorPath::Auto,
         }
     }
 
@@ -303,15 +326,21 @@ impl DeepKoopmanLayeredBuilder {
         self
     }
 
-    /// Settings of the Krylov exponential.
+    /// Settings of the Krylov exponential; its tolerance is also the Taylor action's.
     pub fn expv_config(mut self, config: ExpvConfig) -> Self {
         self.expv = config;
         self
     }
 
-    /// Krylov or dense exponentials.
+    /// Taylor, Krylov or dense exponentials.
     pub fn exp_mode(mut self, mode: ExpMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// The path of the Taylor exponential (automatic by default).
+    pub fn taylor_path(mut self, path: TaylorPath) -> Self {
+        self.taylor_path = path;
         self
     }
 
@@ -360,6 +389,7 @@ impl DeepKoopmanLayeredBuilder {
             v,
             expv: self.expv,
             mode: self.mode,
+            taylor_path: self.taylor_path,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
@@ -375,6 +405,7 @@ pub struct DeepKoopmanLayered {
     v: ComplexTensor,
     expv: ExpvConfig,
     mode: ExpMode,
+    taylor_path: TaylorPath,
     dtype: DType,
     device: Device,
 }
@@ -415,9 +446,29 @@ impl DeepKoopmanLayered {
         self.mode
     }
 
-    /// Switches between Krylov and dense exponentials.
+    /// Switches between Taylor, Krylov and dense exponentials.
     pub fn set_exp_mode(&mut self, mode: ExpMode) {
         self.mode = mode;
+    }
+
+    /// Sets the path of the Taylor exponential.
+    pub fn set_taylor_path(&mut self, path: TaylorPath) {
+        self.taylor_path = path;
+    }
+
+    /// The settings of the Taylor exponential (the model's tolerance and path).
+    pub fn taylor_config(&self) -> TaylorConfig {
+        TaylorConfig {
+            tol: self.expv.tol,
+            path: self.taylor_path,
+            ..Default::default()
+        }
+    }
+
+    /// The path and plan (degree, sub-steps, norm bound) the Taylor exponential takes for
+    /// `generator`: what runs in [`DeepKoopmanLayered::apply_exp`] in [`ExpMode::Taylor`].
+    pub fn taylor_plan(&self, generator: &ToeplitzGenerator) -> Result<(TaylorPath, TaylorPlan)> {
+        Ok(taylor::plan(generator, 1.0, &self.taylor_config())?)
     }
 
     /// The Krylov settings.
@@ -442,12 +493,13 @@ impl DeepKoopmanLayered {
         c: &ComplexTensor,
     ) -> Result<ComplexTensor> {
         Ok(match self.mode {
+            ExpMode::Taylor => expv_taylor(generator, 1.0, c, &self.taylor_config())?.0,
             ExpMode::Krylov => expv(generator, 1.0, c, &self.expv)?.0,
             ExpMode::Dense => expv_dense(generator, 1.0, c)?,
         })
     }
 
-    /// `e^{L^*} c` (Krylov path: the adjoint is applied by gathers).
+    /// `e^{L^*} c` (Taylor and Krylov paths: the adjoint is applied by gathers).
     pub fn apply_exp_adjoint(
         &self,
         generator: &ToeplitzGenerator,
@@ -455,6 +507,7 @@ impl DeepKoopmanLayered {
     ) -> Result<ComplexTensor> {
         let adjoint = Adjoint(generator);
         Ok(match self.mode {
+            ExpMode::Taylor => expv_taylor(&adjoint, 1.0, c, &self.taylor_config())?.0,
             ExpMode::Krylov => expv(&adjoint, 1.0, c, &self.expv)?.0,
             ExpMode::Dense => expv_dense(&adjoint, 1.0, c)?,
         })
@@ -546,8 +599,22 @@ impl LinearOperator for Adjoint<'_> {
     fn norm_estimate(&self) -> koopman_core::Result<f64> {
         self.0.norm_estimate()
     }
+    fn norm_bound(&self) -> koopman_core::Result<f64> {
+        self.0.norm_bound()
+    }
     fn ensure_finite(&self) -> koopman_core::Result<()> {
         self.0.ensure_finite()
+    }
+    fn supports_fused_taylor(&self) -> bool {
+        self.0.supports_fused_taylor()
+    }
+    fn fused_taylor(
+        &self,
+        v: &ComplexTensor,
+        steps: TaylorSteps,
+        adjoint: bool,
+    ) -> Option<koopman_core::Result<ComplexTensor>> {
+        self.0.fused_taylor(v, steps, !adjoint)
     }
     fn to_dense(&self) -> koopman_core::Result<ComplexTensor> {
         self.0.to_dense()?.adjoint()

@@ -232,7 +232,11 @@ impl VectorObservable {
         z.iter().map(|&v| self.function.value(v)).collect()
     }
 
-    /// `cos` and `sin` of the phases `n . (x_b, y_k)`, each `(B * d, |N|)` with row `b * d + k`.
+    /// `cos` and `sin` of the phases `n . (x_b, y_k)`, each `(B * d, |N|)` with row `b * d + k`,
+    /// computed where they are used: on a GPU as one matrix product of the sample points with the
+    /// frequencies of `N` and two element-wise kernels (only the `B d (d + 1)` points are copied
+    /// to the device), on the CPU with one `sin_cos` per entry, in parallel. Phases are formed in
+    /// f64 and the features converted to `dtype`.
     pub fn features(&self, z: &[f64], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
         let d = self.state_dim;
         if z.is_empty() || z.len() % d != 0 {
@@ -246,18 +250,39 @@ impl VectorObservable {
         }
         let b = z.len() / d;
         let n = self.coefficients.len();
-        let mut cos = Vec::with_capacity(b * d * n);
-        let mut sin = Vec::with_capacity(b * d * n);
+        // The sample points (x_b, y_k), one row per output: (B d, d + 1).
+        let mut points = Vec::with_capacity(b * d * (d + 1));
         for row in z.chunks(d) {
             for &y in &self.nodes {
-                for f in self.frequencies.chunks(d + 1) {
-                    let phase: f64 = row.iter().zip(f).map(|(x, n)| x * n).sum::<f64>() + y * f[d];
-                    let (s, c) = phase.sin_cos();
-                    cos.push(c);
-                    sin.push(s);
-                }
+                points.extend_from_slice(row);
+                points.push(y);
             }
         }
+        if !device.is_cpu() {
+            let points = Tensor::from_vec(points, (b * d, d + 1), device)?;
+            let freqs = Tensor::from_slice(&self.frequencies, (n, d + 1), device)?;
+            let phases = koopman_core::complex::matmul(&points, &freqs.t()?)?;
+            return Ok((
+                phases.cos()?.to_dtype(dtype)?,
+                phases.sin()?.to_dtype(dtype)?,
+            ));
+        }
+        use rayon::prelude::*;
+        let mut cos = vec![0.0; b * d * n];
+        let mut sin = vec![0.0; b * d * n];
+        cos.par_chunks_mut(n)
+            .zip(sin.par_chunks_mut(n))
+            .zip(points.par_chunks(d + 1))
+            .for_each(|((c_row, s_row), p)| {
+                for ((c, s), f) in c_row
+                    .iter_mut()
+                    .zip(s_row.iter_mut())
+                    .zip(self.frequencies.chunks(d + 1))
+                {
+                    let phase: f64 = p.iter().zip(f).map(|(x, n)| x * n).sum();
+                    (*s, *c) = phase.sin_cos();
+                }
+            });
         let cos = Tensor::from_vec(cos, (b * d, n), device)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (b * d, n), device)?.to_dtype(dtype)?;
         Ok((cos, sin))
@@ -268,7 +293,8 @@ impl VectorObservable {
         let n = self.coefficients.len();
         let re = c.re().reshape((n, 1))?;
         let im = c.im().reshape((n, 1))?;
-        let g = (features.0.matmul(&re)? - features.1.matmul(&im)?)?;
+        let matmul = koopman_core::complex::matmul;
+        let g = (matmul(&features.0, &re)? - matmul(&features.1, &im)?)?;
         let rows = g.dim(0)?;
         Ok(g.reshape((rows / self.state_dim, self.state_dim))?)
     }

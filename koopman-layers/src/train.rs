@@ -56,6 +56,16 @@ use std::path::{Path, PathBuf};
 pub struct SnapshotData {
     snapshots: Vec<Vec<f64>>,
     dim: usize,
+    /// Identity of these values (kept by clones): a [`Trainer`] prepares the features of the
+    /// same data on the device once.
+    id: u64,
+}
+
+/// A fresh [`SnapshotData`] identity.
+fn next_data_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl SnapshotData {
@@ -86,7 +96,11 @@ impl SnapshotData {
                 return Err(LayersError::NonFinite(format!("snapshot {j} (entry {i})")));
             }
         }
-        Ok(Self { snapshots, dim })
+        Ok(Self {
+            snapshots,
+            dim,
+            id: next_data_id(),
+        })
     }
 
     /// Snapshots from trajectories `traj` (row-major `n_traj x n_time x dim`, torus coordinates):
@@ -620,6 +634,8 @@ pub struct Trainer {
     optimizers: [AdamW; 2],
     /// The regularisers' power iterates, carried between steps.
     iterates: PowerIterates,
+    /// Features and targets of the last data set, on the device (keyed by its identity).
+    prepared: Option<(u64, Prepared)>,
 }
 
 impl Trainer {
@@ -674,6 +690,7 @@ impl Trainer {
             varmap,
             optimizers,
             iterates: PowerIterates::default(),
+            prepared: None,
         })
     }
 
@@ -691,9 +708,16 @@ impl Trainer {
     }
 
     /// One step (forward, backward, Adam update) on `data`; returns the objective before it.
+    /// The features of `data` are prepared on the device once and reused while the same data
+    /// (or a clone of it) is passed again; the objective is read back once, after the backward
+    /// pass is queued and before the update (a non-finite objective is an error, and the
+    /// variables are left unchanged).
     pub fn step(&mut self, data: &SnapshotData, config: &TrainConfig, step: u64) -> Result<f64> {
         let generators = self.model.generators()?;
-        let prepared = prepare(&self.model, data)?;
+        let prepared = match self.prepared.take() {
+            Some((id, p)) if id == data.id => p,
+            _ => prepare(&self.model, data)?,
+        };
         let warm = config.warm_start_power.then_some(&mut self.iterates);
         let objective = objective_from(
             &self.model,
@@ -702,14 +726,16 @@ impl Trainer {
             config,
             config.seed,
             warm,
-        )?;
+        );
+        self.prepared = Some((data.id, prepared));
+        let objective = objective?;
+        let grads = objective.backward()?;
         let value = objective.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Err(LayersError::NonFinite(format!(
                 "training objective at step {step}"
             )));
         }
-        let grads = objective.backward()?;
         for optimizer in &mut self.optimizers {
             optimizer.step(&grads)?;
         }

@@ -138,7 +138,7 @@ fn gradient_matches_finite_differences() {
 }
 
 #[test]
-fn krylov_and_dense_paths_agree_and_conjugate_symmetry_gives_unitary_free_real_field() {
+fn taylor_krylov_and_dense_paths_agree_and_conjugate_symmetry_gives_unitary_free_real_field() {
     let (n, m) = small_sets();
     let config = TrainConfig {
         init_std: 0.05,
@@ -156,14 +156,19 @@ fn krylov_and_dense_paths_agree_and_conjugate_symmetry_gives_unitary_free_real_f
                 });
             let mut trainer = Trainer::new(builder, &config).unwrap();
             let z = [0.3, -0.2, 1.0, 0.5, -1.2, 0.1];
-            let a = trainer.model.predict(&z).unwrap();
+            assert_eq!(trainer.model.exp_mode(), ExpMode::Taylor);
+            let taylor = trainer.model.predict(&z).unwrap();
+            trainer.model.set_exp_mode(ExpMode::Krylov);
+            let krylov = trainer.model.predict(&z).unwrap();
             trainer.model.set_exp_mode(ExpMode::Dense);
             let b = trainer.model.predict(&z).unwrap();
-            for (x, y) in a.iter().zip(&b) {
-                assert!(
-                    (x - y).abs() < 1e-9,
-                    "R = {factors}, sym = {symmetric}: {x} vs {y}"
-                );
+            for a in [&taylor, &krylov] {
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(
+                        (x - y).abs() < 1e-9,
+                        "R = {factors}, sym = {symmetric}: {x} vs {y}"
+                    );
+                }
             }
             if symmetric {
                 // a real vector field: the full series G is real up to round-off
@@ -486,5 +491,47 @@ fn f32_matches_f64(dev: &Device) -> koopman_layers::Result<()> {
         losses[1]
     );
     println!("f32 vs f64: prediction gap {gap:e} (scale {scale:.3}), loss rel {rel:e}");
+    Ok(())
+}
+
+// The observable's features where they are used (a matrix product of the sample points with the
+// frequencies and cos/sin on a GPU, one sin_cos per entry on the CPU) against the definition,
+// cos and sin of n . (x_b, y_k) at row b d + k, computed here entry by entry.
+koopman_core::test_device!(
+    features_match_definition,
+    features_match_definition_cpu,
+    features_match_definition_cuda
+);
+fn features_match_definition(dev: &Device) -> koopman_layers::Result<()> {
+    use koopman_layers::observable::{CoordinateFunction, VectorObservable};
+    let (n, _) = small_sets();
+    let obs = VectorObservable::new(
+        2,
+        CoordinateFunction::Identity,
+        &n,
+        std::f64::consts::FRAC_PI_2,
+    )?;
+    let z: Vec<f64> = (0..40)
+        .map(|i| ((i * 37 % 17) as f64 - 8.0) / 6.0)
+        .collect();
+    let (cos, sin) = obs.features(&z, DType::F64, dev)?;
+    let cos = cos.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
+    let sin = sin.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
+    assert_eq!(cos.len(), z.len());
+    for (row, (c_row, s_row)) in cos.iter().zip(&sin).enumerate() {
+        let (b, k) = (row / 2, row % 2);
+        let point = [z[2 * b], z[2 * b + 1], obs.nodes()[k]];
+        for (i, p) in n.iter().enumerate() {
+            let phase: f64 = p.iter().zip(&point).map(|(&f, x)| f as f64 * x).sum();
+            assert!(
+                (c_row[i] - phase.cos()).abs() < 1e-13,
+                "cos at ({row}, {i})"
+            );
+            assert!(
+                (s_row[i] - phase.sin()).abs() < 1e-13,
+                "sin at ({row}, {i})"
+            );
+        }
+    }
     Ok(())
 }

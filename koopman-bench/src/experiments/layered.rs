@@ -1,7 +1,8 @@
 //! Deep Koopman-layered models with Toeplitz generators (paper 003).
 //!
 //! Three experiments on the example systems of SPEC 3.1, all trained with candle-nn AdamW (weight
-//! decay 0, lr `1e-3`), Krylov `expv` forward and backward:
+//! decay 0, lr `1e-3`), the model's default exponential (the device-resident Taylor action,
+//! `koopman_core::taylor`, on its fused gather kernel) forward and backward:
 //!
 //! | name | system | claim |
 //! |---|---|---|
@@ -196,7 +197,7 @@ impl Experiment for LayeredVdp {
                  range of 2000 clean samples of the system, the declared range)."
                     .into(),
                 "Norm regulariser: sum_j ||e^{L_j}||_2 estimated by 3 power iterations of \
-                 e^{L*} e^{L} per step (Krylov expv both ways), each step starting from the \
+                 e^{L*} e^{L} per step (Taylor action both ways), each step starting from the \
                  previous step's iterate, differentiable at the detached iterate."
                     .into(),
                 "Initial coefficients i.i.d. N(0, 1e-3^2) (seeded), t_j = 1, free complex \

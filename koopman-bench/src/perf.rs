@@ -98,6 +98,9 @@ pub struct ExpvTiming {
     pub taylor_matvecs: usize,
     /// `||w_taylor - w_expv|| / ||v||`.
     pub taylor_vs_expv: f64,
+    /// Median seconds of the same Taylor plan on the dense path (materialised generator, gemm),
+    /// where the dense path is timed.
+    pub taylor_dense_seconds: Option<f64>,
 }
 
 /// The whole performance run.
@@ -179,6 +182,15 @@ pub fn measure(
         median_timed(device, 3, || Ok(expv_taylor(op, 1.0, &v, &taylor_config)?))?;
     let taylor_vs_expv = w_taylor.sub(&w)?.norm_f64()? / v.norm_f64()?;
     let (_, matvec_seconds) = median_timed(device, config.matvec_repeats, || Ok(op.apply(&v)?))?;
+    let taylor_dense_seconds = if with_dense {
+        let dense_config = TaylorConfig {
+            path: TaylorPath::Dense,
+            ..taylor_config.clone()
+        };
+        Some(median_timed(device, 3, || Ok(expv_taylor(op, 1.0, &v, &dense_config)?))?.1)
+    } else {
+        None
+    };
     let (dense_seconds, error_vs_dense) = if with_dense {
         let (exact, secs) = timed(device, || Ok(expv_dense(op, 1.0, &v)?))?;
         let err = w.sub(&exact)?.norm_f64()? / v.norm_f64()?;
@@ -203,6 +215,7 @@ pub fn measure(
         taylor_path: taylor_report.path,
         taylor_matvecs: taylor_report.matvecs,
         taylor_vs_expv,
+        taylor_dense_seconds,
     })
 }
 
@@ -322,19 +335,20 @@ pub fn format_table(report: &PerfReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "Taylor action (a-priori plan, no host reads inside) vs expv, same tol:\n{:>7} {:>9} {:>8} {:>11} {:>11} {:>9} {:>12}\n",
-        "|N|", "path", "matvecs", "taylor [s]", "expv [s]", "expv/tay", "|w_t-w_e|/|v|"
+        "Taylor action (a-priori plan, no host reads inside) vs expv, same tol:\n{:>7} {:>9} {:>8} {:>11} {:>11} {:>9} {:>12} {:>12}\n",
+        "|N|", "path", "matvecs", "taylor [s]", "expv [s]", "expv/tay", "|w_t-w_e|/|v|", "dense path"
     ));
     for e in &report.expv_vs_dense {
         out.push_str(&format!(
-            "{:>7} {:>9} {:>8} {:>11} {:>11} {:>8.1}x {:>12}\n",
+            "{:>7} {:>9} {:>8} {:>11} {:>11} {:>8.1}x {:>12} {:>12}\n",
             e.n,
             format!("{:?}", e.taylor_path).to_lowercase(),
             e.taylor_matvecs,
             sci(e.taylor_seconds),
             sci(e.expv_seconds),
             e.expv_seconds / e.taylor_seconds,
-            sci(e.taylor_vs_expv)
+            sci(e.taylor_vs_expv),
+            opt(e.taylor_dense_seconds, sci)
         ));
     }
     if let Some(cpu) = &report.cpu_reference {
@@ -422,6 +436,15 @@ fn layered(e: koopman_layers::LayersError) -> crate::BenchError {
     crate::BenchError::Usage(format!("koopman-layers: {e}"))
 }
 
+/// One configuration of [`time_steps`].
+#[derive(Clone, Copy, Debug)]
+struct StepSetup {
+    exponential: koopman_layers::model::ExpMode,
+    path: TaylorPath,
+    dtype: DType,
+    repeats: usize,
+}
+
 /// Times training steps (end-to-end loss, forward + backward + AdamW) of a `J`-layer model over
 /// `N = {-r..r}^3 \ {0}`, `M` = [`paper_offsets`], seeded init 0.01: one warm-up step, then the
 /// median of `repeats` (fewer when a step takes over a second).
@@ -429,12 +452,15 @@ fn time_steps(
     radius: i64,
     layers: usize,
     data: &koopman_layers::train::SnapshotData,
-    exponential: koopman_layers::model::ExpMode,
-    path: TaylorPath,
-    dtype: DType,
-    repeats: usize,
+    setup: StepSetup,
     device: &Device,
 ) -> Result<StepRow> {
+    let StepSetup {
+        exponential,
+        path,
+        dtype,
+        repeats,
+    } = setup;
     use koopman_layers::model::{DeepKoopmanLayeredBuilder, ExpMode};
     use koopman_layers::train::{TrainConfig, Trainer};
     let n = Arc::new(IndexSet::cube(3, radius)?.without_origin()?);
@@ -510,10 +536,14 @@ pub fn run_layered_step_perf(
         (ExpMode::Krylov, TaylorPath::Auto, DType::F64, 1),
         (ExpMode::Dense, TaylorPath::Auto, DType::F64, 1),
     ];
-    for (mode, path, dtype, reps) in configs {
-        rows.push(time_steps(
-            radius, layers, &data, mode, path, dtype, reps, device,
-        )?);
+    for (exponential, path, dtype, repeats) in configs {
+        let setup = StepSetup {
+            exponential,
+            path,
+            dtype,
+            repeats,
+        };
+        rows.push(time_steps(radius, layers, &data, setup, device)?);
     }
     let scale = match scale_radius {
         Some(r) => Some(run_scale_step(r, layers, &data, device)?),
@@ -538,27 +568,15 @@ fn run_scale_step(
     use koopman_layers::model::ExpMode;
     let n = IndexSet::cube(3, radius)?.without_origin()?.len();
     crate::device::reset_peak_memory(device);
-    let row = time_steps(
-        radius,
-        layers,
-        data,
-        ExpMode::Taylor,
-        TaylorPath::Auto,
-        DType::F64,
-        1,
-        device,
-    )?;
+    let setup = |exponential| StepSetup {
+        exponential,
+        path: TaylorPath::Auto,
+        dtype: DType::F64,
+        repeats: 1,
+    };
+    let row = time_steps(radius, layers, data, setup(ExpMode::Taylor), device)?;
     let peak_device_bytes = crate::device::peak_memory(device);
-    let dense_refusal = match time_steps(
-        radius,
-        layers,
-        data,
-        ExpMode::Dense,
-        TaylorPath::Auto,
-        DType::F64,
-        1,
-        device,
-    ) {
+    let dense_refusal = match time_steps(radius, layers, data, setup(ExpMode::Dense), device) {
         Ok(r) => format!("the dense path ran ({} s)", r.seconds),
         Err(e) => e.to_string(),
     };

@@ -449,6 +449,103 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(gemm_ready(a)?.matmul(&gemm_ready(b)?)?)
 }
 
+/// `fixed . x` for a matrix `fixed` that is data, not a parameter (no gradient is wanted for
+/// it), differentiable in `x` only. candle's matmul backward forms the gradient of both operands
+/// (for a `(B, |N|)` feature matrix, a `B x |N|` outer product and its accumulator per step); here
+/// the product is taken on a detached `x`, and the gradient `fixed^T g` reaches `x` through a
+/// zero-valued custom op added to it.
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// let f = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0]], &Device::Cpu)?;
+/// let x = Var::new(&[[1.0f64], [-1.0]], &Device::Cpu)?;
+/// let y = koopman_core::complex::matmul_fixed_lhs(&f, x.as_tensor())?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f64>()?, vec![-1.0, -1.0]);
+/// let g = y.sum_all()?.backward()?;
+/// assert_eq!(g.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f64>()?, vec![4.0, 6.0]);
+/// # Ok::<(), koopman_core::CoreError>(())
+/// ```
+pub fn matmul_fixed_lhs(fixed: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let fixed = fixed.detach();
+    let value = matmul(&fixed, &x.detach())?;
+    if !x.track_op() {
+        return Ok(value);
+    }
+    let through = x.apply_op1(FixedProductGrad {
+        fixed,
+        shape: value.shape().clone(),
+    })?;
+    Ok((value + through)?)
+}
+
+/// Zeros of the product's shape in the forward pass; `fixed^T g` for `x` in the backward pass.
+struct FixedProductGrad {
+    fixed: Tensor,
+    shape: Shape,
+}
+
+impl candle_core::CustomOp1 for FixedProductGrad {
+    fn name(&self) -> &'static str {
+        "koopman-fixed-matmul-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        _layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let len = self.shape.elem_count();
+        let zeros = match storage.dtype() {
+            DType::F64 => candle_core::CpuStorage::F64(vec![0.0; len]),
+            DType::F32 => candle_core::CpuStorage::F32(vec![0.0; len]),
+            d => {
+                return Err(candle_core::Error::Msg(format!(
+                    "fixed products compute in f32 or f64, got {d:?}"
+                )))
+            }
+        };
+        Ok((zeros, self.shape.clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        _layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let dev = storage.device();
+        let len = self.shape.elem_count();
+        let slice = match storage.dtype() {
+            DType::F64 => candle_core::cuda_backend::CudaStorageSlice::F64(dev.alloc_zeros(len)?),
+            DType::F32 => candle_core::cuda_backend::CudaStorageSlice::F32(dev.alloc_zeros(len)?),
+            d => {
+                return Err(candle_core::Error::Msg(format!(
+                    "fixed products compute in f32 or f64, got {d:?}"
+                )))
+            }
+        };
+        Ok((
+            candle_core::CudaStorage {
+                slice,
+                device: dev.clone(),
+            },
+            self.shape.clone(),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = gemm_ready(grad)?;
+        Ok(Some(gemm_ready(&self.fixed.t()?)?.matmul(&g)?))
+    }
+}
+
 /// `t` itself when its last two dimensions are packed row- or column-major (what every gemm
 /// backend accepts), else a contiguous copy.
 fn gemm_ready(t: &Tensor) -> candle_core::Result<Tensor> {

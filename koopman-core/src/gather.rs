@@ -390,7 +390,7 @@ struct Gather<'a, T> {
 
 impl<T: WithDType> Gather<'_, T> {
     fn run(&self, out: &mut [T]) {
-        let (n, k) = (self.n, self.k);
+        let (n, k, w) = (self.n, self.k, self.w);
         let sign = if self.conj { -1.0 } else { 1.0 };
         let compute = |first: usize, chunk: &mut [T]| {
             for (offset, o) in chunk.chunks_exact_mut(2).enumerate() {
@@ -400,22 +400,23 @@ impl<T: WithDType> Gather<'_, T> {
                 if let Some(y) = self.y {
                     let yrow = &y[j * 2 * n..(j + 1) * 2 * n];
                     let trow = &self.table[i * k..(i + 1) * k];
-                    for (c, &src) in trow.iter().enumerate() {
-                        let src = src as usize;
-                        if src >= n {
-                            continue;
+                    // One loop per weight mode, chosen once per row.
+                    (re, im) = match self.mode {
+                        WeightMode::PerRow => {
+                            let wrow = &w[2 * i * k..2 * (i + 1) * k];
+                            row_sum(trow, yrow, n, |c, _| (wrow[2 * c], wrow[2 * c + 1]), sign)
                         }
-                        let widx = match self.mode {
-                            WeightMode::PerRow => i * k + c,
-                            WeightMode::Shared => c,
-                            WeightMode::AtTarget => src * k + c,
-                        };
-                        let (wr, wi) = pair(self.w, widx);
-                        let wi = sign * wi;
-                        let (yr, yi) = pair(yrow, src);
-                        re += wr * yr - wi * yi;
-                        im += wr * yi + wi * yr;
-                    }
+                        WeightMode::Shared => {
+                            row_sum(trow, yrow, n, |c, _| (w[2 * c], w[2 * c + 1]), sign)
+                        }
+                        WeightMode::AtTarget => row_sum(
+                            trow,
+                            yrow,
+                            n,
+                            |c, src| (w[2 * (src * k + c)], w[2 * (src * k + c) + 1]),
+                            sign,
+                        ),
+                    };
                 }
                 re *= self.scale_in;
                 im *= self.scale_in;
@@ -437,6 +438,33 @@ impl<T: WithDType> Gather<'_, T> {
             compute(0, out);
         }
     }
+}
+
+/// `sum_c w(c, src) y[src]` over one table row (`src = T[i, c] < n`), the imaginary part of each
+/// weight multiplied by `sign`; two accumulators, so consecutive multiply-adds do not wait for
+/// each other.
+#[inline(always)]
+fn row_sum<T: WithDType, W: Fn(usize, usize) -> (T, T)>(
+    trow: &[u32],
+    yrow: &[T],
+    n: usize,
+    weight: W,
+    sign: f64,
+) -> (f64, f64) {
+    let mut acc = [(0.0f64, 0.0f64); 2];
+    for (c, &src) in trow.iter().enumerate() {
+        let src = src as usize;
+        if src >= n {
+            continue;
+        }
+        let (wr, wi) = weight(c, src);
+        let (wr, wi) = (wr.to_f64(), sign * wi.to_f64());
+        let (yr, yi) = (yrow[2 * src].to_f64(), yrow[2 * src + 1].to_f64());
+        let a = &mut acc[c & 1];
+        a.0 += wr * yr - wi * yi;
+        a.1 += wr * yi + wi * yr;
+    }
+    (acc[0].0 + acc[1].0, acc[0].1 + acc[1].1)
 }
 
 /// `dw[i', k] = sum_j sum_{i -> i'} conj(y[j, table[i, k]]) g[j, i]` (the CPU reference of the
@@ -466,17 +494,53 @@ fn weight_grad_kernel<T: WithDType>(
         acc
     };
     let rows = if shared_weights { 1 } else { n };
+    if !shared_weights {
+        // One weight row i at a time, rows j outer and columns inner: the row's accumulators
+        // stay in cache and each y row is read where the table points.
+        let fill_row = |i: usize, out: &mut [T]| {
+            let trow = &table[i * k..(i + 1) * k];
+            let mut acc = vec![(0.0f64, 0.0f64); k];
+            for j in 0..b {
+                let gv = pair(g, j * n + i);
+                if gv == (0.0, 0.0) {
+                    continue;
+                }
+                let yrow = &y[j * 2 * n..(j + 1) * 2 * n];
+                for (a, &src) in acc.iter_mut().zip(trow) {
+                    let src = src as usize;
+                    if src >= n {
+                        continue;
+                    }
+                    let yv = (yrow[2 * src].to_f64(), yrow[2 * src + 1].to_f64());
+                    // conj(y) * g
+                    a.0 += yv.0 * gv.0 + yv.1 * gv.1;
+                    a.1 += yv.0 * gv.1 - yv.1 * gv.0;
+                }
+            }
+            for (o, a) in out.chunks_exact_mut(2).zip(&acc) {
+                o[0] = T::from_f64(a.0);
+                o[1] = T::from_f64(a.1);
+            }
+        };
+        let mut out = vec![T::zero(); n * k * 2];
+        if b * n * k >= PARALLEL_WORK {
+            out.par_chunks_mut(2 * k)
+                .enumerate()
+                .for_each(|(i, chunk)| fill_row(i, chunk));
+        } else {
+            out.chunks_mut(2 * k)
+                .enumerate()
+                .for_each(|(i, chunk)| fill_row(i, chunk));
+        }
+        return out;
+    }
     let fill = |first: usize, chunk: &mut [T]| {
         for (offset, out) in chunk.chunks_exact_mut(2).enumerate() {
             let idx = first + offset;
-            let (re, im) = if shared_weights {
-                (0..n).fold((0.0, 0.0), |s, i| {
-                    let e = entry(i, idx);
-                    (s.0 + e.0, s.1 + e.1)
-                })
-            } else {
-                entry(idx / k, idx % k)
-            };
+            let (re, im) = (0..n).fold((0.0, 0.0), |s, i| {
+                let e = entry(i, idx);
+                (s.0 + e.0, s.1 + e.1)
+            });
             out[0] = T::from_f64(re);
             out[1] = T::from_f64(im);
         }
@@ -492,6 +556,45 @@ fn weight_grad_kernel<T: WithDType>(
     out
 }
 
+/// `wt[l, c] = conj(w[T'[l, c], c])` (0 outside) for the transposed table `table_t`: the adjoint
+/// gather's weights per output row (the CPU reference of `koopman_transpose_weights`).
+fn transpose_weights<T: WithDType>(w: &[T], table_t: &[u32], n: usize, k: usize) -> Vec<T> {
+    let mut wt = vec![T::from_f64(0.0); 2 * n * k];
+    for (idx, (o, &src)) in wt.chunks_exact_mut(2).zip(table_t).enumerate() {
+        let src = src as usize;
+        if src < n {
+            let from = 2 * (src * k + idx % k);
+            o[0] = w[from];
+            o[1] = T::from_f64(-w[from + 1].to_f64());
+        }
+    }
+    wt
+}
+
+/// The weights and direction a sweep of `dir` gathers should use: for the adjoint of per-row
+/// weights, the transposed weights read per row (one pass here instead of scattered reads in
+/// every gather of the sweep).
+fn per_row_weights<'a, T: WithDType>(
+    w: &'a [T],
+    table: &[u32],
+    n: usize,
+    k: usize,
+    dir: Direction,
+) -> (std::borrow::Cow<'a, [T]>, Direction) {
+    if dir.mode == WeightMode::AtTarget {
+        (
+            std::borrow::Cow::Owned(transpose_weights(w, table, n, k)),
+            Direction {
+                transposed: dir.transposed,
+                mode: WeightMode::PerRow,
+                conj: false,
+            },
+        )
+    } else {
+        (std::borrow::Cow::Borrowed(w), dir)
+    }
+}
+
 /// The forward Taylor sweep on the CPU: rows `0..m s` of the result hold the input of every
 /// operator application (row `s m + k - 1` holds `z_{k-1}` of sub-step `s`), row `m s` the result.
 #[allow(clippy::too_many_arguments)]
@@ -504,6 +607,8 @@ fn taylor_forward_cpu<T: WithDType>(
     dir: Direction,
     steps: TaylorSteps,
 ) -> Vec<T> {
+    let (w, dir) = per_row_weights(w, table, n, k, dir);
+    let w = &w[..];
     let len = v.len();
     let m = steps.degree;
     let rows = steps.terms();
@@ -553,6 +658,8 @@ fn taylor_backward_cpu<T: WithDType>(
     dir: Direction,
     steps: TaylorSteps,
 ) -> Vec<T> {
+    let (w, dir) = per_row_weights(w, table, n, k, dir);
+    let w = &w[..];
     let len = g.len();
     let m = steps.degree;
     let rows = steps.terms();
@@ -983,7 +1090,7 @@ impl CustomOp2 for TaylorBackward {
 /// The CUDA launches of the gather kernels (`src/kernels/gather.cu`).
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::{Direction, GatherPattern, TaylorSteps};
+    use super::{Direction, GatherPattern, TaylorSteps, WeightMode};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{
         CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
@@ -1259,6 +1366,34 @@ mod cuda {
         dispatch!(s1.dtype(), |T| {
             let (input, len) = address::<T>(s1, l1)?;
             let (w, _) = address::<T>(s2, l2)?;
+            // The adjoint of per-row weights: transpose them once, then every gather of the
+            // sweep reads its weights per output row (coalesced).
+            let mut transposed = None;
+            let (w, dir) = if dir.mode == WeightMode::AtTarget {
+                let mut wt = alloc::<T>(dev, 2 * n * k)?;
+                let wt_ptr = base_address(&mut wt, dev);
+                let func =
+                    dev.get_or_load_custom_func(&kernels.name("transpose_weights"), MODULE, PTX)?;
+                let (n32, k32) = (n as u32, k as u32);
+                let cfg = LaunchConfig {
+                    grid_dim: (((n * k) as u64).div_ceil(THREADS as u64) as u32, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut b = func.builder();
+                b.arg(&w).arg(&table).arg(&wt_ptr).arg(&n32).arg(&k32);
+                // SAFETY: w holds n x k complex weights, the table n x k entries, wt n x k.
+                unsafe { b.launch(cfg) }.w()?;
+                transposed = Some(wt);
+                let per_row = Direction {
+                    transposed: dir.transposed,
+                    mode: WeightMode::PerRow,
+                    conj: false,
+                };
+                (wt_ptr, per_row)
+            } else {
+                (w, dir)
+            };
             let cols = len / (2 * n);
             let mut out = alloc::<T>(dev, (terms + 1) * len)?;
             let base = base_address(&mut out, dev);
@@ -1297,6 +1432,8 @@ mod cuda {
                     }
                 }
             }
+            // The transposed weights are freed in stream order after the sweep's kernels.
+            drop(transposed);
             let mut dims = vec![terms + 1];
             dims.extend_from_slice(l1.dims());
             Ok((

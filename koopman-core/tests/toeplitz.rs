@@ -326,6 +326,40 @@ fn bad_input_is_an_error() -> Result<()> {
         ToeplitzGenerator::new(n3.clone(), vec![m3.clone()], groups(&good, &nan), t.clone()),
         Err(CoreError::NonFinite(_))
     ));
+    // One NaN or Inf entry among finite ones, in any coordinate, for R = 1 and R = 2, or a NaN
+    // time: caught by the one read of the norm bounds at construction.
+    let mut values = good.to_c64_vec()?;
+    for bad in [c64::new(f64::NAN, 0.0), c64::new(0.0, f64::INFINITY)] {
+        values[5] = bad;
+        let one_bad = ComplexTensor::from_c64(&values, m3.len(), DType::F64, &dev)?;
+        for factors in [1usize, 2] {
+            for k in 0..3 {
+                let mut coeffs = vec![vec![good.clone(); factors]; 3];
+                coeffs[k][factors - 1] = one_bad.clone();
+                assert!(
+                    matches!(
+                        ToeplitzGenerator::new(
+                            n3.clone(),
+                            vec![m3.clone(); factors],
+                            coeffs,
+                            t.clone()
+                        ),
+                        Err(CoreError::NonFinite(_))
+                    ),
+                    "{bad} in coordinate {k}, R = {factors}"
+                );
+            }
+        }
+    }
+    assert!(matches!(
+        ToeplitzGenerator::new(
+            n3.clone(),
+            vec![m3.clone()],
+            groups(&good, &good),
+            Tensor::new(f64::NAN, &dev)?
+        ),
+        Err(CoreError::NonFinite(_))
+    ));
     let op = ToeplitzGenerator::new(n3.clone(), vec![m3.clone()], groups(&good, &good), t)?;
     let wrong = ComplexTensor::randn(n3.len() + 2, 1.0, 3, DType::F64, &dev)?;
     assert!(matches!(op.apply(&wrong), Err(CoreError::ShapeMismatch(_))));

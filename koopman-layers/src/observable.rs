@@ -293,7 +293,8 @@ impl VectorObservable {
         let n = self.coefficients.len();
         let re = c.re().reshape((n, 1))?;
         let im = c.im().reshape((n, 1))?;
-        let matmul = koopman_core::complex::matmul;
+        // The features are data: only the coefficients get a gradient.
+        let matmul = koopman_core::complex::matmul_fixed_lhs;
         let g = (matmul(&features.0, &re)? - matmul(&features.1, &im)?)?;
         let rows = g.dim(0)?;
         Ok(g.reshape((rows / self.state_dim, self.state_dim))?)

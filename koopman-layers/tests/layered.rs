@@ -535,3 +535,49 @@ fn features_match_definition(dev: &Device) -> koopman_layers::Result<()> {
     }
     Ok(())
 }
+
+// The training objective's gradient on a device equals the CPU's (f64): every custom op of the
+// step (fused Taylor action and its backward, the features' fixed product) on each device.
+koopman_core::test_device!(
+    gradient_matches_cpu,
+    gradient_matches_cpu_cpu,
+    gradient_matches_cpu_cuda
+);
+fn gradient_matches_cpu(dev: &Device) -> koopman_layers::Result<()> {
+    let (n, m) = small_sets();
+    let config = TrainConfig {
+        init_std: 0.05,
+        norm_weight: 0.1,
+        continuity_weight: 0.1,
+        progress: false,
+        seed: 5,
+        ..Default::default()
+    };
+    let data = small_data(12, 3, 2);
+    let grads_on = |device: &Device| -> koopman_layers::Result<Vec<Vec<f64>>> {
+        let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m.clone()]).layers(2);
+        let trainer = Trainer::on(builder, &config, DType::F64, device)?;
+        let f = objective(&trainer.model, &data, &config, 7)?;
+        let grads = f.backward()?;
+        trainer
+            .vars()
+            .iter()
+            .map(|v| {
+                let g = grads
+                    .get(v.as_tensor())
+                    .expect("every variable gets a gradient");
+                Ok(g.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f64>()?)
+            })
+            .collect()
+    };
+    let here = grads_on(dev)?;
+    let cpu = grads_on(&Device::Cpu)?;
+    assert_eq!(here.len(), cpu.len());
+    for (a, b) in here.iter().zip(&cpu) {
+        let scale = b.iter().fold(1e-3f64, |s, x| s.max(x.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-10 * scale, "{x} vs {y}");
+        }
+    }
+    Ok(())
+}

@@ -129,6 +129,27 @@ __device__ __forceinline__ void weight_grad_shared_body(const T* __restrict__ y,
   }
 }
 
+// wt[l, c] = conj(w[T'[l, c], c]) (0 outside): the weights of the adjoint gather laid out per
+// output row, so that a sweep of adjoint gathers reads them coalesced (mode 0, no conj).
+template <typename T>
+__device__ __forceinline__ void transpose_weights_body(const T* __restrict__ w,
+                                                       const uint32_t* __restrict__ table_t,
+                                                       T* __restrict__ wt, uint32_t n,
+                                                       uint32_t k) {
+  const uint64_t idx = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (uint64_t)n * k) return;
+  const uint32_t c = (uint32_t)(idx % k);
+  const uint32_t src = table_t[idx];
+  if (src < n) {
+    const uint64_t from = 2ull * ((uint64_t)src * k + c);
+    wt[2 * idx] = w[from];
+    wt[2 * idx + 1] = -w[from + 1];
+  } else {
+    wt[2 * idx] = 0;
+    wt[2 * idx + 1] = 0;
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ void copy_body(const T* __restrict__ x, T* __restrict__ y,
                                           uint64_t len) {
@@ -151,6 +172,10 @@ __device__ __forceinline__ void copy_body(const T* __restrict__ x, T* __restrict
       const T* y, const T* g, const uint32_t* table, T* dw, uint32_t n, uint32_t k,             \
       uint32_t rows) {                                                                          \
     weight_grad_shared_body<T>(y, g, table, dw, n, k, rows);                                    \
+  }                                                                                             \
+  extern "C" __global__ void koopman_transpose_weights_##SUFFIX(                                \
+      const T* w, const uint32_t* table_t, T* wt, uint32_t n, uint32_t k) {                     \
+    transpose_weights_body<T>(w, table_t, wt, n, k);                                            \
   }                                                                                             \
   extern "C" __global__ void koopman_copy_##SUFFIX(const T* x, T* y, uint64_t len) {            \
     copy_body<T>(x, y, len);                                                                    \

@@ -3,7 +3,8 @@
 Run through run_scipy_peer.sh (it creates a virtual environment with numpy and scipy). Reads the
 files written by `koopman-bench perf --export-peer R --peer-dir DIR`, rebuilds the same Toeplitz
 generator L = sum_k A^k D_k (t = 1) as a scipy.sparse matrix from the exported gather table,
-times scipy.sparse.linalg.expm_multiply(L, v) and compares it with koopman's expv result.
+times scipy.sparse.linalg.expm_multiply(L, v) and compares it with koopman's expv and Taylor
+(koopman_core::taylor) results and times (each the median of three calls after a warm-up).
 Never part of the tests.
 """
 import glob
@@ -42,6 +43,8 @@ def main(peer_dir):
         v = load(prefix, "v_re") + 1j * load(prefix, "v_im")
         w_ours = load(prefix, "w_re") + 1j * load(prefix, "w_im")
         ours_s = float(load(prefix, "expv_seconds")[0])
+        taylor_s = float(load(prefix, "taylor_seconds")[0])
+        w_taylor = load(prefix, "w_taylor_re") + 1j * load(prefix, "w_taylor_im")
         expm_multiply(L, v)  # warm-up (norm estimates, caches)
         repeats = 3
         t0 = time.perf_counter()
@@ -49,6 +52,7 @@ def main(peer_dir):
             w = expm_multiply(L, v)
         scipy_s = (time.perf_counter() - t0) / repeats
         diff = float(np.linalg.norm(w - w_ours) / np.linalg.norm(v))
+        diff_taylor = float(np.linalg.norm(w - w_taylor) / np.linalg.norm(v))
         results.append(
             {
                 "n": int(n),
@@ -56,12 +60,17 @@ def main(peer_dir):
                 "koopman_expv_seconds": ours_s,
                 "scipy_over_koopman": scipy_s / ours_s,
                 "relative_difference": diff,
+                "koopman_taylor_seconds": taylor_s,
+                "scipy_over_koopman_taylor": scipy_s / taylor_s,
+                "relative_difference_taylor": diff_taylor,
                 "scipy_version": scipy.__version__,
             }
         )
         print(
-            f"|N| = {n}: scipy expm_multiply {scipy_s:.3e} s, koopman expv {ours_s:.3e} s, "
-            f"ratio scipy/koopman {scipy_s / ours_s:.2f}, ||w_scipy - w_koopman||/||v|| = {diff:.2e}"
+            f"|N| = {n}: scipy expm_multiply {scipy_s:.3e} s, koopman expv {ours_s:.3e} s "
+            f"(scipy/expv {scipy_s / ours_s:.2f}, ||w_scipy - w_expv||/||v|| = {diff:.2e}), "
+            f"koopman Taylor {taylor_s:.3e} s (scipy/taylor {scipy_s / taylor_s:.2f}, "
+            f"||w_scipy - w_taylor||/||v|| = {diff_taylor:.2e})"
         )
     with open(os.path.join(peer_dir, "scipy_peer.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -646,8 +646,9 @@ pub fn format_layered_step(l: &LayeredStepTiming) -> String {
     out
 }
 
-/// Writes one generator, a start vector and the Krylov result as `.npy` files for the optional
-/// SciPy comparison script (`koopman-bench/peers/scipy_expm_multiply.py`).
+/// Writes one generator, a start vector, the Krylov and the Taylor results and their median times
+/// as `.npy` files for the optional SciPy comparison script
+/// (`koopman-bench/peers/scipy_expm_multiply.py`).
 pub fn export_for_peer(
     dir: &Path,
     radius: i64,
@@ -697,7 +698,14 @@ pub fn export_for_peer(
         tol: config.tol,
         ..Default::default()
     };
-    let ((w, _), secs) = timed(device, || Ok(expv(&op, 1.0, &v, &expv_config)?))?;
+    // Median of three calls after a warm-up, as the peer script times SciPy.
+    let ((w, _), secs) = median_timed(device, 3, || Ok(expv(&op, 1.0, &v, &expv_config)?))?;
+    let taylor_config = TaylorConfig {
+        tol: config.tol,
+        ..Default::default()
+    };
+    let ((w_taylor, _), taylor_secs) =
+        median_timed(device, 3, || Ok(expv_taylor(&op, 1.0, &v, &taylor_config)?))?;
     for (name, z) in [("v", &v), ("w", &w)] {
         let vals = z.to_c64_vec()?;
         save_f64(
@@ -712,6 +720,10 @@ pub fn export_for_peer(
         )?;
     }
     save_f64("expv_seconds", &[1], vec![secs])?;
+    save_f64("taylor_seconds", &[1], vec![taylor_secs])?;
+    let vals = w_taylor.to_c64_vec()?;
+    save_f64("w_taylor_re", &[n], vals.iter().map(|c| c.re).collect())?;
+    save_f64("w_taylor_im", &[n], vals.iter().map(|c| c.im).collect())?;
     Ok(())
 }
 

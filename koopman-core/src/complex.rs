@@ -468,25 +468,43 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn matmul_fixed_lhs(fixed: &Tensor, x: &Tensor) -> Result<Tensor> {
     let fixed = fixed.detach();
     let value = matmul(&fixed, &x.detach())?;
-    if !x.track_op() {
+    with_gradient(value, x, move |g| {
+        gemm_ready(&fixed.t()?)?.matmul(&gemm_ready(g)?)
+    })
+}
+
+/// `value` (computed from `input` outside the autograd graph) with the gradient `grad(g)` for
+/// `input`, where `g` is the gradient of the result: the value plus a zero-valued custom op of
+/// `input` whose backward is `grad`. For products and gathers whose candle backward would be
+/// wasteful (gradients of constant operands) or serial (candle's CUDA `index_add` with few
+/// targets runs in one thread per target).
+pub fn with_gradient(
+    value: Tensor,
+    input: &Tensor,
+    grad: impl Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    if !input.track_op() {
         return Ok(value);
     }
-    let through = x.apply_op1(FixedProductGrad {
-        fixed,
+    let through = input.apply_op1(GradientOf {
         shape: value.shape().clone(),
+        grad: Box::new(grad),
     })?;
     Ok((value + through)?)
 }
 
-/// Zeros of the product's shape in the forward pass; `fixed^T g` for `x` in the backward pass.
-struct FixedProductGrad {
-    fixed: Tensor,
+/// The gradient function of [`with_gradient`].
+type GradientFn = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
+
+/// Zeros of the value's shape in the forward pass; the given gradient in the backward pass.
+struct GradientOf {
     shape: Shape,
+    grad: GradientFn,
 }
 
-impl candle_core::CustomOp1 for FixedProductGrad {
+impl candle_core::CustomOp1 for GradientOf {
     fn name(&self) -> &'static str {
-        "koopman-fixed-matmul-gradient"
+        "koopman-custom-gradient"
     }
 
     fn cpu_fwd(
@@ -501,7 +519,7 @@ impl candle_core::CustomOp1 for FixedProductGrad {
             DType::F32 => candle_core::CpuStorage::F32(vec![0.0; len]),
             d => {
                 return Err(candle_core::Error::Msg(format!(
-                    "fixed products compute in f32 or f64, got {d:?}"
+                    "custom gradients compute in f32 or f64, got {d:?}"
                 )))
             }
         };
@@ -522,7 +540,7 @@ impl candle_core::CustomOp1 for FixedProductGrad {
             DType::F32 => candle_core::cuda_backend::CudaStorageSlice::F32(dev.alloc_zeros(len)?),
             d => {
                 return Err(candle_core::Error::Msg(format!(
-                    "fixed products compute in f32 or f64, got {d:?}"
+                    "custom gradients compute in f32 or f64, got {d:?}"
                 )))
             }
         };
@@ -541,8 +559,7 @@ impl candle_core::CustomOp1 for FixedProductGrad {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let g = gemm_ready(grad)?;
-        Ok(Some(gemm_ready(&self.fixed.t()?)?.matmul(&g)?))
+        Ok(Some((self.grad)(grad)?))
     }
 }
 

@@ -27,7 +27,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::complex::ComplexTensor;
+use crate::complex::{with_gradient, ComplexTensor};
 use crate::error::{CoreError, Result};
 use crate::gather::{GatherPattern, TaylorSteps};
 use crate::index_set::IndexSet;
@@ -90,9 +90,10 @@ pub struct ToeplitzStructure {
     /// `y_l` in output row `i = position(l + m)`, or `|N| |M|` (a zero pad): column sums of the
     /// weight moduli, i.e. `||L||_1`.
     column_index: Option<Tensor>,
-    /// The `|N| x |N|` difference tables of the factors, made on the first dense
-    /// materialisation (after its size check) and kept for the next ones.
-    difference_tables: OnceLock<Vec<Tensor>>,
+    /// Per factor, the `|N| x |N|` difference table and the flat gradient index (see
+    /// [`DenseTables`]), made on the first dense materialisation (after its size check) and kept
+    /// for the next ones.
+    difference_tables: OnceLock<Vec<DenseTables>>,
     dtype: DType,
     device: Device,
 }
@@ -203,6 +204,18 @@ impl ToeplitzStructure {
     pub fn device(&self) -> &Device {
         &self.device
     }
+}
+
+/// What materialising one Toeplitz factor needs.
+#[derive(Debug)]
+struct DenseTables {
+    /// `position_M(n_i - n_j)` for every `(i, j)` (`|M|` when not an offset): gathering the
+    /// zero-padded coefficients by it gives the factor.
+    difference: Tensor,
+    /// `i |N| + T[i, c]` for every `(i, c)` (`|N|^2` where `T[i, c]` is outside): the entries of
+    /// the factor that hold coefficient `c` are `(i, T[i, c])`, so its gradient is a gather of the
+    /// flat, zero-padded matrix gradient by this index, summed over `i`.
+    gradient: Tensor,
 }
 
 /// The generator `L = t * sum_k A^k_1 ... A^k_R D_k` over a multi-index set `N`.
@@ -671,19 +684,52 @@ impl LinearOperator for ToeplitzGenerator {
         let (dtype, device) = (self.dtype(), self.device().clone());
         // The difference table (u32) and, per factor product, about three complex matrices.
         check_dense_memory(n, dtype, 4, "the dense Toeplitz generator")?;
-        let patterns = match s.difference_tables.get() {
-            Some(p) => p,
+        let tables = match s.difference_tables.get() {
+            Some(t) => t,
             None => {
                 let made = s
                     .factors
                     .iter()
                     .map(|f| {
-                        let t = s.index_set.difference_table(&f.offsets)?;
-                        Ok(Tensor::from_vec(t, n * n, &device)?)
+                        let k = f.offsets.len();
+                        let difference = s.index_set.difference_table(&f.offsets)?;
+                        let gradient: Vec<u32> = f
+                            .pattern
+                            .table()
+                            .iter()
+                            .enumerate()
+                            .map(|(idx, &src)| {
+                                if (src as usize) < n {
+                                    ((idx / k) * n) as u32 + src
+                                } else {
+                                    (n * n) as u32
+                                }
+                            })
+                            .collect();
+                        Ok(DenseTables {
+                            difference: Tensor::from_vec(difference, n * n, &device)?,
+                            gradient: Tensor::from_vec(gradient, n * k, &device)?,
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 s.difference_tables.get_or_init(|| made)
             }
+        };
+        // One factor as an (n, n) matrix from its zero-padded coefficients (|M| + 1,). The gather
+        // is taken outside the graph and its gradient given by a gather-sum: candle's backward
+        // of index_select (index_add) runs serially per target on CUDA.
+        let factor_matrix = |padded: &Tensor, t: &DenseTables, k: usize| -> Result<Tensor> {
+            let value = padded
+                .detach()
+                .index_select(&t.difference, 0)?
+                .reshape((n, n))?;
+            let gradient = t.gradient.clone();
+            with_gradient(value, padded, move |g| {
+                let zero = Tensor::zeros(1, g.dtype(), g.device())?;
+                let flat = Tensor::cat(&[&g.flatten_all()?, &zero], 0)?;
+                let per_entry = flat.index_select(&gradient, 0)?.reshape((n, k))?;
+                Tensor::cat(&[&per_entry.sum(0)?, &zero], 0)
+            })
         };
         let mut total: Option<ComplexTensor> = None;
         for (k, group) in self.coeffs.iter().enumerate() {
@@ -691,7 +737,11 @@ impl LinearOperator for ToeplitzGenerator {
             for (r, a) in group.iter().enumerate() {
                 let zero = ComplexTensor::zeros(1, dtype, &device)?;
                 let padded = ComplexTensor::cat(&[a, &zero], 0)?;
-                let dense = padded.index_select(&patterns[r], 0)?.reshape((n, n))?;
+                let k = s.factors[r].offsets.len();
+                let dense = ComplexTensor::new(
+                    factor_matrix(padded.re(), &tables[r], k)?,
+                    factor_matrix(padded.im(), &tables[r], k)?,
+                )?;
                 product = Some(match product {
                     None => dense,
                     Some(p) => p.matmul(&dense)?,

@@ -223,8 +223,9 @@ impl GatherPattern {
         self.check(y, w)?;
         Ok(y.contiguous()?.apply_op2(
             &w.contiguous()?,
-            Forward {
+            GatherOp {
                 pattern: self.clone(),
+                adjoint: false,
             },
         )?)
     }
@@ -235,8 +236,9 @@ impl GatherPattern {
         self.check(y, w)?;
         Ok(y.contiguous()?.apply_op2(
             &w.contiguous()?,
-            Adjoint {
+            GatherOp {
                 pattern: self.clone(),
+                adjoint: true,
             },
         )?)
     }
@@ -262,7 +264,7 @@ impl GatherPattern {
             )));
         }
         steps.validate()?;
-        let op = TaylorForward {
+        let op = TaylorSweep {
             pattern: self.clone(),
             direction: if adjoint {
                 Direction::adjoint(false)
@@ -270,6 +272,7 @@ impl GatherPattern {
                 Direction::forward(false)
             },
             steps,
+            backward: false,
         };
         let rows = steps.terms();
         let all = v.contiguous()?.apply_op2(&w.contiguous()?, op)?;
@@ -729,14 +732,31 @@ macro_rules! dispatch_float {
     };
 }
 
-/// Forward weighted gather (differentiable).
-struct Forward {
+/// The weighted gather `A` (or, with `adjoint`, `A^*`), differentiable; each is the other's
+/// input gradient.
+struct GatherOp {
     pattern: GatherPattern,
+    adjoint: bool,
 }
 
-impl CustomOp2 for Forward {
+impl GatherOp {
+    fn direction(&self, l2: &Layout) -> Direction {
+        let shared = l2.dims()[0] == 1;
+        if self.adjoint {
+            Direction::adjoint(shared)
+        } else {
+            Direction::forward(shared)
+        }
+    }
+}
+
+impl CustomOp2 for GatherOp {
     fn name(&self) -> &'static str {
-        "koopman-weighted-gather"
+        if self.adjoint {
+            "koopman-weighted-gather-adjoint"
+        } else {
+            "koopman-weighted-gather"
+        }
     }
 
     fn cpu_fwd(
@@ -746,8 +766,7 @@ impl CustomOp2 for Forward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dir = Direction::forward(l2.dims()[0] == 1);
-        cpu_gather(&self.pattern, dir, s1, l1, s2, l2)
+        cpu_gather(&self.pattern, self.direction(l2), s1, l1, s2, l2)
     }
 
     #[cfg(feature = "cuda")]
@@ -758,8 +777,7 @@ impl CustomOp2 for Forward {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let dir = Direction::forward(l2.dims()[0] == 1);
-        cuda::gather(&self.pattern, dir, s1, l1, s2, l2)
+        cuda::gather(&self.pattern, self.direction(l2), s1, l1, s2, l2)
     }
 
     fn bwd(
@@ -771,16 +789,20 @@ impl CustomOp2 for Forward {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let shared = w.dims()[0] == 1;
-        // dy[j, l] = sum_k conj(w[i, k]) g[j, i] over i = T'[l, k]: a gather along the transpose
-        // with the weights read at the gathered row.
+        // The input gradient of A is A^* of the output gradient (a gather along the transpose
+        // with the weights conjugated and read at the gathered row), and vice versa.
         let dy = grad.apply_op2_no_bwd(
             w,
-            &Adjoint {
+            &GatherOp {
                 pattern: self.pattern.clone(),
+                adjoint: !self.adjoint,
             },
         )?;
-        let dw = y.apply_op2_no_bwd(
-            &grad,
+        // A: dw[i, k] = sum_j conj(y[j, T[i, k]]) g[j, i]; A^* takes conjugated weights at the
+        // gathered row: dw[i, k] = sum_j conj(g[j, T[i, k]]) y[j, i].
+        let (first, second) = if self.adjoint { (&grad, y) } else { (y, &grad) };
+        let dw = first.apply_op2_no_bwd(
+            second,
             &WeightGrad {
                 pattern: self.pattern.clone(),
                 shared,
@@ -816,67 +838,6 @@ fn cpu_gather(
         .run(&mut out);
         Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
     })
-}
-
-/// Adjoint weighted gather (differentiable); also the input gradient of [`Forward`].
-struct Adjoint {
-    pattern: GatherPattern,
-}
-
-impl CustomOp2 for Adjoint {
-    fn name(&self) -> &'static str {
-        "koopman-weighted-gather-adjoint"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dir = Direction::adjoint(l2.dims()[0] == 1);
-        cpu_gather(&self.pattern, dir, s1, l1, s2, l2)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let dir = Direction::adjoint(l2.dims()[0] == 1);
-        cuda::gather(&self.pattern, dir, s1, l1, s2, l2)
-    }
-
-    fn bwd(
-        &self,
-        y: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let shared = w.dims()[0] == 1;
-        // The adjoint of the adjoint is the forward gather; its weights enter conjugated and
-        // at the gathered row: dw[i, k] = sum_j conj(g[j, T[i, k]]) y[j, i].
-        let dy = grad.apply_op2_no_bwd(
-            w,
-            &Forward {
-                pattern: self.pattern.clone(),
-            },
-        )?;
-        let dw = grad.apply_op2_no_bwd(
-            y,
-            &WeightGrad {
-                pattern: self.pattern.clone(),
-                shared,
-            },
-        )?;
-        Ok((Some(dy), Some(dw)))
-    }
 }
 
 /// Gradient with respect to the weights: `dw[i, k] = sum_j conj(first[j, T[i, k]]) second[j, i]`.
@@ -924,17 +885,36 @@ impl CustomOp2 for WeightGrad {
     }
 }
 
-/// The fused Taylor action (forward): `(v (b, n, 2), w (n, K, 2)) -> (m s + 1, b, n, 2)`, rows
-/// `0..m s` the stored Taylor inputs, the last row the result.
-struct TaylorForward {
+/// One sweep of the fused Taylor action, `(x (b, n, 2), w (n, K, 2)) -> (m s + 1, b, n, 2)`:
+/// the forward sweep (`x = v`; rows `0..m s` the stored Taylor inputs, the last row the result)
+/// or, with `backward`, its adjoint sweep (`x` the gradient of the result; rows `0..m s` the
+/// scaled adjoint terms aligned with the stored inputs, the last row the gradient of `v`).
+/// `direction` is the operator of the forward sweep.
+struct TaylorSweep {
     pattern: GatherPattern,
     direction: Direction,
     steps: TaylorSteps,
+    backward: bool,
 }
 
-impl CustomOp2 for TaylorForward {
+impl TaylorSweep {
+    /// The operator this sweep applies.
+    fn applied(&self) -> Direction {
+        if self.backward {
+            self.direction.reversed()
+        } else {
+            self.direction
+        }
+    }
+}
+
+impl CustomOp2 for TaylorSweep {
     fn name(&self) -> &'static str {
-        "koopman-taylor-action"
+        if self.backward {
+            "koopman-taylor-action-backward"
+        } else {
+            "koopman-taylor-action"
+        }
     }
 
     fn cpu_fwd(
@@ -945,20 +925,25 @@ impl CustomOp2 for TaylorForward {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let p = &self.pattern;
+        let dir = self.applied();
         dispatch_float!(s1.dtype(), "Taylor action", |T| {
-            let out = taylor_forward_cpu::<T>(
+            let sweep = if self.backward {
+                taylor_backward_cpu::<T>
+            } else {
+                taylor_forward_cpu::<T>
+            };
+            let out = sweep(
                 slice(s1, l1)?,
                 slice(s2, l2)?,
-                p.host_table(self.direction.transposed),
+                p.host_table(dir.transposed),
                 p.n,
                 p.k,
-                self.direction,
+                dir,
                 self.steps,
             );
-            Ok((
-                T::to_cpu_storage_owned(out),
-                taylor_shape(l1, self.steps.terms() + 1),
-            ))
+            let mut dims = vec![self.steps.terms() + 1];
+            dims.extend_from_slice(l1.dims());
+            Ok((T::to_cpu_storage_owned(out), Shape::from(dims)))
         })
     }
 
@@ -972,9 +957,9 @@ impl CustomOp2 for TaylorForward {
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         cuda::taylor(
             &self.pattern,
-            self.direction,
+            self.applied(),
             self.steps,
-            false,
+            self.backward,
             s1,
             l1,
             s2,
@@ -989,16 +974,22 @@ impl CustomOp2 for TaylorForward {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.backward {
+            return Err(candle_core::Error::Msg(
+                "the Taylor action has no second derivative".into(),
+            ));
+        }
         // Only the result row carries a gradient: the stored terms are internal.
         let rows = self.steps.terms();
         let g = grad.narrow(0, rows, 1)?.squeeze(0)?.contiguous()?;
         let (b, n) = (g.dims()[0], g.dims()[1]);
         let back = g.apply_op2_no_bwd(
             w,
-            &TaylorBackward {
+            &TaylorSweep {
                 pattern: self.pattern.clone(),
                 direction: self.direction,
                 steps: self.steps,
+                backward: true,
             },
         )?;
         let dv = back.narrow(0, rows, 1)?.squeeze(0)?;
@@ -1018,72 +1009,6 @@ impl CustomOp2 for TaylorForward {
             },
         )?;
         Ok((Some(dv), Some(dw)))
-    }
-}
-
-fn taylor_shape(l: &Layout, rows: usize) -> Shape {
-    let mut dims = vec![rows];
-    dims.extend_from_slice(l.dims());
-    Shape::from(dims)
-}
-
-/// The adjoint sweep of [`TaylorForward`]: `(g (b, n, 2), w) -> (m s + 1, b, n, 2)`.
-struct TaylorBackward {
-    pattern: GatherPattern,
-    /// The direction of the forward sweep.
-    direction: Direction,
-    steps: TaylorSteps,
-}
-
-impl CustomOp2 for TaylorBackward {
-    fn name(&self) -> &'static str {
-        "koopman-taylor-action-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let p = &self.pattern;
-        let dir = self.direction.reversed();
-        dispatch_float!(s1.dtype(), "Taylor action gradient", |T| {
-            let out = taylor_backward_cpu::<T>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                p.host_table(dir.transposed),
-                p.n,
-                p.k,
-                dir,
-                self.steps,
-            );
-            Ok((
-                T::to_cpu_storage_owned(out),
-                taylor_shape(l1, self.steps.terms() + 1),
-            ))
-        })
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        cuda::taylor(
-            &self.pattern,
-            self.direction.reversed(),
-            self.steps,
-            true,
-            s1,
-            l1,
-            s2,
-            l2,
-        )
     }
 }
 

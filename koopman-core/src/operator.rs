@@ -217,6 +217,82 @@ impl LinearOperator for DenseOperator {
     }
 }
 
+/// The adjoint `A^*` of an operator, as an operator (applications, norm bounds and the fused Taylor
+/// action forwarded to `A`'s adjoint versions).
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use koopman_core::complex::{c64, ComplexTensor};
+/// use koopman_core::operator::{Adjoint, DenseOperator, LinearOperator};
+///
+/// # fn main() -> koopman_core::Result<()> {
+/// let a = ComplexTensor::from_c64(
+///     &[c64::new(0.0, 1.0), c64::new(2.0, 0.0), c64::new(0.0, 0.0), c64::new(1.0, 0.0)],
+///     (2, 2), DType::F64, &Device::Cpu)?;
+/// let op = DenseOperator::new(a)?;
+/// let x = ComplexTensor::from_c64(&[c64::new(1.0, 0.0), c64::new(0.0, 0.0)], 2, DType::F64, &Device::Cpu)?;
+/// // A^* e_1 is the conjugated first row of A.
+/// assert_eq!(Adjoint(&op).apply(&x)?.to_c64_vec()?, vec![c64::new(0.0, -1.0), c64::new(2.0, 0.0)]);
+/// # Ok(()) }
+/// ```
+pub struct Adjoint<'a>(pub &'a dyn LinearOperator);
+
+impl LinearOperator for Adjoint<'_> {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+
+    fn device(&self) -> &Device {
+        self.0.device()
+    }
+
+    fn apply(&self, x: &ComplexTensor) -> Result<ComplexTensor> {
+        self.0.apply_adjoint(x)
+    }
+
+    fn apply_adjoint(&self, x: &ComplexTensor) -> Result<ComplexTensor> {
+        self.0.apply(x)
+    }
+
+    fn is_hermitian(&self) -> bool {
+        self.0.is_hermitian()
+    }
+
+    /// The operator's estimate (`||A^*||_2 = ||A||_2`; the 1- and inf-norms swap).
+    fn norm_estimate(&self) -> Result<f64> {
+        self.0.norm_estimate()
+    }
+
+    fn norm_bound(&self) -> Result<f64> {
+        self.0.norm_bound()
+    }
+
+    fn ensure_finite(&self) -> Result<()> {
+        self.0.ensure_finite()
+    }
+
+    fn supports_fused_taylor(&self) -> bool {
+        self.0.supports_fused_taylor()
+    }
+
+    fn fused_taylor(
+        &self,
+        v: &ComplexTensor,
+        steps: TaylorSteps,
+        adjoint: bool,
+    ) -> Option<Result<ComplexTensor>> {
+        self.0.fused_taylor(v, steps, !adjoint)
+    }
+
+    fn to_dense(&self) -> Result<ComplexTensor> {
+        self.0.to_dense()?.adjoint()
+    }
+}
+
 /// `M x` for a vector `(n,)` or a block `(n, k)`.
 fn apply_matrix(m: &ComplexTensor, x: &ComplexTensor) -> Result<ComplexTensor> {
     if x.dims().len() == 1 {

@@ -3,7 +3,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use koopman_core::gather::TaylorSteps;
+use koopman_core::operator::Adjoint;
 use koopman_core::taylor::{expv_taylor, plan, theta, TaylorPlan, MAX_DEGREE};
 use koopman_core::{
     expv, test_device, ComplexTensor, CoreError, DenseOperator, ExpvConfig, GatherKernel, IndexSet,
@@ -15,6 +15,18 @@ fn paper_sets(radius: i64) -> Result<(Arc<IndexSet>, Arc<IndexSet>)> {
     let n = IndexSet::cube(3, radius)?.without_origin()?;
     let m = IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])?.without_origin()?;
     Ok((Arc::new(n), Arc::new(m)))
+}
+
+/// A one-factor generator over `N = {-r..r}^3 \ {0}` with the paper's offsets, `t = 1`.
+fn generator(
+    radius: i64,
+    scale: f64,
+    seed: u64,
+    dtype: DType,
+    dev: &Device,
+) -> Result<ToeplitzGenerator> {
+    let (n_set, m_set) = paper_sets(radius)?;
+    ToeplitzGenerator::random(n_set, vec![m_set], scale, 1.0, seed, dtype, dev)
 }
 
 /// `theta_m` for the unit round-offs of double and single precision against the published
@@ -141,15 +153,7 @@ fn paths_agree_with_expv(dev: &Device) -> Result<()> {
         assert_eq!(auto.path, TaylorPath::Fused);
     }
     // A block of columns, and a dense operator (no fused kernel: Auto picks dense on a GPU).
-    let op = ToeplitzGenerator::random(
-        n_set.clone(),
-        vec![m_set.clone()],
-        0.01,
-        1.0,
-        4,
-        DType::F64,
-        dev,
-    )?;
+    let op = generator(3, 0.01, 4, DType::F64, dev)?;
     let block = ComplexTensor::randn((n_set.len(), 3), 1.0, 5, DType::F64, dev)?;
     let config = TaylorConfig {
         tol: 1e-12,
@@ -180,25 +184,9 @@ test_device!(
     single_precision_cuda
 );
 fn single_precision(dev: &Device) -> Result<()> {
-    let (n_set, m_set) = paper_sets(3)?;
-    let op64 = ToeplitzGenerator::random(
-        n_set.clone(),
-        vec![m_set.clone()],
-        0.01,
-        1.0,
-        7,
-        DType::F64,
-        dev,
-    )?;
-    let op32 = ToeplitzGenerator::random(
-        n_set.clone(),
-        vec![m_set.clone()],
-        0.01,
-        1.0,
-        7,
-        DType::F32,
-        dev,
-    )?;
+    let (n_set, _) = paper_sets(3)?;
+    let op64 = generator(3, 0.01, 7, DType::F64, dev)?;
+    let op32 = generator(3, 0.01, 7, DType::F32, dev)?;
     let v = ComplexTensor::randn(n_set.len(), 1.0, 8, DType::F64, dev)?;
     let (reference, _) = expv(
         &op64,
@@ -224,44 +212,6 @@ fn single_precision(dev: &Device) -> Result<()> {
     Ok(())
 }
 
-/// `L^*` through a wrapper, as the model's adjoint applications use it.
-struct Adjoint<'a>(&'a ToeplitzGenerator);
-
-impl LinearOperator for Adjoint<'_> {
-    fn dim(&self) -> usize {
-        self.0.dim()
-    }
-    fn dtype(&self) -> DType {
-        self.0.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.0.device()
-    }
-    fn apply(&self, x: &ComplexTensor) -> Result<ComplexTensor> {
-        self.0.apply_adjoint(x)
-    }
-    fn norm_estimate(&self) -> Result<f64> {
-        self.0.norm_estimate()
-    }
-    fn norm_bound(&self) -> Result<f64> {
-        self.0.norm_bound()
-    }
-    fn ensure_finite(&self) -> Result<()> {
-        self.0.ensure_finite()
-    }
-    fn supports_fused_taylor(&self) -> bool {
-        self.0.supports_fused_taylor()
-    }
-    fn fused_taylor(
-        &self,
-        v: &ComplexTensor,
-        steps: TaylorSteps,
-        adjoint: bool,
-    ) -> Option<Result<ComplexTensor>> {
-        self.0.fused_taylor(v, steps, !adjoint)
-    }
-}
-
 // Values and gradients (coefficients, time, start vector) of the fused kernel against the
 // same plan run term by term in portable candle ops, for `A` and `A^*`, two sub-steps.
 test_device!(
@@ -271,15 +221,7 @@ test_device!(
 );
 fn fused_gradients_match_unfused(dev: &Device) -> Result<()> {
     let (n_set, m_set) = paper_sets(2)?;
-    let base = ToeplitzGenerator::random(
-        n_set.clone(),
-        vec![m_set.clone()],
-        0.08,
-        1.0,
-        21,
-        DType::F64,
-        dev,
-    )?;
+    let base = generator(2, 0.08, 21, DType::F64, dev)?;
     let vars: Vec<(Var, Var)> = base
         .coeffs()
         .iter()
@@ -372,15 +314,7 @@ test_device!(
 );
 fn bad_input_is_an_error(dev: &Device) -> Result<()> {
     let (n_set, m_set) = paper_sets(2)?;
-    let op = ToeplitzGenerator::random(
-        n_set.clone(),
-        vec![m_set.clone()],
-        0.05,
-        1.0,
-        1,
-        DType::F64,
-        dev,
-    )?;
+    let op = generator(2, 0.05, 1, DType::F64, dev)?;
     let v = ComplexTensor::randn(n_set.len(), 1.0, 2, DType::F64, dev)?;
     let config = TaylorConfig::default();
     // dtype, shape, time, tolerance

@@ -38,8 +38,7 @@ use crate::observable::{CoordinateFunction, VectorObservable};
 use crate::{LayersError, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
-use koopman_core::gather::TaylorSteps;
-use koopman_core::operator::LinearOperator;
+use koopman_core::operator::Adjoint;
 use koopman_core::taylor::{self, TaylorConfig, TaylorPath, TaylorPlan};
 use koopman_core::{
     expv, expv_dense, expv_taylor, ComplexTensor, ExpvConfig, IndexSet, ToeplitzGenerator,
@@ -574,49 +573,5 @@ impl DeepKoopmanLayered {
             .to_dtype(DType::F64)?
             .flatten_all()?
             .to_vec1::<f64>()?)
-    }
-}
-
-/// The adjoint `L^*` of a generator as an operator.
-struct Adjoint<'a>(&'a ToeplitzGenerator);
-
-impl LinearOperator for Adjoint<'_> {
-    fn dim(&self) -> usize {
-        self.0.dim()
-    }
-    fn dtype(&self) -> DType {
-        self.0.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.0.device()
-    }
-    fn apply(&self, x: &ComplexTensor) -> koopman_core::Result<ComplexTensor> {
-        self.0.apply_adjoint(x)
-    }
-    fn apply_adjoint(&self, x: &ComplexTensor) -> koopman_core::Result<ComplexTensor> {
-        self.0.apply(x)
-    }
-    fn norm_estimate(&self) -> koopman_core::Result<f64> {
-        self.0.norm_estimate()
-    }
-    fn norm_bound(&self) -> koopman_core::Result<f64> {
-        self.0.norm_bound()
-    }
-    fn ensure_finite(&self) -> koopman_core::Result<()> {
-        self.0.ensure_finite()
-    }
-    fn supports_fused_taylor(&self) -> bool {
-        self.0.supports_fused_taylor()
-    }
-    fn fused_taylor(
-        &self,
-        v: &ComplexTensor,
-        steps: TaylorSteps,
-        adjoint: bool,
-    ) -> Option<koopman_core::Result<ComplexTensor>> {
-        self.0.fused_taylor(v, steps, !adjoint)
-    }
-    fn to_dense(&self) -> koopman_core::Result<ComplexTensor> {
-        self.0.to_dense()?.adjoint()
     }
 }

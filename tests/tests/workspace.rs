@@ -25,17 +25,29 @@ fn perf_run_measures_expv_against_dense() {
         let err = e.error_vs_dense.expect("dense path ran below max_dense");
         assert!(err <= 10.0 * config.tol, "|N| = {}: error {err:e}", e.n);
         assert!(e.matvecs > 0 && e.expv_seconds > 0.0);
+        // the Taylor action beside it, same tolerance, on its fused kernel and its dense path
+        assert!(
+            e.taylor_vs_expv <= 10.0 * config.tol,
+            "|N| = {}: Taylor {:e}",
+            e.n,
+            e.taylor_vs_expv
+        );
+        assert_eq!(e.taylor_path, koopman_core::TaylorPath::Fused);
+        assert!(e.taylor_matvecs > 0 && e.taylor_seconds > 0.0);
+        assert!(e.taylor_dense_seconds.is_some());
     }
     assert_eq!(report.expv_vs_dense[0].n, 26);
     assert_eq!(report.expv_vs_dense[1].n, 124);
     assert!(format_table(&report).contains("124"));
+    assert!(format_table(&report).contains("Taylor action"));
     // the CPU-vs-device table (on a GPU run the reference is the CPU; here both are the CPU)
     let mut with_reference = report.clone();
     with_reference.cpu_reference = Some(report.expv_vs_dense.clone());
     assert!(format_table(&with_reference).contains("CPU vs cpu"));
     let table = format_device_comparison(&report, &report.expv_vs_dense);
     assert_eq!(table.lines().count(), 4, "{table}");
-    assert_eq!(table.matches(" 1.0x").count(), 4, "{table}");
+    // expv, Taylor and matvec ratios per size
+    assert_eq!(table.matches(" 1.0x").count(), 6, "{table}");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["gather"];
+const KERNELS: &[&str] = &["gather", "arnoldi"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_FEATURE_EXPM");

@@ -4,7 +4,7 @@ Run through run_scipy_peer.sh (it creates a virtual environment with numpy and s
 files written by `koopman-bench perf --export-peer R --peer-dir DIR`, rebuilds the same Toeplitz
 generator L = sum_k A^k D_k (t = 1) as a scipy.sparse matrix from the exported gather table,
 times scipy.sparse.linalg.expm_multiply(L, v) and compares it with koopman's expv and Taylor
-(koopman_core::taylor) results and times (each the median of three calls after a warm-up).
+(koopman_core::taylor) results and times (each the median of seven calls after a warm-up).
 Never part of the tests.
 """
 import glob
@@ -46,11 +46,13 @@ def main(peer_dir):
         taylor_s = float(load(prefix, "taylor_seconds")[0])
         w_taylor = load(prefix, "w_taylor_re") + 1j * load(prefix, "w_taylor_im")
         expm_multiply(L, v)  # warm-up (norm estimates, caches)
-        repeats = 3
-        t0 = time.perf_counter()
-        for _ in range(repeats):
+        # Median of seven calls, as koopman-bench times its side (PEER_REPEATS in perf.rs).
+        samples = []
+        for _ in range(7):
+            t0 = time.perf_counter()
             w = expm_multiply(L, v)
-        scipy_s = (time.perf_counter() - t0) / repeats
+            samples.append(time.perf_counter() - t0)
+        scipy_s = float(np.median(samples))
         diff = float(np.linalg.norm(w - w_ours) / np.linalg.norm(v))
         diff_taylor = float(np.linalg.norm(w - w_taylor) / np.linalg.norm(v))
         results.append(

@@ -34,11 +34,13 @@
 //! # Ok(()) }
 //! ```
 
-use crate::complex::{dtype_epsilon, ComplexTensor};
+use crate::arnoldi::{self, ArnoldiBasis};
+use crate::complex::{c64, dtype_epsilon, ComplexTensor};
 use crate::error::{CoreError, Result};
-use crate::matrix_exp::expm;
+use crate::matrix_exp::{expm, expm_host};
 use crate::operator::{check_dense_memory, check_operand, LinearOperator};
 use candle_core::Tensor;
+use faer::Mat;
 
 /// Which Krylov process builds the basis.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub struct ExpvConfig {
     pub max_substeps: usize,
     /// Give up after this many consecutive rejections of one sub-step.
     pub max_rejections: usize,
+    /// Build each basis with the operator's fused Arnoldi process ([`crate::arnoldi`]) where it
+    /// has one and no gradient is asked for; `false` always takes the step-by-step candle path.
+    pub fused: bool,
 }
 
 impl Default for ExpvConfig {
@@ -75,6 +80,7 @@ impl Default for ExpvConfig {
             method: KrylovMethod::Auto,
             max_substeps: 10_000,
             max_rejections: 20,
+            fused: true,
         }
     }
 }
@@ -122,6 +128,9 @@ pub struct ExpvReport {
     /// Krylov vectors whose Gram–Schmidt pass was repeated because the first pass cancelled most
     /// of the vector (the DGKS criterion).
     pub reorthogonalized: usize,
+    /// Whether the bases came from the operator's fused Arnoldi process ([`crate::arnoldi`]:
+    /// one op and one device read per sub-step) rather than step by step in candle ops.
+    pub fused: bool,
 }
 
 impl ExpvReport {
@@ -134,6 +143,7 @@ impl ExpvReport {
         self.columns += other.columns;
         self.lanczos = other.lanczos;
         self.reorthogonalized += other.reorthogonalized;
+        self.fused |= other.fused;
     }
 }
 
@@ -401,6 +411,20 @@ impl KrylovStepper<'_> {
         let n = self.op.dim();
         let m = self.config.krylov_dim.min(n);
         let eps = dtype_epsilon(v.dtype());
+        let threshold = 1e3 * eps * (n as f64).sqrt() * self.anorm;
+        // The fused process where the operator has one and no gradient is asked for (one op and
+        // one device read per sub-step), else the basis in candle ops (differentiable).
+        let fused = self.config.fused
+            && !self.lanczos
+            && m <= arnoldi::MAX_DIM
+            && !(v.re().track_op() || v.im().track_op());
+        let mut basis: Box<dyn Substep> = match fused
+            .then(|| self.op.fused_arnoldi(&as_rows(v).ok()?, m, threshold))
+            .flatten()
+        {
+            Some(kb) => Box::new(FusedSubstep::new(kb?, self.op)?),
+            None => Box::new(self.tensor_substep(v, m, normv)?),
+        };
         let (gamma, delta) = (0.9, 1.2);
         let t_out = t.abs();
         let sgn = t.signum();
@@ -413,44 +437,24 @@ impl KrylovStepper<'_> {
         // while Expokit's a priori step (built on a norm *bound*) often wastes a whole basis.
         let mut t_new = t_out;
         let mut t_now = 0.0;
-        let mut w = v.clone();
-        let mut beta = normv;
         let mut relative_errors = 0.0;
-        while t_now < t_out {
-            if report.substeps >= self.config.max_substeps {
-                return Err(CoreError::NoConvergence(format!(
-                    "expv reached {} sub-steps at t = {t_now} of {t_out} (||A|| ~ {:.3e}); raise \
-                     krylov_dim or max_substeps",
-                    report.substeps, self.anorm
-                )));
-            }
+        loop {
+            report.fused |= basis.is_fused();
+            report.matvecs += basis.matvecs();
+            report.reorthogonalized += basis.reorthogonalized();
+            let mb = basis.steps();
+            let beta = basis.start_norm();
+            let breakdown = basis.breakdown_residual();
+            let avnorm = basis.avnorm();
             let mut t_step = (t_out - t_now).min(t_new);
-            let beta_t = w.norm()?;
-            let kb = self.build_basis(w.broadcast_div_real(&beta_t)?, m)?;
-            report.matvecs += kb.matvecs;
-            report.reorthogonalized += kb.reorthogonalized;
-            let mb = kb.steps;
-            let breakdown = kb.breakdown_residual;
-            let avnorm = if breakdown.is_none() {
-                let last_rows = kb.rows.narrow(0, 2 * mb, 2)?;
-                let last = ComplexTensor::new(
-                    last_rows.narrow(0, 0, 1)?.t()?,
-                    last_rows.narrow(0, 1, 1)?.t()?,
-                )?;
-                report.matvecs += 1;
-                self.op.apply(&last)?.norm_f64()?
-            } else {
+            if breakdown.is_some() {
                 report.breakdown = true;
                 t_step = t_out - t_now;
-                0.0
-            };
-            let size = if breakdown.is_some() { mb } else { mb + 2 };
-            let h = self.projected(&kb, size, breakdown.is_none())?;
+            }
             let mut rejections = 0;
             let mut xm = 1.0 / mf;
-            let (f, err_loc) = loop {
-                let f = expm(&h.scale_real(sgn * t_step)?)?;
-                let first_col = f.narrow(1, 0, 1)?.to_c64_vec()?;
+            let err_loc = loop {
+                let first_col = basis.exponential(sgn * t_step)?;
                 let err_loc = match breakdown {
                     Some(residual) => beta * t_step * residual,
                     None => {
@@ -469,7 +473,7 @@ impl KrylovStepper<'_> {
                     }
                 };
                 if breakdown.is_some() || err_loc <= delta * t_step * tol_rate {
-                    break (f, err_loc);
+                    break err_loc;
                 }
                 if rejections >= self.config.max_rejections {
                     return Err(CoreError::NoConvergence(format!(
@@ -486,14 +490,7 @@ impl KrylovStepper<'_> {
                 report.rejected += 1;
             };
             let used = if breakdown.is_some() { mb } else { mb + 1 };
-            let coeffs = f.narrow(0, 0, used)?.narrow(1, 0, 1)?;
-            w = combine(&kb.rows.narrow(0, 0, 2 * used)?, &coeffs)?.broadcast_mul_real(&beta_t)?;
-            let beta_new = w.norm_f64()?;
-            if !beta_new.is_finite() {
-                return Err(CoreError::NonFinite(
-                    "expv result (exp(tA) v overflowed)".into(),
-                ));
-            }
+            let w = basis.result(used)?;
             // Round-off of this step (m inner products on vectors scaled by up to ||tA||); the
             // local error is accumulated relative to the step's start norm.
             let rndoff = eps * beta * mf * (self.anorm * t_step).max(1.0);
@@ -504,12 +501,217 @@ impl KrylovStepper<'_> {
             } else {
                 t_out
             };
-            beta = beta_new;
             report.substeps += 1;
+            if t_now >= t_out {
+                let beta_end = w.norm_f64()?;
+                if !beta_end.is_finite() {
+                    return Err(CoreError::NonFinite(
+                        "expv result (exp(tA) v overflowed)".into(),
+                    ));
+                }
+                // Local errors grow (or decay) with the solution: scale by the final norm, never
+                // below the start norm.
+                report.error_estimate = relative_errors * beta_end.max(normv) / normv;
+                return Ok((w, report));
+            }
+            if report.substeps >= self.config.max_substeps {
+                return Err(CoreError::NoConvergence(format!(
+                    "expv reached {} sub-steps at t = {t_now} of {t_out} (||A|| ~ {:.3e}); raise \
+                     krylov_dim or max_substeps",
+                    report.substeps, self.anorm
+                )));
+            }
+            basis = if basis.is_fused() {
+                match self.op.fused_arnoldi(&as_rows(&w)?, m, threshold) {
+                    Some(kb) => Box::new(FusedSubstep::new(kb?, self.op)?),
+                    None => Box::new(self.tensor_substep(&w, m, w.norm_f64()?)?),
+                }
+            } else {
+                let beta_host = w.norm_f64()?;
+                Box::new(self.tensor_substep(&w, m, beta_host)?)
+            };
         }
-        // Local errors grow (or decay) with the solution: scale by the final norm, never below the
-        // start norm.
-        report.error_estimate = relative_errors * beta.max(normv) / normv;
-        Ok((w, report))
+    }
+
+    /// A sub-step's basis in candle ops from the start vector `w` of norm `beta` (read on the
+    /// host by the caller).
+    fn tensor_substep(&self, w: &ComplexTensor, m: usize, beta: f64) -> Result<TensorSubstep> {
+        if !beta.is_finite() {
+            return Err(CoreError::NonFinite(
+                "expv result (exp(tA) v overflowed)".into(),
+            ));
+        }
+        let beta_t = w.norm()?;
+        let kb = self.build_basis(w.broadcast_div_real(&beta_t)?, m)?;
+        let mb = kb.steps;
+        let breakdown = kb.breakdown_residual.is_some();
+        let (avnorm, extra) = if breakdown {
+            (0.0, 0)
+        } else {
+            let last_rows = kb.rows.narrow(0, 2 * mb, 2)?;
+            let last = ComplexTensor::new(
+                last_rows.narrow(0, 0, 1)?.t()?,
+                last_rows.narrow(0, 1, 1)?.t()?,
+            )?;
+            (self.op.apply(&last)?.norm_f64()?, 1)
+        };
+        let size = if breakdown { mb } else { mb + 2 };
+        let h = self.projected(&kb, size, !breakdown)?;
+        Ok(TensorSubstep {
+            matvecs: kb.matvecs + extra,
+            kb,
+            beta,
+            beta_t,
+            avnorm,
+            h,
+            f: None,
+        })
+    }
+}
+
+/// What the step-size control of [`KrylovStepper::propagate`] needs of one sub-step's basis.
+trait Substep {
+    /// Arnoldi (or Lanczos) steps taken.
+    fn steps(&self) -> usize;
+    /// `||w||` at the start of the sub-step.
+    fn start_norm(&self) -> f64;
+    /// The subdiagonal entry at a breakdown, when one occurred.
+    fn breakdown_residual(&self) -> Option<f64>;
+    /// `||A v_{m+1}||` (Expokit's estimate; 0 after a breakdown).
+    fn avnorm(&self) -> f64;
+    /// Operator applications spent on the basis.
+    fn matvecs(&self) -> usize;
+    /// Vectors that took the second Gram–Schmidt pass.
+    fn reorthogonalized(&self) -> usize;
+    /// Evaluates `exp(tau H)` (augmented without breakdown), keeps it, and returns its first
+    /// column on the host.
+    fn exponential(&mut self, tau: f64) -> Result<Vec<c64>>;
+    /// `beta V_used exp(tau H)[0..used, 0]` for the last evaluated exponential.
+    fn result(&self, used: usize) -> Result<ComplexTensor>;
+    /// Whether the basis came from the fused process.
+    fn is_fused(&self) -> bool;
+}
+
+/// A basis built in candle ops (differentiable in the operator and the start vector).
+struct TensorSubstep {
+    kb: KrylovBasis,
+    matvecs: usize,
+    beta: f64,
+    beta_t: Tensor,
+    avnorm: f64,
+    h: ComplexTensor,
+    f: Option<ComplexTensor>,
+}
+
+impl Substep for TensorSubstep {
+    fn steps(&self) -> usize {
+        self.kb.steps
+    }
+    fn start_norm(&self) -> f64 {
+        self.beta
+    }
+    fn breakdown_residual(&self) -> Option<f64> {
+        self.kb.breakdown_residual
+    }
+    fn avnorm(&self) -> f64 {
+        self.avnorm
+    }
+    fn matvecs(&self) -> usize {
+        self.matvecs
+    }
+    fn reorthogonalized(&self) -> usize {
+        self.kb.reorthogonalized
+    }
+    fn exponential(&mut self, tau: f64) -> Result<Vec<c64>> {
+        let f = expm(&self.h.scale_real(tau)?)?;
+        let first = f.narrow(1, 0, 1)?.to_c64_vec()?;
+        self.f = Some(f);
+        Ok(first)
+    }
+    fn result(&self, used: usize) -> Result<ComplexTensor> {
+        let f = self
+            .f
+            .as_ref()
+            .ok_or_else(|| CoreError::InvalidArgument("no exponential evaluated".into()))?;
+        let coeffs = f.narrow(0, 0, used)?.narrow(1, 0, 1)?;
+        combine(&self.kb.rows.narrow(0, 0, 2 * used)?, &coeffs)?.broadcast_mul_real(&self.beta_t)
+    }
+    fn is_fused(&self) -> bool {
+        false
+    }
+}
+
+/// A basis from the fused process ([`crate::arnoldi`]); the projected exponential on the host.
+struct FusedSubstep {
+    kb: ArnoldiBasis,
+    /// The projected matrix (augmented without breakdown).
+    h: Mat<c64>,
+    f: Option<Mat<c64>>,
+    dtype: candle_core::DType,
+    device: candle_core::Device,
+}
+
+impl FusedSubstep {
+    fn new(kb: ArnoldiBasis, op: &dyn LinearOperator) -> Result<Self> {
+        let mb = kb.steps;
+        let augmented = !kb.breakdown;
+        let size = if augmented { mb + 2 } else { mb };
+        let h = Mat::from_fn(size, size, |i, j| {
+            if j < mb && i <= j + 1 {
+                kb.entry(i, j)
+            } else if augmented && j == mb && i == mb + 1 {
+                // Expokit's H(m+2, m+1) = 1.
+                c64::new(1.0, 0.0)
+            } else {
+                c64::new(0.0, 0.0)
+            }
+        });
+        Ok(Self {
+            kb,
+            h,
+            f: None,
+            dtype: op.dtype(),
+            device: op.device().clone(),
+        })
+    }
+}
+
+impl Substep for FusedSubstep {
+    fn steps(&self) -> usize {
+        self.kb.steps
+    }
+    fn start_norm(&self) -> f64 {
+        self.kb.beta
+    }
+    fn breakdown_residual(&self) -> Option<f64> {
+        self.kb.breakdown.then_some(self.kb.last_norm)
+    }
+    fn avnorm(&self) -> f64 {
+        self.kb.avnorm
+    }
+    fn matvecs(&self) -> usize {
+        self.kb.steps + usize::from(!self.kb.breakdown)
+    }
+    fn reorthogonalized(&self) -> usize {
+        self.kb.reorthogonalized
+    }
+    fn exponential(&mut self, tau: f64) -> Result<Vec<c64>> {
+        let scaled = Mat::from_fn(self.h.nrows(), self.h.ncols(), |i, j| self.h[(i, j)] * tau);
+        let f = expm_host(scaled.as_ref())?;
+        let first = (0..f.nrows()).map(|i| f[(i, 0)]).collect();
+        self.f = Some(f);
+        Ok(first)
+    }
+    fn result(&self, used: usize) -> Result<ComplexTensor> {
+        let f = self
+            .f
+            .as_ref()
+            .ok_or_else(|| CoreError::InvalidArgument("no exponential evaluated".into()))?;
+        let coeffs: Vec<c64> = (0..used).map(|i| f[(i, 0)] * self.kb.beta).collect();
+        let coeffs = ComplexTensor::from_c64(&coeffs, (used, 1), self.dtype, &self.device)?;
+        combine(&self.kb.rows.narrow(0, 0, 2 * used)?, &coeffs)
+    }
+    fn is_fused(&self) -> bool {
+        true
     }
 }

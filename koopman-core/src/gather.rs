@@ -50,7 +50,7 @@ const BLOCK: usize = 128;
 
 /// How a gather reads its weights (the `mode` argument of the CUDA kernel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WeightMode {
+pub(crate) enum WeightMode {
     /// `w[i, k]`: one weight per output row.
     PerRow = 0,
     /// `w[k]`: shared by all rows.
@@ -279,7 +279,7 @@ impl GatherPattern {
         Ok(all.narrow(0, rows, 1)?.squeeze(0)?)
     }
 
-    fn check(&self, y: &Tensor, w: &Tensor) -> Result<()> {
+    pub(crate) fn check(&self, y: &Tensor, w: &Tensor) -> Result<()> {
         let yd = y.dims();
         let wd = w.dims();
         if yd.len() != 3 || yd[1] != self.n || yd[2] != 2 {
@@ -327,7 +327,7 @@ impl GatherPattern {
         Ok(())
     }
 
-    fn host_table(&self, transposed: bool) -> &[u32] {
+    pub(crate) fn host_table(&self, transposed: bool) -> &[u32] {
         if transposed {
             &self.transpose
         } else {
@@ -363,7 +363,10 @@ impl TaylorSteps {
     }
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+pub(crate) fn slice<'a, T: WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<&'a [T]> {
     let (start, end) = l
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("gather kernels need contiguous input".into()))?;
@@ -378,21 +381,21 @@ fn pair<T: WithDType>(data: &[T], idx: usize) -> (f64, f64) {
 /// One gather (the CPU reference of the CUDA kernel `koopman_gather`):
 /// `out[j, i] = scale_out (base[j, i] + scale_in sum_k w(i, k) y[j, T[i, k]])`, the gather
 /// skipped when `y` is `None`.
-struct Gather<'a, T> {
-    y: Option<&'a [T]>,
-    w: &'a [T],
-    table: &'a [u32],
-    n: usize,
-    k: usize,
-    mode: WeightMode,
-    conj: bool,
-    scale_in: f64,
-    base: Option<&'a [T]>,
-    scale_out: f64,
+pub(crate) struct Gather<'a, T> {
+    pub(crate) y: Option<&'a [T]>,
+    pub(crate) w: &'a [T],
+    pub(crate) table: &'a [u32],
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) mode: WeightMode,
+    pub(crate) conj: bool,
+    pub(crate) scale_in: f64,
+    pub(crate) base: Option<&'a [T]>,
+    pub(crate) scale_out: f64,
 }
 
 impl<T: WithDType> Gather<'_, T> {
-    fn run(&self, out: &mut [T]) {
+    pub(crate) fn run(&self, out: &mut [T]) {
         let (n, k, w) = (self.n, self.k, self.w);
         let sign = if self.conj { -1.0 } else { 1.0 };
         let compute = |first: usize, chunk: &mut [T]| {
@@ -731,6 +734,7 @@ macro_rules! dispatch_float {
         }
     };
 }
+pub(crate) use dispatch_float;
 
 /// The weighted gather `A` (or, with `adjoint`, `A^*`), differentiable; each is the other's
 /// input gradient.
@@ -932,15 +936,11 @@ impl CustomOp2 for TaylorSweep {
             } else {
                 taylor_forward_cpu::<T>
             };
-            let out = sweep(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                p.host_table(dir.transposed),
-                p.n,
-                p.k,
-                dir,
-                self.steps,
-            );
+            let (x, w) = (slice(s1, l1)?, slice(s2, l2)?);
+            let table = p.host_table(dir.transposed);
+            // The sweep on a worker of the thread pool, so that its m s parallel gathers start
+            // there instead of each being handed off from (and back to) a foreign thread.
+            let out = rayon::scope(|_| sweep(x, w, table, p.n, p.k, dir, self.steps));
             let mut dims = vec![self.steps.terms() + 1];
             dims.extend_from_slice(l1.dims());
             Ok((T::to_cpu_storage_owned(out), Shape::from(dims)))
@@ -1014,7 +1014,7 @@ impl CustomOp2 for TaylorSweep {
 
 /// The CUDA launches of the gather kernels (`src/kernels/gather.cu`).
 #[cfg(feature = "cuda")]
-mod cuda {
+pub(crate) mod cuda {
     use super::{Direction, GatherPattern, TaylorSteps, WeightMode};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{
@@ -1121,7 +1121,7 @@ mod cuda {
     }
 
     /// The device address of a storage's data at the layout's offset (contiguous data only).
-    fn address<T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
+    pub(crate) fn address<T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
         s: &CudaStorage,
         l: &Layout,
     ) -> R<(u64, usize)> {
@@ -1134,7 +1134,10 @@ mod cuda {
         Ok((ptr + (start * std::mem::size_of::<T>()) as u64, end - start))
     }
 
-    fn table_address(pattern: &GatherPattern, transposed: bool) -> R<(u64, CudaStorageGuard)> {
+    pub(crate) fn table_address(
+        pattern: &GatherPattern,
+        transposed: bool,
+    ) -> R<(u64, CudaStorageGuard)> {
         let (t, tt) = pattern
             .device_tables
             .as_ref()
@@ -1152,14 +1155,14 @@ mod cuda {
     }
 
     /// Keeps a tensor alive while raw addresses into it are in use.
-    struct CudaStorageGuard(#[allow(dead_code)] candle_core::Tensor);
+    pub(crate) struct CudaStorageGuard(#[allow(dead_code)] candle_core::Tensor);
 
-    fn alloc<T: DeviceRepr>(dev: &CudaDevice, len: usize) -> R<CudaSlice<T>> {
+    pub(crate) fn alloc<T: DeviceRepr>(dev: &CudaDevice, len: usize) -> R<CudaSlice<T>> {
         // SAFETY: every element is written by the kernels before it is read.
         unsafe { dev.alloc::<T>(len.max(1)) }
     }
 
-    fn base_address<T: DeviceRepr>(out: &mut CudaSlice<T>, dev: &CudaDevice) -> u64 {
+    pub(crate) fn base_address<T: DeviceRepr>(out: &mut CudaSlice<T>, dev: &CudaDevice) -> u64 {
         let stream = dev.cuda_stream();
         let (ptr, _sync) = out.device_ptr_mut(&stream);
         ptr

@@ -22,6 +22,7 @@
 //! | [`operator`] | the [`LinearOperator`] trait and [`DenseOperator`] |
 //! | [`toeplitz`] | [`ToeplitzGenerator`]: `L = t sum_k A^k_1 ... A^k_R D_k`, applied by gathers |
 //! | [`matrix_exp`] | dense `exp(A)` by scaling and squaring (Taylor, Paterson–Stockmeyer) |
+//! | [`arnoldi`] | the fused Arnoldi process of a one-gather operator (one custom op per Krylov basis, CPU and CUDA) |
 //! | [`expv`] | Krylov `exp(tA) v`: Arnoldi/Lanczos, sub-stepping to a tolerance, a report |
 //! | [`taylor`] | Taylor `exp(tA) v` with an a-priori plan (no host synchronisation): fused, dense or term by term |
 //! | [`reference`] | (feature `expm`) the `expm` crate as an independent dense reference |
@@ -44,6 +45,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod arnoldi;
 pub mod complex;
 pub mod dmd;
 pub mod error;

@@ -23,9 +23,10 @@
 //! # Ok(()) }
 //! ```
 
-use crate::complex::{dtype_epsilon, ComplexTensor};
+use crate::complex::{c64, dtype_epsilon, ComplexTensor};
 use crate::error::{CoreError, Result};
 use candle_core::Tensor;
+use faer::{Mat, MatRef};
 
 /// Taylor degrees tried (each is cheap under Paterson–Stockmeyer).
 const DEGREES: [usize; 8] = [2, 4, 6, 9, 12, 16, 20, 25];
@@ -102,6 +103,73 @@ pub fn expm(a: &ComplexTensor) -> Result<ComplexTensor> {
     let norm = a.norm1_f64()?;
     let plan = ExpmPlan::for_norm(norm, dtype_epsilon(a.dtype()) / 2.0);
     expm_with_plan(a, plan)
+}
+
+/// `exp(A)` of a small complex matrix on the host, in f64: the same plan and scaling and squaring
+/// as [`expm`], on a faer matrix. For the projected matrices of the fused Krylov path of
+/// [`crate::expv`], whose size is the Krylov dimension: there the device-resident variant would
+/// launch one kernel per product.
+///
+/// ```
+/// use koopman_core::complex::c64;
+/// use koopman_core::matrix_exp::expm_host;
+///
+/// # fn main() -> koopman_core::Result<()> {
+/// let t = 0.7_f64;
+/// let a = faer::Mat::from_fn(2, 2, |i, j| match (i, j) {
+///     (0, 1) => c64::new(-t, 0.0),
+///     (1, 0) => c64::new(t, 0.0),
+///     _ => c64::new(0.0, 0.0),
+/// });
+/// let e = expm_host(a.as_ref())?;
+/// assert!((e[(0, 0)].re - t.cos()).abs() < 1e-15 && (e[(1, 0)].re - t.sin()).abs() < 1e-15);
+/// # Ok(()) }
+/// ```
+pub fn expm_host(a: MatRef<'_, c64>) -> Result<Mat<c64>> {
+    if a.nrows() != a.ncols() || a.nrows() == 0 {
+        return Err(CoreError::ShapeMismatch(format!(
+            "matrix exponential needs a non-empty square matrix, got {} x {}",
+            a.nrows(),
+            a.ncols()
+        )));
+    }
+    let mut norm = 0.0f64;
+    for j in 0..a.ncols() {
+        let mut column = 0.0;
+        for i in 0..a.nrows() {
+            let x = a[(i, j)];
+            if !(x.re.is_finite() && x.im.is_finite()) {
+                return Err(CoreError::NonFinite("matrix exponential argument".into()));
+            }
+            column += x.norm();
+        }
+        norm = norm.max(column);
+    }
+    let plan = ExpmPlan::for_norm(norm, f64::EPSILON / 2.0);
+    Ok(scale_and_square(&HostMatrix(a.to_owned()), plan)?.0)
+}
+
+/// A complex matrix on the host (see [`expm_host`]).
+#[derive(Clone)]
+struct HostMatrix(Mat<c64>);
+
+impl SquareMatrix for HostMatrix {
+    fn identity_like(&self) -> Result<Self> {
+        Ok(HostMatrix(Mat::identity(self.0.nrows(), self.0.ncols())))
+    }
+    fn product(&self, other: &Self) -> Result<Self> {
+        Ok(HostMatrix(&self.0 * &other.0))
+    }
+    fn plus(&self, other: &Self) -> Result<Self> {
+        Ok(HostMatrix(&self.0 + &other.0))
+    }
+    fn times(&self, s: f64) -> Result<Self> {
+        Ok(HostMatrix(Mat::from_fn(
+            self.0.nrows(),
+            self.0.ncols(),
+            |i, j| self.0[(i, j)] * s,
+        )))
+    }
 }
 
 /// Below this size the exponential is computed on the real embedding `[[X, -Y], [Y, X]]`: one
@@ -229,6 +297,45 @@ fn taylor_paterson_stockmeyer<M: SquareMatrix>(a: &M, m: usize) -> Result<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_exponential_matches_the_tensor_one() -> Result<()> {
+        // A non-normal complex matrix with a large norm (several squarings).
+        let n = 7;
+        let a = Mat::from_fn(n, n, |i, j| {
+            let x = (i * 7 + j * 3) as f64;
+            c64::new(
+                (x * 0.37).sin() * 2.0,
+                (x * 0.11).cos() * (j as f64 - i as f64),
+            )
+        });
+        let host = expm_host(a.as_ref())?;
+        let flat: Vec<c64> = (0..n * n).map(|idx| a[(idx / n, idx % n)]).collect();
+        let t = ComplexTensor::from_c64(
+            &flat,
+            (n, n),
+            candle_core::DType::F64,
+            &candle_core::Device::Cpu,
+        )?;
+        let e = expm(&t)?.to_c64_vec()?;
+        let scale = e.iter().map(|x| x.norm()).fold(0.0, f64::max);
+        for (idx, x) in e.iter().enumerate() {
+            let d = (host[(idx / n, idx % n)] - x).norm();
+            assert!(d <= 1e3 * f64::EPSILON * scale, "entry {idx}: {d:e}");
+        }
+        let bad = Mat::from_fn(2, 2, |i, _| {
+            c64::new(if i == 1 { f64::NAN } else { 0.0 }, 0.0)
+        });
+        assert!(matches!(
+            expm_host(bad.as_ref()),
+            Err(CoreError::NonFinite(_))
+        ));
+        assert!(matches!(
+            expm_host(Mat::<c64>::zeros(2, 3).as_ref()),
+            Err(CoreError::ShapeMismatch(_))
+        ));
+        Ok(())
+    }
 
     #[test]
     fn plan_costs_are_small() {

@@ -84,6 +84,19 @@ pub trait LinearOperator {
         None
     }
 
+    /// The whole Arnoldi process of [`crate::expv`] as one fused op
+    /// ([`crate::arnoldi`]) from the start vector given as real rows `(2, n)`, where the operator
+    /// has one and no gradient flows through it (its data tracks no operation): `None`
+    /// otherwise (then `expv` builds the basis in candle ops).
+    fn fused_arnoldi(
+        &self,
+        _v: &candle_core::Tensor,
+        _m: usize,
+        _threshold: f64,
+    ) -> Option<Result<crate::arnoldi::ArnoldiBasis>> {
+        None
+    }
+
     /// The operator as a dense `(n, n)` matrix. The default applies the operator to the identity;
     /// structured operators override it with an independent construction.
     fn to_dense(&self) -> Result<ComplexTensor> {

@@ -674,6 +674,24 @@ impl LinearOperator for ToeplitzGenerator {
         Some(run())
     }
 
+    /// The fused Arnoldi process for one merged gather (`R = 1`, as the fused Taylor action),
+    /// when neither the coefficients nor the time track a gradient; on a GPU up to
+    /// [`crate::arnoldi::CUDA_MAX_N`].
+    fn fused_arnoldi(
+        &self,
+        v: &Tensor,
+        m: usize,
+        threshold: f64,
+    ) -> Option<Result<crate::arnoldi::ArnoldiBasis>> {
+        let weights = &self.chains.first()?.first()?.packed;
+        let small_enough = self.device().is_cpu() || self.dim() <= crate::arnoldi::CUDA_MAX_N;
+        if !self.supports_fused_taylor() || weights.track_op() || !small_enough {
+            return None;
+        }
+        let pattern = &self.structure.factors[0].pattern;
+        Some(pattern.arnoldi(v, weights, m, threshold))
+    }
+
     /// Materialises `L` from the definition: each Toeplitz factor by gathering its padded
     /// coefficients over the `|N| x |N|` difference pattern, products of factors, then `D_k` as a
     /// column scaling. Independent of [`LinearOperator::apply`], so the two check each other.

@@ -279,6 +279,40 @@ impl GatherPattern {
         Ok(all.narrow(0, rows, 1)?.squeeze(0)?)
     }
 
+    /// `out[j, i] = sum_k u(i, k) y[j, T[i, k]]` with weights `u(i, k) = sum_q f[T[i, k], q]
+    /// a[q, k]` built in the kernel from `d` shared complex coefficient rows `a` `(d, K, 2)` and
+    /// real factors `f` `(n, d)` of the gathered position: the one-factor Toeplitz generator
+    /// (`a = i t a^q`, `f` the frequencies) without its `(n, K)` weights, so a product reads
+    /// `O(n K)` table entries and `O(n d + d K)` values instead of `O(n K)` complex weights. Not
+    /// differentiable (the no-gradient product of a GPU; see [`crate::toeplitz`]).
+    pub fn apply_structured(&self, y: &Tensor, a: &Tensor, f: &Tensor) -> Result<Tensor> {
+        let (ad, fd) = (a.dims(), f.dims());
+        if ad.len() != 3 || ad[1] != self.k || ad[2] != 2 || fd != [self.n, ad[0]] {
+            return Err(CoreError::ShapeMismatch(format!(
+                "structured gather coefficients {ad:?} and factors {fd:?}, expected (d, {}, 2) and \
+                 ({}, d)",
+                self.k, self.n
+            )));
+        }
+        self.check(y, &a.narrow(0, 0, 1)?)?;
+        if f.dtype() != y.dtype() || !f.device().same_device(y.device()) {
+            return Err(CoreError::InvalidArgument(format!(
+                "structured gather factors are {:?} on {:?}, the input {:?} on {:?}",
+                f.dtype(),
+                f.device(),
+                y.dtype(),
+                y.device()
+            )));
+        }
+        Ok(y.contiguous()?.apply_op3_no_bwd(
+            &a.contiguous()?,
+            &f.contiguous()?,
+            &StructuredGather {
+                pattern: self.clone(),
+            },
+        )?)
+    }
+
     pub(crate) fn check(&self, y: &Tensor, w: &Tensor) -> Result<()> {
         let yd = y.dims();
         let wd = w.dims();
@@ -844,6 +878,91 @@ fn cpu_gather(
     })
 }
 
+/// [`GatherPattern::apply_structured`] on the CPU (the reference of the CUDA kernel
+/// `koopman_gather_structured`): `out[j, i] = sum_c (sum_q f[src, q] a[q, c]) y[j, src]`,
+/// `src = T[i, c] < n`.
+fn structured_gather_cpu<T: WithDType>(
+    y: &[T],
+    a: &[T],
+    f: &[T],
+    table: &[u32],
+    n: usize,
+    k: usize,
+) -> Vec<T> {
+    let d = f.len() / n.max(1);
+    let mut out = vec![T::zero(); y.len()];
+    for (yrow, orow) in y.chunks_exact(2 * n).zip(out.chunks_exact_mut(2 * n)) {
+        for (i, o) in orow.chunks_exact_mut(2).enumerate() {
+            let (mut re, mut im) = (0.0, 0.0);
+            for (c, &src) in table[i * k..(i + 1) * k].iter().enumerate() {
+                let src = src as usize;
+                if src >= n {
+                    continue;
+                }
+                let (mut ur, mut ui) = (0.0, 0.0);
+                for q in 0..d {
+                    let fq = f[src * d + q].to_f64();
+                    ur += fq * a[2 * (q * k + c)].to_f64();
+                    ui += fq * a[2 * (q * k + c) + 1].to_f64();
+                }
+                let (yr, yi) = pair(yrow, src);
+                re += ur * yr - ui * yi;
+                im += ur * yi + ui * yr;
+            }
+            o[0] = T::from_f64(re);
+            o[1] = T::from_f64(im);
+        }
+    }
+    out
+}
+
+/// `(y (b, n, 2), a (d, K, 2), f (n, d)) -> (b, n, 2)`, see [`GatherPattern::apply_structured`].
+struct StructuredGather {
+    pattern: GatherPattern,
+}
+
+impl candle_core::CustomOp3 for StructuredGather {
+    fn name(&self) -> &'static str {
+        "koopman-structured-gather"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = &self.pattern;
+        dispatch_float!(s1.dtype(), "structured gather", |T| {
+            let out = structured_gather_cpu::<T>(
+                slice(s1, l1)?,
+                slice(s2, l2)?,
+                slice(s3, l3)?,
+                &p.table,
+                p.n,
+                p.k,
+            );
+            Ok((T::to_cpu_storage_owned(out), l1.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::structured(&self.pattern, s1, l1, s2, l2, s3, l3)
+    }
+}
+
 /// Gradient with respect to the weights: `dw[i, k] = sum_j conj(first[j, T[i, k]]) second[j, i]`.
 struct WeightGrad {
     pattern: GatherPattern,
@@ -1212,6 +1331,56 @@ pub(crate) mod cuda {
                 rows,
                 dir,
             )?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                l1.shape().clone(),
+            ))
+        })
+    }
+
+    pub(super) fn structured(
+        pattern: &GatherPattern,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> R<(CudaStorage, Shape)> {
+        let dev = &s1.device;
+        let kernels = Kernels::new(dev, s1.dtype())?;
+        let (table, _keep) = table_address(pattern, false)?;
+        let (n, k) = (pattern.n, pattern.k);
+        let d = l3.dims()[1];
+        dispatch!(s1.dtype(), |T| {
+            let (y, len) = address::<T>(s1, l1)?;
+            let (a, _) = address::<T>(s2, l2)?;
+            let (f, _) = address::<T>(s3, l3)?;
+            let rows = len / (2 * n);
+            let mut out = alloc::<T>(dev, len)?;
+            let o = base_address(&mut out, dev);
+            let func =
+                dev.get_or_load_custom_func(&kernels.name("gather_structured"), MODULE, PTX)?;
+            let (n32, k32, d32, rows32) = (n as u32, k as u32, d as u32, rows as u32);
+            let threads = (rows * n) as u64 * 32;
+            let cfg = LaunchConfig {
+                grid_dim: (threads.div_ceil(THREADS as u64) as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = func.builder();
+            b.arg(&y)
+                .arg(&a)
+                .arg(&f)
+                .arg(&table)
+                .arg(&o)
+                .arg(&n32)
+                .arg(&k32)
+                .arg(&d32)
+                .arg(&rows32);
+            // SAFETY: y holds `rows` rows of n complex values, a d x k complex coefficients, f
+            // n x d factors, the table n x k entries, and `out` the size of y.
+            unsafe { b.launch(cfg) }.w()?;
             Ok((
                 CudaStorage::wrap_cuda_slice(out, dev.clone()),
                 l1.shape().clone(),

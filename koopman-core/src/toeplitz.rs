@@ -56,6 +56,11 @@ pub enum GatherKernel {
     Auto,
     /// Portable candle ops (`index_select`, broadcast multiply, sum) on every device.
     Portable,
+    /// As `Auto`, with products that need no gradient of a one-factor generator by the
+    /// structured gather ([`GatherPattern::apply_structured`]) on the CPU too (`Auto` takes it on
+    /// GPUs only, where the products are memory-bound and it reads a quarter of the data; on the
+    /// CPU the stored weights are faster).
+    Structured,
 }
 
 /// Complex gather weights, kept both as a [`ComplexTensor`] and packed `(.., .., 2)` for the
@@ -83,6 +88,8 @@ pub struct ToeplitzStructure {
     factors: Vec<FactorPattern>,
     /// `frequencies[k]` holds `n_k` for every `n` in `N`, shape `(|N|, 1)`.
     frequencies: Vec<Tensor>,
+    /// All frequencies as rows `(|N|, d)` (the factors of the structured gather).
+    frequency_rows: Tensor,
     /// `(n - m)_k` for every `(n, m)` of the last factor (0 where `n - m` is outside `N`),
     /// `(|N|, |M_R|)` per coordinate `k`.
     gathered_frequencies: Vec<Tensor>,
@@ -147,6 +154,7 @@ impl ToeplitzStructure {
                 Ok(Tensor::from_vec(f, (n, 1), device)?.to_dtype(dtype)?)
             })
             .collect::<Result<Vec<_>>>()?;
+        let frequency_rows = Tensor::cat(&frequencies, 1)?;
         let last = factors.len() - 1;
         let m_last = factors[last].offsets.len();
         let gathered_frequencies = (0..d)
@@ -177,6 +185,7 @@ impl ToeplitzStructure {
             index_set,
             factors,
             frequencies,
+            frequency_rows,
             gathered_frequencies,
             column_index,
             difference_tables: OnceLock::new(),
@@ -231,6 +240,9 @@ pub struct ToeplitzGenerator {
     /// (`(|N|, |M_R|)`), the others the plain coefficients (`(1, |M_r|)`).
     chains: Vec<Vec<GatherWeights>>,
     kernel: GatherKernel,
+    /// For `R = 1`: the coefficients `i t a^k` as `(d, |M|, 2)`, detached, made on the first
+    /// structured product.
+    structured: OnceLock<Tensor>,
     /// Upper bounds of `||L||_1` and `||L||_inf` (exact for `R = 1`), read once at construction.
     norms: (f64, f64),
 }
@@ -318,6 +330,7 @@ impl ToeplitzGenerator {
             time,
             chains,
             kernel: GatherKernel::Auto,
+            structured: OnceLock::new(),
             norms: (0.0, 0.0),
         };
         op.norms = op.norm_bounds()?;
@@ -401,7 +414,40 @@ impl ToeplitzGenerator {
 
     /// Whether the gather kernels (rather than portable candle ops) apply this generator.
     fn uses_kernels(&self) -> bool {
-        self.kernel == GatherKernel::Auto && GatherPattern::supports(self.device())
+        self.kernel != GatherKernel::Portable && GatherPattern::supports(self.device())
+    }
+
+    /// Whether products use the structured gather: one merged gather whose weights track no
+    /// gradient, on a GPU (or anywhere with [`GatherKernel::Structured`]).
+    fn uses_structured(&self) -> bool {
+        let no_gradient = matches!(self.chains.as_slice(), [chain] if matches!(chain.as_slice(),
+            [w] if !w.packed.track_op()));
+        let here = self.kernel == GatherKernel::Structured || !self.device().is_cpu();
+        no_gradient && here && self.uses_kernels()
+    }
+
+    /// `L y` for rows `(b, |N|)` by the structured gather (see [`Self::uses_structured`]).
+    fn apply_structured_rows(&self, rows: &ComplexTensor) -> Result<ComplexTensor> {
+        let a = match self.structured.get() {
+            Some(a) => a,
+            None => {
+                let rows = self
+                    .coeffs
+                    .iter()
+                    .map(|group| {
+                        let a = group[0]
+                            .detach()
+                            .mul_i()?
+                            .broadcast_mul_real(&self.time.detach())?;
+                        Ok(Tensor::stack(&[a.re(), a.im()], 1)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let made = Tensor::stack(&rows, 0)?;
+                self.structured.get_or_init(|| made)
+            }
+        };
+        let pattern = &self.structure.factors[0].pattern;
+        unpack(&pattern.apply_structured(&pack(rows)?, a, &self.structure.frequency_rows)?)
     }
 
     /// `||L||_1` and `||L||_inf` bounds, computed on the device and read back once; NaN/Inf in
@@ -494,6 +540,9 @@ impl ToeplitzGenerator {
 
     /// `L y` for rows `y` of shape `(b, |N|)` (each row one vector).
     fn apply_rows(&self, rows: &ComplexTensor) -> Result<ComplexTensor> {
+        if self.uses_structured() {
+            return self.apply_structured_rows(rows);
+        }
         let mut total: Option<ComplexTensor> = None;
         for chain in &self.chains {
             let mut y = rows.clone();

@@ -150,6 +150,49 @@ __device__ __forceinline__ void transpose_weights_body(const T* __restrict__ w,
   }
 }
 
+// out[j, i] = sum_c u(i, c) y[j, T[i, c]] with u(i, c) = sum_q f[T[i, c], q] a[q, c]: the gather
+// whose weights combine d shared coefficient rows a (d, k) with real factors f (n, d) of the
+// gathered position (the Toeplitz generator with one factor), so that only the table is read per
+// entry instead of n k stored weights. One warp per output entry, as gather_body. The CPU
+// reference is `structured_gather_cpu` in gather.rs.
+template <typename T>
+__device__ __forceinline__ void structured_body(const T* __restrict__ y, const T* __restrict__ a,
+                                                const T* __restrict__ f,
+                                                const uint32_t* __restrict__ table, T* out,
+                                                uint32_t n, uint32_t k, uint32_t d,
+                                                uint32_t rows) {
+  const uint64_t warp = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const uint32_t lane = threadIdx.x & 31u;
+  if (warp >= (uint64_t)rows * n) return;  // uniform over the warp
+  const uint32_t j = (uint32_t)(warp / n);
+  const uint32_t i = (uint32_t)(warp % n);
+  const T* yrow = y + 2ull * j * n;
+  T re = 0, im = 0;
+  for (uint32_t c = lane; c < k; c += 32u) {
+    const uint32_t src = table[(uint64_t)i * k + c];
+    if (src >= n) continue;
+    T ur = 0, ui = 0;
+    for (uint32_t q = 0; q < d; ++q) {
+      const T fq = f[(uint64_t)src * d + q];
+      ur += fq * a[2ull * (q * k + c)];
+      ui += fq * a[2ull * (q * k + c) + 1];
+    }
+    const T yr = yrow[2ull * src];
+    const T yi = yrow[2ull * src + 1];
+    re += ur * yr - ui * yi;
+    im += ur * yi + ui * yr;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    re += __shfl_down_sync(0xffffffffu, re, off);
+    im += __shfl_down_sync(0xffffffffu, im, off);
+  }
+  if (lane == 0) {
+    const uint64_t o = 2ull * ((uint64_t)j * n + i);
+    out[o] = re;
+    out[o + 1] = im;
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ void copy_body(const T* __restrict__ x, T* __restrict__ y,
                                           uint64_t len) {
@@ -176,6 +219,11 @@ __device__ __forceinline__ void copy_body(const T* __restrict__ x, T* __restrict
   extern "C" __global__ void koopman_transpose_weights_##SUFFIX(                                \
       const T* w, const uint32_t* table_t, T* wt, uint32_t n, uint32_t k) {                     \
     transpose_weights_body<T>(w, table_t, wt, n, k);                                            \
+  }                                                                                             \
+  extern "C" __global__ void koopman_gather_structured_##SUFFIX(                                \
+      const T* y, const T* a, const T* f, const uint32_t* table, T* out, uint32_t n, uint32_t k, \
+      uint32_t d, uint32_t rows) {                                                              \
+    structured_body<T>(y, a, f, table, out, n, k, d, rows);                                     \
   }                                                                                             \
   extern "C" __global__ void koopman_copy_##SUFFIX(const T* x, T* y, uint64_t len) {            \
     copy_body<T>(x, y, len);                                                                    \

@@ -202,6 +202,7 @@ fn run(cli: Cli) -> Result<bool> {
                 Size::Quick
             };
             let mut ctx = RunContext::new(size, device.open()?, out);
+            ctx.check_out_dir()?;
             ctx.seed = seed;
             if !no_torch_peer {
                 ctx.torch_python = torch_python.or_else(experiments::torch_peer::default_python);

@@ -59,6 +59,26 @@ impl RunContext {
 
     /// Writes `text` atomically to `name` in the output folder and returns `name`, ready for
     /// [`ExperimentReport::files`].
+    /// Makes the output folder and checks that files can be written there, before any work:
+    /// `--out` naming a file or a read-only place is refused at once, not after the run.
+    pub fn check_out_dir(&self) -> Result<()> {
+        let dir = &self.out_dir;
+        let refuse = |why: String| {
+            crate::BenchError::Usage(format!(
+                "--out {}: not a writable folder ({why})",
+                dir.display()
+            ))
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(refuse("a file of that name exists".into()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| refuse(e.to_string()))?;
+        let probe = dir.join(format!(".koopman-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| refuse(e.to_string()))?;
+        std::fs::remove_file(&probe).map_err(|e| refuse(e.to_string()))?;
+        Ok(())
+    }
+
     pub fn write_file(&self, name: &str, text: &str) -> Result<String> {
         koopman_core::io::write_atomic(self.out_dir.join(name), text.as_bytes())?;
         Ok(name.to_string())

@@ -57,6 +57,12 @@ fn select_keeps_registry_order_and_rejects_unknown_names() {
         Ok(_) => panic!("unknown experiment accepted"),
     };
     assert!(err.contains("unknown experiment 'nope'"), "{err}");
+    for empty in ["", " , "] {
+        match select(Some(empty)) {
+            Err(e) => assert!(e.to_string().contains("names no experiment"), "{e}"),
+            Ok(_) => panic!("--only '{empty}' accepted: it would run nothing and exit 0"),
+        }
+    }
     for e in registry() {
         assert!(
             err.contains(e.name()),
@@ -127,4 +133,35 @@ fn conjugacy_runs_at_smoke_size_on_the_cpu() {
     assert_eq!(json["note"], SMOKE_NOTE);
     assert_eq!(json["outcomes"][0]["status"], "ran");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn out_folder_is_checked_before_the_run() {
+    use koopman_bench::report::RunContext;
+    use koopman_bench::Size;
+    let base = std::env::temp_dir().join(format!("koopman-out-check-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let ctx = RunContext::new(Size::Smoke, candle_core::Device::Cpu, file.clone());
+    let err = ctx.check_out_dir().unwrap_err().to_string();
+    assert!(
+        err.contains("--out") && err.contains("a file of that name exists"),
+        "{err}"
+    );
+    let below = RunContext::new(Size::Smoke, candle_core::Device::Cpu, file.join("sub"));
+    assert!(below.check_out_dir().is_err(), "a folder below a file");
+    let fresh = RunContext::new(
+        Size::Smoke,
+        candle_core::Device::Cpu,
+        base.join("new/deeper"),
+    );
+    fresh.check_out_dir().unwrap();
+    assert!(base.join("new/deeper").is_dir());
+    assert_eq!(
+        std::fs::read_dir(base.join("new/deeper")).unwrap().count(),
+        0,
+        "no probe left"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
 }

@@ -190,7 +190,12 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<usize>, NpyData)> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("malformed shape")))
         .collect::<Result<Vec<_>>>()?;
-    let count: usize = shape.iter().product();
+    // Checked: a header may claim any shape, and a wrapped product would accept a short body.
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|c| c.checked_mul(8).is_some())
+        .ok_or_else(|| bad(&format!("shape {shape:?} overflows the address space")))?;
     let body = &bytes[start + header_len..];
     if body.len() != 8 * count {
         return Err(bad(&format!(
@@ -240,6 +245,79 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Random headers (shapes with huge, zero and overflowing dimensions, versions, dtypes,
+    /// orders) over random bodies: the readers return an error or a consistent array, and never
+    /// panic or allocate what the file does not hold.
+    #[test]
+    fn npy_readers_survive_random_headers() {
+        use rand::{Rng, SeedableRng};
+        let dir = scratch("fuzz");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+        let dims = [
+            0usize,
+            1,
+            2,
+            3,
+            7,
+            1 << 31,
+            1 << 32,
+            1 << 61,
+            usize::MAX / 3,
+            usize::MAX,
+        ];
+        for case in 0..400 {
+            let rank = rng.random_range(0..4);
+            let shape: Vec<String> = (0..rank)
+                .map(|_| dims[rng.random_range(0..dims.len())].to_string())
+                .collect();
+            let shape = match shape.len() {
+                1 => format!("({},)", shape[0]),
+                _ => format!("({})", shape.join(", ")),
+            };
+            let descr = ["'<f8'", "'<i8'", "'>f8'", "'<f4'"][rng.random_range(0..4)];
+            let order = ["False", "True"][usize::from(rng.random_bool(0.1))];
+            let header =
+                format!("{{'descr': {descr}, 'fortran_order': {order}, 'shape': {shape}, }}\n");
+            let mut bytes = b"\x93NUMPY".to_vec();
+            let version = [1u8, 2, 3, 9][rng.random_range(0..4)];
+            bytes.extend_from_slice(&[version, 0]);
+            if version == 1 {
+                bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            } else {
+                bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+            }
+            // Sometimes a header length that runs past the file.
+            if rng.random_bool(0.05) {
+                bytes[8] = 0xff;
+            }
+            bytes.extend_from_slice(header.as_bytes());
+            let body = [0usize, 8, 16, 24, 56][rng.random_range(0..5)];
+            bytes.extend((0..body).map(|_| rng.random::<u8>()));
+            let p = dir.join(format!("case{case}.npy"));
+            std::fs::write(&p, &bytes).unwrap();
+            if let Ok((shape, data)) = read_npy(&p) {
+                assert_eq!(
+                    shape.iter().product::<usize>(),
+                    data.len(),
+                    "case {case}: {header}"
+                );
+            }
+            let _ = crate::dmd::snapshots_from_npy(&p, crate::dmd::StateLayout::StatePerRow);
+            let _ = crate::dmd::snapshots_from_npy(&p, crate::dmd::StateLayout::StatePerColumn);
+        }
+        // The file of the issue: 128 bytes whose shape product wraps around.
+        let p = dir.join("wrap.npy");
+        let header =
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }\n";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let err = read_npy(&p).unwrap_err().to_string();
+        assert!(err.contains("overflows"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -414,7 +414,8 @@ pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
 }
 
 /// Reads every tensor of a safetensors file, converted to `dtype` on `device`; a file that is
-/// not valid safetensors is a [`CoreError::Format`].
+/// not valid safetensors is a [`CoreError::Format`], a float tensor holding NaN or Inf a
+/// [`CoreError::NonFinite`] naming it.
 pub fn load_tensors(
     path: impl AsRef<Path>,
     dtype: DType,
@@ -431,8 +432,15 @@ pub fn load_tensors(
             path.display()
         ))
     })?;
+    // NaN or Inf weights would give a model whose every output (and so every accuracy or error
+    // computed from it) is meaningless: refused here, naming the tensor.
     map.into_iter()
-        .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
+        .map(|(k, t)| {
+            if t.dtype().is_float() {
+                crate::complex::ensure_finite(&t, &format!("{}: tensor '{k}'", path.display()))?;
+            }
+            Ok((k, t.to_dtype(dtype)?))
+        })
         .collect()
 }
 
@@ -773,6 +781,24 @@ mod tests {
             assert!(
                 matches!(err, CoreError::Format(_)) && err.to_string().contains(needle),
                 "case {k}: {err}"
+            );
+            std::fs::remove_file(&path).ok();
+        }
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut w = vec![0.5f32; 6];
+            w[4] = bad;
+            let map: HashMap<String, Tensor> = [
+                ("0.weight".to_string(), Tensor::from_vec(w, (3, 2), &dev)?),
+                ("0.bias".to_string(), b0.clone()),
+            ]
+            .into_iter()
+            .collect();
+            let path = tmp("nonfinite.safetensors");
+            candle_core::safetensors::save(&map, &path)?;
+            let err = Mlp::load(&path, Activation::Relu, DType::F32, &dev).unwrap_err();
+            assert!(
+                matches!(err, CoreError::NonFinite(_)) && err.to_string().contains("'0.weight'"),
+                "{bad}: {err}"
             );
             std::fs::remove_file(&path).ok();
         }

@@ -108,6 +108,11 @@ impl Default for ScalingConfig {
     }
 }
 
+/// Most scaled layers a block may have. Its training graph grows with `S`, and candle walks a
+/// graph recursively in its backward pass, so a block deep enough overflows the thread's stack
+/// (`S` in the thousands did, within a second): refused before any work instead.
+pub const MAX_SCALED_LAYERS: usize = 256;
+
 /// A trained MLP with a trained layer-scaling block in front of layer `k`.
 #[derive(Clone, Debug)]
 pub struct ScaledLayer {
@@ -147,6 +152,14 @@ impl ScaledLayer {
             return Err(LayersError::InvalidArgument(
                 "the layer-scaling block needs at least one layer (S >= 1)".into(),
             ));
+        }
+        if config.layers > MAX_SCALED_LAYERS {
+            return Err(LayersError::OutOfRange(format!(
+                "the layer-scaling block has {} layers, at most {MAX_SCALED_LAYERS} are trained \
+                 (its graph is differentiated recursively; deeper blocks overflow the stack): \
+                 lower the number of scaled layers S (or the window h, which needs S >= h)",
+                config.layers
+            )));
         }
         if !(config.huber_delta.is_finite() && config.huber_delta > 0.0) {
             return Err(LayersError::InvalidArgument(format!(

@@ -8,6 +8,7 @@ use koopman_core::mlp::{
 use koopman_core::yinyang::{yinyang, YinYangConfig};
 use koopman_layers::replace::{
     fit_hybrid, HybridConfig, HybridModel, ReadoutKind, ScaledLayer, ScalingConfig,
+    MAX_SCALED_LAYERS,
 };
 use koopman_layers::LayersError;
 use std::collections::HashMap;
@@ -311,5 +312,38 @@ fn mnist_last_layer_direct_readout_keeps_accuracy() -> R {
     )?;
     let it = accuracy(&iterated, &data.test_images, &data.test_labels)?;
     assert!((0.0..=1.0).contains(&it));
+    Ok(())
+}
+
+/// The deepest block allowed trains on a test thread's stack (2 MiB); one layer more is refused
+/// before any work, naming the limit (deep blocks used to overflow the stack, SIGABRT).
+#[test]
+fn scaling_depth_is_bounded() -> R {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let mlp = Mlp::new(
+        &[4, 6, 3],
+        Activation::Relu,
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+    )?;
+    koopman_core::mlp::init_seeded(&vm, 1)?;
+    let x = Tensor::randn(0f32, 1.0, (8, 4), &dev)?;
+    let config = ScalingConfig {
+        layers: MAX_SCALED_LAYERS,
+        epochs: 1,
+        batch_size: 8,
+        ..Default::default()
+    };
+    let scaled = ScaledLayer::train(&mlp, 1, &x, &config)?;
+    assert_eq!(scaled.num_scaled(), MAX_SCALED_LAYERS);
+    let deeper = ScalingConfig {
+        layers: MAX_SCALED_LAYERS + 1,
+        ..config
+    };
+    let err = ScaledLayer::train(&mlp, 1, &x, &deeper).unwrap_err();
+    assert!(
+        matches!(err, LayersError::OutOfRange(_)) && err.to_string().contains("at most 256"),
+        "{err}"
+    );
     Ok(())
 }

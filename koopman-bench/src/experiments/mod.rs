@@ -120,6 +120,12 @@ pub fn select(only: Option<&str>) -> Result<Vec<Box<dyn Experiment>>> {
         .filter(|s| !s.is_empty())
         .collect();
     let known: Vec<&str> = all.iter().map(|e| e.name()).collect();
+    if wanted.is_empty() {
+        return Err(BenchError::Usage(format!(
+            "--only '{only}' names no experiment; known: {}",
+            known.join(", ")
+        )));
+    }
     for w in &wanted {
         if !known.contains(w) {
             return Err(BenchError::Usage(format!(

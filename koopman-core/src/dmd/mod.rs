@@ -379,6 +379,13 @@ pub fn snapshots_from_npy(path: impl AsRef<Path>, layout: StateLayout) -> Result
         crate::io::NpyData::F64(v) => v,
         crate::io::NpyData::I64(v) => v.into_iter().map(|x| x as f64).collect(),
     };
+    // Before any matrix is shaped: an empty array may claim any size along its other axis.
+    if data.is_empty() {
+        return Err(CoreError::Empty(format!(
+            "{} holds no data (shape {shape:?})",
+            path.display()
+        )));
+    }
     let m = match shape.as_slice() {
         [n] => Mat::from_fn(1, *n, |_, j| data[j]),
         [r, c] => arrange(*r, *c, &data, layout),
@@ -389,12 +396,6 @@ pub fn snapshots_from_npy(path: impl AsRef<Path>, layout: StateLayout) -> Result
             )))
         }
     };
-    if m.ncols() == 0 || m.nrows() == 0 {
-        return Err(CoreError::Empty(format!(
-            "{} holds no data",
-            path.display()
-        )));
-    }
     linalg::ensure_finite_mat(m.as_ref(), &path.display().to_string())?;
     Ok(m)
 }

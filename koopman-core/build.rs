@@ -44,6 +44,7 @@ fn compile_kernels() {
     let cap: String = cap.chars().filter(|c| c.is_ascii_digit()).collect();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let nvcc = nvcc();
+    println!("cargo:rerun-if-changed=src/kernels/common.cuh");
     for name in KERNELS {
         let src = PathBuf::from("src/kernels").join(format!("{name}.cu"));
         println!("cargo:rerun-if-changed={}", src.display());

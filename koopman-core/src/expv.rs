@@ -592,6 +592,13 @@ trait Substep {
     fn is_fused(&self) -> bool;
 }
 
+/// The exponential kept by [`Substep::exponential`], which must come before
+/// [`Substep::result`].
+fn evaluated<T>(f: &Option<T>) -> Result<&T> {
+    f.as_ref()
+        .ok_or_else(|| CoreError::InvalidArgument("no projected exponential evaluated".into()))
+}
+
 /// A basis built in candle ops (differentiable in the operator and the start vector).
 struct TensorSubstep {
     kb: KrylovBasis,
@@ -629,10 +636,7 @@ impl Substep for TensorSubstep {
         Ok(first)
     }
     fn result(&self, used: usize) -> Result<ComplexTensor> {
-        let f = self
-            .f
-            .as_ref()
-            .ok_or_else(|| CoreError::InvalidArgument("no exponential evaluated".into()))?;
+        let f = evaluated(&self.f)?;
         let coeffs = f.narrow(0, 0, used)?.narrow(1, 0, 1)?;
         combine(&self.kb.rows.narrow(0, 0, 2 * used)?, &coeffs)?.broadcast_mul_real(&self.beta_t)
     }
@@ -703,10 +707,7 @@ impl Substep for FusedSubstep {
         Ok(first)
     }
     fn result(&self, used: usize) -> Result<ComplexTensor> {
-        let f = self
-            .f
-            .as_ref()
-            .ok_or_else(|| CoreError::InvalidArgument("no exponential evaluated".into()))?;
+        let f = evaluated(&self.f)?;
         let coeffs: Vec<c64> = (0..used).map(|i| f[(i, 0)] * self.kb.beta).collect();
         let coeffs = ComplexTensor::from_c64(&coeffs, (used, 1), self.dtype, &self.device)?;
         combine(&self.kb.rows.narrow(0, 0, 2 * used)?, &coeffs)

@@ -4,24 +4,13 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
+use common::generator;
 use koopman_core::arnoldi::{ArnoldiBasis, MAX_DIM};
 use koopman_core::{
     c64, expv, test_device, ComplexTensor, CoreError, ExpvConfig, IndexSet, LinearOperator, Result,
     ToeplitzGenerator,
 };
 use std::sync::Arc;
-
-fn generator(
-    radius: i64,
-    scale: f64,
-    seed: u64,
-    dtype: DType,
-    dev: &Device,
-) -> Result<ToeplitzGenerator> {
-    let n = IndexSet::cube(3, radius)?.without_origin()?;
-    let m = IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])?.without_origin()?;
-    ToeplitzGenerator::random(Arc::new(n), vec![Arc::new(m)], scale, 1.0, seed, dtype, dev)
-}
 
 /// Basis vector `i` of the fused basis as a column `(n, 1)`.
 fn vector(basis: &ArnoldiBasis, i: usize) -> Result<ComplexTensor> {

@@ -3,6 +3,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
+use common::{generator, paper_sets};
 use koopman_core::operator::Adjoint;
 use koopman_core::taylor::{expv_taylor, plan, theta, TaylorPlan, MAX_DEGREE};
 use koopman_core::{
@@ -10,24 +11,6 @@ use koopman_core::{
     LinearOperator, Result, TaylorConfig, TaylorPath, ToeplitzGenerator,
 };
 use std::sync::Arc;
-
-fn paper_sets(radius: i64) -> Result<(Arc<IndexSet>, Arc<IndexSet>)> {
-    let n = IndexSet::cube(3, radius)?.without_origin()?;
-    let m = IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])?.without_origin()?;
-    Ok((Arc::new(n), Arc::new(m)))
-}
-
-/// A one-factor generator over `N = {-r..r}^3 \ {0}` with the paper's offsets, `t = 1`.
-fn generator(
-    radius: i64,
-    scale: f64,
-    seed: u64,
-    dtype: DType,
-    dev: &Device,
-) -> Result<ToeplitzGenerator> {
-    let (n_set, m_set) = paper_sets(radius)?;
-    ToeplitzGenerator::random(n_set, vec![m_set], scale, 1.0, seed, dtype, dev)
-}
 
 /// `theta_m` for the unit round-offs of double and single precision against the published
 /// tables (Higham & Al-Mohy 2010, "Computing matrix functions", Table A.3 and Al-Mohy & Higham

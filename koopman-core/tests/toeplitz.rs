@@ -2,18 +2,12 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{err_rel_to, rel_err};
+use common::{err_rel_to, paper_sets, rel_err};
 use koopman_core::{
     c64, expv, expv_dense, expv_taylor, test_device, ComplexTensor, CoreError, ExpvConfig,
     IndexSet, LinearOperator, Result, TaylorConfig, TaylorPath, ToeplitzGenerator,
 };
 use std::sync::Arc;
-
-fn paper_sets(radius: i64) -> Result<(Arc<IndexSet>, Arc<IndexSet>)> {
-    let n = IndexSet::cube(3, radius)?.without_origin()?;
-    let m = IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])?.without_origin()?;
-    Ok((Arc::new(n), Arc::new(m)))
-}
 
 /// Trainable copies `(re, im)` of a generator's coefficients, indexed `[k][r]`.
 fn coefficient_vars(base: &ToeplitzGenerator) -> Result<Vec<Vec<(Var, Var)>>> {

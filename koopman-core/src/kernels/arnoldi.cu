@@ -19,6 +19,8 @@
 // step is `arnoldi_cpu` in arnoldi.rs; tests compare the two on each compiled device.
 #include <stdint.h>
 
+#include "common.cuh"
+
 #define ARNOLDI_THREADS 512
 #define ARNOLDI_WARPS (ARNOLDI_THREADS / 32)
 #define ARNOLDI_MAX_DIM 64
@@ -27,7 +29,7 @@
 // The sum of x over the block, returned to every thread. `scratch` holds ARNOLDI_WARPS values.
 template <typename T>
 __device__ __forceinline__ T block_sum(T x, T* scratch) {
-  for (int off = 16; off > 0; off >>= 1) x += __shfl_down_sync(0xffffffffu, x, off);
+  x = warp_sum(x);
   const uint32_t lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
   if (lane == 0) scratch[warp] = x;
   __syncthreads();
@@ -63,10 +65,8 @@ __device__ __forceinline__ void block_gather(const T* __restrict__ w,
       re += wr * yr - wi * yi;
       im += wr * yi + wi * yr;
     }
-    for (int off = 16; off > 0; off >>= 1) {
-      re += __shfl_down_sync(0xffffffffu, re, off);
-      im += __shfl_down_sync(0xffffffffu, im, off);
-    }
+    re = warp_sum(re);
+    im = warp_sum(im);
     if (lane == 0) {
       ore[i] = re;
       oim[i] = im;
@@ -90,10 +90,8 @@ __device__ __forceinline__ void block_project(const T* basis, T* pre, T* pim, ui
       re += vre[l] * pre[l] + vim[l] * pim[l];
       im += vre[l] * pim[l] - vim[l] * pre[l];
     }
-    for (int off = 16; off > 0; off >>= 1) {
-      re += __shfl_down_sync(0xffffffffu, re, off);
-      im += __shfl_down_sync(0xffffffffu, im, off);
-    }
+    re = warp_sum(re);
+    im = warp_sum(im);
     if (lane == 0) {
       red[warp][2 * v] = re;
       red[warp][2 * v + 1] = im;

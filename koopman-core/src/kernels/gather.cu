@@ -11,6 +11,8 @@
 // in gather.rs; tests compare the two on each compiled device.
 #include <stdint.h>
 
+#include "common.cuh"
+
 template <typename T>
 __device__ __forceinline__ void gather_body(const T* __restrict__ y, const T* __restrict__ w,
                                             const uint32_t* __restrict__ table,
@@ -39,10 +41,8 @@ __device__ __forceinline__ void gather_body(const T* __restrict__ y, const T* __
       re += wr * yr - wi * yi;
       im += wr * yi + wi * yr;
     }
-    for (int off = 16; off > 0; off >>= 1) {
-      re += __shfl_down_sync(0xffffffffu, re, off);
-      im += __shfl_down_sync(0xffffffffu, im, off);
-    }
+    re = warp_sum(re);
+    im = warp_sum(im);
   }
   if (lane == 0) {
     const uint64_t o = 2ull * ((uint64_t)j * n + i);
@@ -182,10 +182,8 @@ __device__ __forceinline__ void structured_body(const T* __restrict__ y, const T
     re += ur * yr - ui * yi;
     im += ur * yi + ui * yr;
   }
-  for (int off = 16; off > 0; off >>= 1) {
-    re += __shfl_down_sync(0xffffffffu, re, off);
-    im += __shfl_down_sync(0xffffffffu, im, off);
-  }
+  re = warp_sum(re);
+  im = warp_sum(im);
   if (lane == 0) {
     const uint64_t o = 2ull * ((uint64_t)j * n + i);
     out[o] = re;

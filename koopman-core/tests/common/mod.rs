@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device};
-use koopman_core::{c64, ComplexTensor, Result};
+use koopman_core::{c64, ComplexTensor, IndexSet, Result, ToeplitzGenerator};
+use std::sync::Arc;
 
 /// Relative Frobenius distance `||a - b|| / max(||b||, tiny)`.
 pub fn rel_err(a: &ComplexTensor, b: &ComplexTensor) -> Result<f64> {
@@ -28,4 +29,23 @@ pub fn real_matrix(
 ) -> Result<ComplexTensor> {
     let vals: Vec<c64> = (0..n * n).map(|k| c64::new(f(k / n, k % n), 0.0)).collect();
     matrix(&vals, n, dev)
+}
+
+/// `N = {-r..r}^3 \ {0}` and the paper's offsets `M = {-2..2}^2 x {-1..1} \ {0}` (|M| = 74).
+pub fn paper_sets(radius: i64) -> Result<(Arc<IndexSet>, Arc<IndexSet>)> {
+    let n = IndexSet::cube(3, radius)?.without_origin()?;
+    let m = IndexSet::product_of_ranges(&[(-2, 2), (-2, 2), (-1, 1)])?.without_origin()?;
+    Ok((Arc::new(n), Arc::new(m)))
+}
+
+/// A one-factor generator over [`paper_sets`] with random coefficients, `t = 1`.
+pub fn generator(
+    radius: i64,
+    scale: f64,
+    seed: u64,
+    dtype: DType,
+    dev: &Device,
+) -> Result<ToeplitzGenerator> {
+    let (n_set, m_set) = paper_sets(radius)?;
+    ToeplitzGenerator::random(n_set, vec![m_set], scale, 1.0, seed, dtype, dev)
 }

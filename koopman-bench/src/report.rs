@@ -80,8 +80,50 @@ impl RunContext {
     }
 
     pub fn write_file(&self, name: &str, text: &str) -> Result<String> {
-        koopman_core::io::write_atomic(self.out_dir.join(name), text.as_bytes())?;
+        koopman_core::io::write_atomic(self.file_path(name)?, text.as_bytes())?;
         Ok(name.to_string())
+    }
+
+    /// Where an experiment writes its file `name` during the run: a staging folder inside the
+    /// output folder, published by [`write_reports`] together with the reports, so that an
+    /// interrupted run leaves the previous run's figures and reports untouched (never a mix).
+    pub fn file_path(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.staging_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| koopman_core::CoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir.join(name))
+    }
+
+    /// This process's staging folder (see [`RunContext::file_path`]).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.out_dir
+            .join(format!(".staging-{}", std::process::id()))
+    }
+
+    /// Moves every staged file into the output folder (replacing older ones of the same name)
+    /// and removes the staging folder; returns the names, sorted.
+    fn publish_staged(&self) -> Result<Vec<String>> {
+        let dir = self.staging_dir();
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let io = |path: &std::path::Path, source| koopman_core::CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let target = self.out_dir.join(&name);
+            std::fs::rename(entry.path(), &target).map_err(|e| io(&target, e))?;
+            names.push(name);
+        }
+        std::fs::remove_dir(&dir).map_err(|e| io(&dir, e))?;
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -156,9 +198,13 @@ pub enum Outcome {
 struct RunSummary<'a> {
     device: &'static str,
     size: Size,
+    /// Base seed of the run (`--seed`).
+    seed: u64,
     /// Set for smoke runs: the figures are a run check, not a reproduction.
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'static str>,
+    /// The files this run wrote beside the reports.
+    files: Vec<String>,
     outcomes: &'a [Outcome],
 }
 
@@ -242,11 +288,15 @@ pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
 pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf, PathBuf)> {
     let md_path = ctx.out_dir.join("report.md");
     let json_path = ctx.out_dir.join("report.json");
+    // The run's figures first, the reports (which name them) last.
+    let files = ctx.publish_staged()?;
     koopman_core::io::write_atomic(&md_path, render_markdown(ctx, outcomes).as_bytes())?;
     let summary = RunSummary {
         device: device_name(&ctx.device),
         size: ctx.size,
+        seed: ctx.seed,
         note: (ctx.size == Size::Smoke).then_some(SMOKE_NOTE),
+        files,
         outcomes,
     };
     koopman_core::io::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary)?)?;
@@ -339,6 +389,40 @@ pub fn sci(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files written during a run stay staged until the reports are written: an interrupted run
+    /// (no `write_reports`) leaves the previous run's files as they were, a finished one replaces
+    /// them and records its seed and files.
+    #[test]
+    fn run_outputs_are_published_together() {
+        let out = std::env::temp_dir().join(format!("koopman-publish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut ctx = RunContext::new(Size::Smoke, Device::Cpu, out.clone());
+        ctx.check_out_dir().unwrap();
+        ctx.write_file("fig.svg", "old").unwrap();
+        write_reports(&ctx, &[]).unwrap();
+        ctx.seed = 7;
+        ctx.write_file("fig.svg", "new").unwrap();
+        // Interrupted here: the published set is the old one.
+        assert_eq!(std::fs::read_to_string(out.join("fig.svg")).unwrap(), "old");
+        let old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(old["seed"], 0);
+        let skipped = Outcome::Skipped {
+            name: "x".into(),
+            reason: "y".into(),
+        };
+        write_reports(&ctx, &[skipped]).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("fig.svg")).unwrap(), "new");
+        assert!(!ctx.staging_dir().exists());
+        let new: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(new["seed"], 7);
+        assert_eq!(new["files"], serde_json::json!(["fig.svg"]));
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 
     #[test]
     fn curves_svg_is_well_formed() {

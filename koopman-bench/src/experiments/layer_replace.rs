@@ -440,7 +440,7 @@ impl Experiment for YinYangReplace {
                     }
                     let svg = decision_boundary_svg(&panels, &domain, &points, dev)?;
                     let name = format!("yinyang_boundaries_{kind}.svg");
-                    write_svg(ctx.out_dir.join(&name), &svg)?;
+                    write_svg(ctx.file_path(&name)?, &svg)?;
                     files.push(name);
                 }
             }

@@ -357,7 +357,18 @@ impl Mlp {
 }
 
 impl Module for Mlp {
+    /// The network on a batch `(samples, in)`; inputs of another width are refused naming both
+    /// widths (not candle's bare matmul shape error).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let width = x.dims().last().copied();
+        if width != Some(self.sizes[0]) {
+            return Err(candle_core::Error::Msg(format!(
+                "the MLP {:?} takes inputs of width {}, got a tensor of shape {:?}",
+                self.sizes,
+                self.sizes[0],
+                x.dims()
+            )));
+        }
         let mut h = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
             h = l.forward(&h)?;
@@ -784,6 +795,18 @@ mod tests {
             );
             std::fs::remove_file(&path).ok();
         }
+        let mlp = {
+            let vm = candle_nn::VarMap::new();
+            Mlp::new(
+                &[2, 3],
+                Activation::Relu,
+                VarBuilder::from_varmap(&vm, DType::F32, &dev),
+            )?
+        };
+        let err = mlp
+            .forward(&Tensor::zeros((5, 784), DType::F32, &dev)?)
+            .unwrap_err();
+        assert!(err.to_string().contains("takes inputs of width 2"), "{err}");
         for bad in [f32::NAN, f32::INFINITY] {
             let mut w = vec![0.5f32; 6];
             w[4] = bad;

@@ -227,15 +227,36 @@ fn run() -> Result<()> {
         "end-to-end RMSE (torus units): {:.4e}",
         rmse(&trainer.model, first, last)?
     );
-    let mut eig_csv = String::from("layer,re,im,abs\n");
-    if n.len() <= 3000 {
-        for (j, values) in layer_eigenvalues(&trainer.model, 3000)?.iter().enumerate() {
+    // The layers' eigenvalues need the dense |N| x |N| exponentials: written up to this size,
+    // above it said so (never a header without rows).
+    const EIGEN_MAX_N: usize = 3000;
+    if n.len() <= EIGEN_MAX_N {
+        let mut eig_csv = String::from("layer,re,im,abs\n");
+        for (j, values) in layer_eigenvalues(&trainer.model, EIGEN_MAX_N)?
+            .iter()
+            .enumerate()
+        {
             for z in values {
                 eig_csv.push_str(&format!("{},{},{},{}\n", j + 1, z.re, z.im, z.norm()));
             }
         }
+        write_atomic(out.join("eigenvalues.csv"), eig_csv.as_bytes())?;
+    } else {
+        let stale = out.join("eigenvalues.csv");
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| {
+                LayersError::InvalidArgument(format!(
+                    "{}: cannot remove the previous run's file: {e}",
+                    stale.display()
+                ))
+            })?;
+        }
+        println!(
+            "eigenvalues.csv not written: |N| = {} is above {EIGEN_MAX_N}, the size of the dense \
+             exponentials it needs (a smaller --radius lowers |N|)",
+            n.len()
+        );
     }
-    write_atomic(out.join("eigenvalues.csv"), eig_csv.as_bytes())?;
     let pred = norm.inverse(&trainer.model.predict(first)?)?;
     let truth = norm.inverse(last)?;
     let mut pred_csv = String::from("sample");

@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo run --release -p koopman-layers --example fit_layered -- [INPUT] [--out DIR]
-//!     [--layers J] [--window W] [--steps S] [--radius R] [--lr LR] [--batch B]
+//!     [--layers J] [--window W] [--steps S] [--radius R] [--lr LR] [--batch B] [--mem-limit GB]
 //! ```
+//!
+//! The model's memory is estimated from |N|, |M| and J before anything is allocated; a model
+//! above `--mem-limit` (default: the memory the machine has available) is refused with the
+//! estimate, naming `--radius` and `--layers`.
 //!
 //! `INPUT` is a `.npy` array (`<f8`) of shape trajectories x time x dimension, or a CSV file whose
 //! rows are `trajectory, x_1, ..., x_d` (rows of one trajectory in time order, every trajectory of
@@ -101,6 +105,11 @@ fn main() {
     koopman_core::parallel::pin_candle_threads();
     if let Err(e) = run() {
         eprintln!("error: {e}");
+        if matches!(e, LayersError::MemoryLimit { .. }) {
+            eprintln!(
+                "(the flags: --radius for |N|, --layers for J, --mem-limit GB for the limit)"
+            );
+        }
         std::process::exit(1);
     }
 }
@@ -111,6 +120,7 @@ fn run() -> Result<()> {
     let mut out = PathBuf::from("fit_layered_out");
     let (mut layers, mut window, mut steps, mut radius, mut lr, mut batch) =
         (2usize, 0usize, 500usize, 3i64, 1e-3f64, 500usize);
+    let mut mem_limit: Option<f64> = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -140,6 +150,15 @@ fn run() -> Result<()> {
                     .map_err(|_| parse_err("--radius"))?
             }
             "--lr" => lr = value("--lr")?.parse().map_err(|_| parse_err("--lr"))?,
+            "--mem-limit" => {
+                let gb: f64 = value("--mem-limit")?
+                    .parse()
+                    .map_err(|_| parse_err("--mem-limit"))?;
+                if !(gb.is_finite() && gb > 0.0) {
+                    return Err(parse_err("--mem-limit"));
+                }
+                mem_limit = Some(gb)
+            }
             "--batch" => {
                 batch = value("--batch")?
                     .parse()
@@ -197,10 +216,19 @@ fn run() -> Result<()> {
         n.len(),
         m.len()
     );
-    let builder = DeepKoopmanLayeredBuilder::new(d, n.clone(), vec![m])
+    let mut builder = DeepKoopmanLayeredBuilder::new(d, n.clone(), vec![m])
         .layers(layers)
         .conjugate_symmetric(true);
-    std::fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
+    if let Some(gb) = mem_limit {
+        builder = builder.memory_limit((gb * 1e9) as u64);
+    }
+    let estimate = builder.memory_estimate(candle_core::DType::F64);
+    println!(
+        "estimated memory: {:.2} GB (model {:.2} GB, training step {:.2} GB)",
+        estimate.total_bytes() as f64 / 1e9,
+        estimate.model_bytes() as f64 / 1e9,
+        estimate.step_bytes() as f64 / 1e9
+    );
     let config = TrainConfig {
         loss: if layers > 1 {
             Loss::WindowWise
@@ -213,7 +241,9 @@ fn run() -> Result<()> {
         checkpoint: Some((out.join("model.safetensors"), 100)),
         ..Default::default()
     };
+    // The model is built (or refused by its memory estimate) before the output folder is made.
     let mut trainer = Trainer::new(builder, &config)?;
+    std::fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
     let report = trainer.train(&data, &config)?;
     println!(
         "trained {steps} steps in {:.1} s, loss {:.3e} -> {:.3e}",

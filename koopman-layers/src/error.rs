@@ -36,6 +36,27 @@ pub enum LayersError {
     /// Arguments that disagree in shape or dimension (e.g. an index set of the wrong dimension).
     #[error("shape mismatch: {0}")]
     ShapeMismatch(String),
+    /// A model would need more memory than its limit (refused before allocating; see
+    /// [`crate::memory`]).
+    #[error(
+        "the model needs about {:.1} GB (|N| = {n}, {offsets} offsets per row, J = {layers} \
+         layers), above the limit of {:.1} GB: lower the radius of N (|N|), the number of \
+         layers, or raise the memory limit",
+        *needed as f64 / 1e9,
+        *limit as f64 / 1e9
+    )]
+    MemoryLimit {
+        /// Estimated bytes.
+        needed: u64,
+        /// The limit in bytes (the memory available, or the one set).
+        limit: u64,
+        /// `|N|`.
+        n: usize,
+        /// Offsets per row over all factors.
+        offsets: usize,
+        /// Layers `J`.
+        layers: usize,
+    },
     /// Reading or writing a file failed.
     #[error("i/o on {path}: {message}")]
     Io {

@@ -15,6 +15,7 @@
 //! | [`error`] | [`LayersError`] |
 //! | [`torus`] | the stored affine normalisation onto `[-a, a]^d` |
 //! | [`observable`] | vector outputs through the extra torus coordinate |
+//! | [`memory`] | the memory a model needs, estimated from its sizes before anything is allocated |
 //! | [`model`] | [`KoopmanLayer`], [`DeepKoopmanLayered`] and its builder |
 //! | [`train`] | losses, regularisers, Adam, checkpoints |
 //! | [`analysis`] | layer / EDMD / kernel DMD eigenvalues, unit-circle SVG plots |
@@ -45,6 +46,7 @@
 
 pub mod analysis;
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod observable;
 pub mod plot;

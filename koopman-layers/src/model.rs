@@ -273,6 +273,7 @@ pub struct DeepKoopmanLayeredBuilder {
     expv: ExpvConfig,
     mode: ExpMode,
     taylor_path: TaylorPath,
+    memory_limit: Option<u64>,
 }
 
 impl DeepKoopmanLayeredBuilder {
@@ -296,7 +297,26 @@ impl DeepKoopmanLayeredBuilder {
             },
             mode: ExpMode::Taylor,
             taylor_path: TaylorPath::Auto,
+            memory_limit: None,
         }
+    }
+
+    /// Largest memory, in bytes, the model (with one training step) may need by
+    /// [`crate::memory::MemoryEstimate`]; [`Self::build`] refuses a larger one before
+    /// allocating. Default: the host's available memory on the CPU, no limit on a GPU.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The estimated memory of the model this builder makes, in `dtype`.
+    pub fn memory_estimate(&self, dtype: DType) -> crate::memory::MemoryEstimate {
+        crate::memory::MemoryEstimate::new(
+            &self.index_set,
+            &self.offsets,
+            self.layers,
+            dtype.size_in_bytes(),
+        )
     }
 
     /// Number of layers `J >= 1`.
@@ -363,6 +383,15 @@ impl DeepKoopmanLayeredBuilder {
             return Err(LayersError::NonFinite("initial time t_j".into()));
         }
         self.expv.validate()?;
+        let limit = self.memory_limit.or_else(|| {
+            vb.device()
+                .is_cpu()
+                .then(crate::memory::available_host_memory)
+                .flatten()
+        });
+        if let Some(limit) = limit {
+            self.memory_estimate(vb.dtype()).check(limit)?;
+        }
         let observable = VectorObservable::new(
             self.state_dim,
             self.function,

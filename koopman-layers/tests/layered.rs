@@ -581,3 +581,38 @@ fn gradient_matches_cpu(dev: &Device) -> koopman_layers::Result<()> {
     }
     Ok(())
 }
+
+/// A model whose estimated memory exceeds the limit is refused by `build` before anything is
+/// allocated, with the sizes and the limit as typed fields; within the limit it builds.
+#[test]
+fn models_above_the_memory_limit_are_refused() -> koopman_layers::Result<()> {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use koopman_core::IndexSet;
+    use koopman_layers::{DeepKoopmanLayeredBuilder, LayersError};
+    use std::sync::Arc;
+    let n = Arc::new(IndexSet::cube(3, 2)?.without_origin()?);
+    let m = Arc::new(IndexSet::cube(3, 1)?.without_origin()?);
+    let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m]).layers(3);
+    let needed = builder.memory_estimate(DType::F64).total_bytes();
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
+    match builder.clone().memory_limit(needed - 1).build(vb.clone()) {
+        Err(LayersError::MemoryLimit {
+            needed: got,
+            limit,
+            n: size,
+            layers,
+            ..
+        }) => {
+            assert_eq!((got, limit, size, layers), (needed, needed - 1, n.len(), 3));
+        }
+        other => panic!("not refused: {:?}", other.map(|_| ())),
+    }
+    assert!(
+        vm.all_vars().is_empty(),
+        "nothing was allocated for the refused model"
+    );
+    builder.memory_limit(needed).build(vb)?;
+    Ok(())
+}

@@ -85,45 +85,16 @@ impl RunContext {
     }
 
     /// Where an experiment writes its file `name` during the run: a staging folder inside the
-    /// output folder, published by [`write_reports`] together with the reports, so that an
-    /// interrupted run leaves the previous run's figures and reports untouched (never a mix).
+    /// output folder ([`koopman_core::io::Staging`]), published by [`write_reports`] together
+    /// with the reports, so that an interrupted run leaves the previous run's figures and reports
+    /// untouched (never a mix).
     pub fn file_path(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.staging_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| koopman_core::CoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(dir.join(name))
+        Ok(self.staging().path(name)?)
     }
 
-    /// This process's staging folder (see [`RunContext::file_path`]).
-    pub fn staging_dir(&self) -> PathBuf {
-        self.out_dir
-            .join(format!(".staging-{}", std::process::id()))
-    }
-
-    /// Moves every staged file into the output folder (replacing older ones of the same name)
-    /// and removes the staging folder; returns the names, sorted.
-    fn publish_staged(&self) -> Result<Vec<String>> {
-        let dir = self.staging_dir();
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        let io = |path: &std::path::Path, source| koopman_core::CoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
-            let entry = entry.map_err(|e| io(&dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let target = self.out_dir.join(&name);
-            std::fs::rename(entry.path(), &target).map_err(|e| io(&target, e))?;
-            names.push(name);
-        }
-        std::fs::remove_dir(&dir).map_err(|e| io(&dir, e))?;
-        names.sort();
-        Ok(names)
+    /// This run's staging of files (see [`RunContext::file_path`]).
+    pub fn staging(&self) -> koopman_core::io::Staging {
+        koopman_core::io::Staging::new(&self.out_dir)
     }
 }
 
@@ -289,7 +260,7 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
     let md_path = ctx.out_dir.join("report.md");
     let json_path = ctx.out_dir.join("report.json");
     // The run's figures first, the reports (which name them) last.
-    let files = ctx.publish_staged()?;
+    let files = ctx.staging().publish()?;
     koopman_core::io::write_atomic(&md_path, render_markdown(ctx, outcomes).as_bytes())?;
     let summary = RunSummary {
         device: device_name(&ctx.device),
@@ -415,7 +386,7 @@ mod tests {
         };
         write_reports(&ctx, &[skipped]).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("fig.svg")).unwrap(), "new");
-        assert!(!ctx.staging_dir().exists());
+        assert!(!ctx.staging().dir().exists());
         let new: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();

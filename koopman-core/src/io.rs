@@ -73,6 +73,70 @@ pub fn write_atomic_with(
     result
 }
 
+/// The files of one run, written into a staging folder inside the output folder and published
+/// together: until [`Staging::publish`] the output folder keeps the previous run's set, so an
+/// interrupted run never leaves a mix of two runs (a new model beside an old normalisation, new
+/// figures beside an old report). Write the file that describes the set (a report, a manifest)
+/// after publishing, last.
+///
+/// ```
+/// use koopman_core::io::{write_atomic, Staging};
+///
+/// # fn main() -> koopman_core::Result<()> {
+/// let out = std::env::temp_dir().join(format!("koopman-staging-doc-{}", std::process::id()));
+/// let staging = Staging::new(&out);
+/// write_atomic(staging.path("model.txt")?, b"new model")?;
+/// assert!(!out.join("model.txt").exists()); // not published yet
+/// assert_eq!(staging.publish()?, vec!["model.txt".to_string()]);
+/// assert_eq!(std::fs::read(out.join("model.txt")).unwrap(), b"new model");
+/// # std::fs::remove_dir_all(&out).unwrap();
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// The staging folder of this process for the output folder `out` (nothing is created yet).
+    pub fn new(out: impl AsRef<Path>) -> Self {
+        let out = out.as_ref().to_path_buf();
+        let dir = out.join(format!(".staging-{}", std::process::id()));
+        Self { out, dir }
+    }
+
+    /// The staging folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where to write the file `name` of this run (the staging folder is created).
+    pub fn path(&self, name: &str) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        Ok(self.dir.join(name))
+    }
+
+    /// Moves every staged file into the output folder (replacing older files of the same name),
+    /// removes the staging folder, and returns the names, sorted.
+    pub fn publish(&self) -> Result<Vec<String>> {
+        if !self.dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, e))? {
+            let entry = entry.map_err(|e| io_err(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let target = self.out.join(&name);
+            std::fs::rename(entry.path(), &target).map_err(|e| io_err(&target, e))?;
+            names.push(name);
+        }
+        std::fs::remove_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        names.sort();
+        Ok(names)
+    }
+}
+
 /// The element data of a `.npy` array.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NpyData {

@@ -15,9 +15,11 @@
 //! the same length; non-numeric header lines are skipped). Without `INPUT` a seeded damped forced
 //! oscillator data set is used. Writes to `DIR` (default `fit_layered_out`): `eigenvalues.csv`
 //! (layer, re, im, |lambda|), `predictions.csv` (sample, then true and predicted end states in
-//! data units), `model.safetensors` (checkpoint) and `normalization.json`.
+//! data units), `model.safetensors` (checkpoint) and `normalization.json`, published together
+//! when the run ends (an interrupted run leaves the previous run's files), and last `run.json`
+//! (the run's parameters and the files it wrote).
 
-use koopman_core::io::{read_npy, write_atomic, NpyData};
+use koopman_core::io::{read_npy, write_atomic, NpyData, Staging};
 use koopman_core::IndexSet;
 use koopman_layers::analysis::layer_eigenvalues;
 use koopman_layers::systems::{damped_forced_trajectories, DampedForced};
@@ -229,6 +231,9 @@ fn run() -> Result<()> {
         estimate.model_bytes() as f64 / 1e9,
         estimate.step_bytes() as f64 / 1e9
     );
+    // Every file of this run is staged and published together, the manifest last: an
+    // interrupted run leaves the previous run's set as it was.
+    let staging = Staging::new(&out);
     let config = TrainConfig {
         loss: if layers > 1 {
             Loss::WindowWise
@@ -238,12 +243,13 @@ fn run() -> Result<()> {
         steps,
         lr,
         batch_size: Some(batch),
-        checkpoint: Some((out.join("model.safetensors"), 100)),
+        checkpoint: Some((staging.dir().join("model.safetensors"), 100)),
         ..Default::default()
     };
     // The model is built (or refused by its memory estimate) before the output folder is made.
     let mut trainer = Trainer::new(builder, &config)?;
-    std::fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
+    // Creates the output and staging folders, where the checkpoints go.
+    staging.path("model.safetensors")?;
     let report = trainer.train(&data, &config)?;
     println!(
         "trained {steps} steps in {:.1} s, loss {:.3e} -> {:.3e}",
@@ -270,17 +276,8 @@ fn run() -> Result<()> {
                 eig_csv.push_str(&format!("{},{},{},{}\n", j + 1, z.re, z.im, z.norm()));
             }
         }
-        write_atomic(out.join("eigenvalues.csv"), eig_csv.as_bytes())?;
+        write_atomic(staging.path("eigenvalues.csv")?, eig_csv.as_bytes())?;
     } else {
-        let stale = out.join("eigenvalues.csv");
-        if stale.exists() {
-            std::fs::remove_file(&stale).map_err(|e| {
-                LayersError::InvalidArgument(format!(
-                    "{}: cannot remove the previous run's file: {e}",
-                    stale.display()
-                ))
-            })?;
-        }
         println!(
             "eigenvalues.csv not written: |N| = {} is above {EIGEN_MAX_N}, the size of the dense \
              exponentials it needs (a smaller --radius lowers |N|)",
@@ -301,10 +298,32 @@ fn run() -> Result<()> {
         let cells: Vec<String> = t.iter().chain(p).map(|v| v.to_string()).collect();
         pred_csv.push_str(&format!("{i},{}\n", cells.join(",")));
     }
-    write_atomic(out.join("predictions.csv"), pred_csv.as_bytes())?;
+    write_atomic(staging.path("predictions.csv")?, pred_csv.as_bytes())?;
     let json = serde_json::to_vec_pretty(&norm)
         .map_err(|e| LayersError::InvalidArgument(format!("json: {e}")))?;
-    write_atomic(out.join("normalization.json"), &json)?;
+    write_atomic(staging.path("normalization.json")?, &json)?;
+    let files = staging.publish()?;
+    // A previous run's eigenvalues do not belong to this model.
+    if !files.iter().any(|f| f == "eigenvalues.csv") {
+        let stale = out.join("eigenvalues.csv");
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| io_error(&stale, e))?;
+        }
+    }
+    let manifest = serde_json::json!({
+        "input": input.as_ref().map(|p| p.display().to_string()),
+        "layers": layers,
+        "window": window,
+        "steps": steps,
+        "radius": radius,
+        "lr": lr,
+        "batch": batch,
+        "index_set_size": n.len(),
+        "files": files,
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| LayersError::InvalidArgument(format!("json: {e}")))?;
+    write_atomic(out.join("run.json"), &manifest)?;
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -25,6 +25,22 @@ use std::path::PathBuf;
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// The options this example reads; any other is an error (a misspelt option must not be
+/// silently ignored).
+const OPTIONS: &[&str] = &[
+    "model",
+    "dataset",
+    "data-dir",
+    "layer",
+    "h",
+    "r",
+    "scaled",
+    "epochs",
+    "activation",
+    "save",
+    "write-demo-model",
+];
+
 fn parse_args() -> R<HashMap<String, String>> {
     let mut map = HashMap::new();
     let mut args = std::env::args().skip(1);
@@ -32,6 +48,13 @@ fn parse_args() -> R<HashMap<String, String>> {
         let key = a
             .strip_prefix("--")
             .ok_or_else(|| format!("unexpected argument '{a}' (options start with --)"))?;
+        if !OPTIONS.contains(&key) {
+            return Err(format!(
+                "unknown option --{key} (options: --{})",
+                OPTIONS.join(", --")
+            )
+            .into());
+        }
         let value = args
             .next()
             .ok_or_else(|| format!("option --{key} needs a value"))?;

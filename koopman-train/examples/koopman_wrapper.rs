@@ -37,13 +37,29 @@ impl Module for MyModel {
     }
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// `--steps N` and `--window N` (both optional); anything else, or a value that is not a
+/// non-negative integer, is an error naming it.
+fn args() -> koopman_train::Result<(usize, usize)> {
+    let (mut steps, mut window) = (6000, 300);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let target = match a.as_str() {
+            "--steps" => &mut steps,
+            "--window" => &mut window,
+            _ => {
+                return Err(koopman_train::TrainError::InvalidArgument(format!(
+                    "unknown argument '{a}' (options: --steps N, --window N)"
+                )))
+            }
+        };
+        let value = it.next().unwrap_or_default();
+        *target = value.parse().map_err(|_| {
+            koopman_train::TrainError::InvalidArgument(format!(
+                "{a} needs a non-negative integer, got '{value}'"
+            ))
+        })?;
+    }
+    Ok((steps, window))
 }
 
 fn build(dev: &Device) -> koopman_train::Result<(MyModel, VarMap)> {
@@ -56,8 +72,7 @@ fn build(dev: &Device) -> koopman_train::Result<(MyModel, VarMap)> {
 fn main() -> koopman_train::Result<()> {
     koopman_train::koopman_core::parallel::pin_candle_threads();
     let dev = Device::Cpu;
-    let steps = arg("--steps", 6000);
-    let window = arg("--window", 300);
+    let (steps, window) = args()?;
     let xs: Vec<f64> = (0..128).map(|i| -2.0 + 4.0 * i as f64 / 127.0).collect();
     let ys: Vec<f64> = xs
         .iter()

@@ -248,6 +248,31 @@ mod tests {
         e.finish().unwrap()
     }
 
+    /// Random IDX headers (any number of dimensions, sizes from 0 to u32::MAX, bodies short and
+    /// long): the parser returns an error or data of exactly the claimed size, never panics.
+    #[test]
+    fn idx_parser_survives_random_headers() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+        let sizes = [0u32, 1, 2, 3, 28, 60_000, 1 << 16, u32::MAX];
+        for case in 0..2000 {
+            let ndims = rng.random_range(0..6u8);
+            let magic = 0x0000_0800 | u32::from(ndims);
+            let dims: Vec<u32> = (0..ndims)
+                .map(|_| sizes[rng.random_range(0..sizes.len())])
+                .collect();
+            let body: Vec<u8> = (0..rng.random_range(0..64)).map(|_| rng.random()).collect();
+            let mut bytes = idx_bytes(magic, &dims, &body);
+            if rng.random_bool(0.1) {
+                bytes.truncate(rng.random_range(0..bytes.len().max(1)));
+            }
+            if let Ok(idx) = parse_idx(&bytes, magic, "fuzz") {
+                let count: usize = idx.dims.iter().product();
+                assert_eq!(idx.data.len(), count, "case {case}: dims {dims:?}");
+            }
+        }
+    }
+
     #[test]
     fn loads_gzip_and_raw_and_rejects_bad_files() -> Result<()> {
         let dir = std::env::temp_dir().join(format!("koopman-mnist-{}", std::process::id()));

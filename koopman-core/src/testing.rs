@@ -66,9 +66,12 @@ pub fn data_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("KOOPMAN_DATA_DIR").is_some()
 }
 
-/// The MNIST folder (`$KOOPMAN_DATA_DIR/mnist`) for a test that needs it. When the data is missing
-/// the test must not pass silently: under CI (`CI` or `KOOPMAN_DATA_DIR` set) this panics with the
-/// reason; elsewhere it prints why `test` is skipped and returns `None`.
+/// The MNIST folder for a test that needs it: `$KOOPMAN_DATA_DIR/mnist` when the variable is set,
+/// else the subset bundled with this crate ([`crate::mnist::mnist_dir_default`]), so MNIST tests
+/// run on a fresh clone. When the data is still missing (a set variable pointing at an empty
+/// folder, an unwritable temporary folder) the test must not pass silently: under CI (`CI` or
+/// `KOOPMAN_DATA_DIR` set) this panics with the reason; elsewhere it prints why `test` is skipped
+/// and returns `None`.
 ///
 /// ```
 /// if let Some(dir) = koopman_core::testing::mnist_dir_for_test("doc example") {
@@ -76,14 +79,11 @@ pub fn data_required() -> bool {
 /// }
 /// ```
 pub fn mnist_dir_for_test(test: &str) -> Option<std::path::PathBuf> {
-    let dir = crate::mnist::mnist_dir_from_env();
-    if let Some(d) = dir
-        .as_ref()
-        .filter(|d| crate::mnist::mnist_files_present(d))
-    {
-        return Some(d.clone());
-    }
-    let reason = format!("MNIST not found (KOOPMAN_DATA_DIR/mnist = {dir:?})");
+    let reason = match crate::mnist::mnist_dir_default() {
+        Ok(d) if crate::mnist::mnist_files_present(&d) => return Some(d),
+        Ok(d) => format!("MNIST IDX files not found in {}", d.display()),
+        Err(e) => format!("the bundled MNIST could not be written: {e}"),
+    };
     if data_required() {
         panic!("{test}: {reason}; CI / KOOPMAN_DATA_DIR is set, so the data must be there");
     }

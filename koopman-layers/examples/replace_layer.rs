@@ -11,7 +11,8 @@
 //! `--model` is a safetensors file with PyTorch `nn.Sequential` names (`0.weight`, `0.bias`,
 //! `2.weight`, ...), e.g. `safetensors.torch.save_file(model.state_dict(), path)`. `--dataset` is
 //! `yinyang` (generated: 5,000 training, 1,000 test samples) or `mnist` (IDX files in
-//! `--data-dir`, default `$KOOPMAN_DATA_DIR/mnist`). Both readouts are reported: the iterated
+//! `--data-dir`, default `$KOOPMAN_DATA_DIR/mnist`, else the 10,000-digit subset bundled with
+//! koopman-core). Both readouts are reported: the iterated
 //! Hankel DMD of rank `r` and the direct least-squares readout from the same window of `h` states.
 //! `--write-demo-model` trains a Yin-Yang MLP 4-8-6-4-3 and saves it, to try the example on.
 
@@ -83,8 +84,7 @@ fn dataset(args: &HashMap<String, String>, dev: &Device) -> R<(Tensor, Tensor, T
         "mnist" => {
             let dir = match args.get("data-dir") {
                 Some(d) => PathBuf::from(d),
-                None => koopman_core::mnist::mnist_dir_from_env()
-                    .ok_or("--data-dir not given and KOOPMAN_DATA_DIR not set")?,
+                None => koopman_core::mnist::mnist_dir_default()?,
             };
             let m = koopman_core::mnist::load_mnist(&dir, dev)?;
             Ok((m.train_images, m.train_labels, m.test_images, m.test_labels))

@@ -788,7 +788,7 @@ impl Experiment for MnistReplace {
             ],
             notes: vec![
                 format!(
-                    "Data: MNIST under KOOPMAN_DATA_DIR ({n_tr} training, {n_val} validation taken from the training files, {} test digits). \
+                    "Data: MNIST ($KOOPMAN_DATA_DIR/mnist, else the bundled 10,000-digit subset; {n_tr} training, {n_val} validation taken from the training files, {} test digits). \
                      Architecture {sizes:?} ReLU: small enough to train in seconds on two cores and to fit DMD on 64-wide states, \
                      with two hidden-to-hidden layers so that a 'first hidden layer' (Linear 1, 64x32) and a 'last hidden layer' \
                      (the output Linear 3, 32x10, named as the paper names Yin-Yang's 4x3) are distinct; AdamW lr 1e-3 cosine to 1e-4, batch 64, {} epochs.",

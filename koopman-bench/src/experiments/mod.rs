@@ -16,31 +16,34 @@ pub mod stepping;
 pub mod torch_peer;
 pub mod training_analysis;
 
-/// `$KOOPMAN_DATA_DIR/mnist` of the run, if the data folder is set.
-pub(crate) fn mnist_dir(ctx: &RunContext) -> Option<std::path::PathBuf> {
-    ctx.data_dir.as_ref().map(|d| d.join("mnist"))
+/// The run's MNIST folder: `$KOOPMAN_DATA_DIR/mnist` when the data folder is set, else the
+/// subset bundled with koopman-core ([`koopman_core::mnist::bundled_mnist_dir`]).
+pub(crate) fn mnist_dir(ctx: &RunContext) -> Result<std::path::PathBuf> {
+    Ok(match &ctx.data_dir {
+        Some(d) => d.join("mnist"),
+        None => koopman_core::mnist::bundled_mnist_dir()?,
+    })
 }
 
-/// Why an MNIST experiment cannot run (no data folder, or no IDX files in it), or `None`.
+/// Why an MNIST experiment cannot run (a data folder without the IDX files, or the bundled subset
+/// could not be written), or `None`.
 pub(crate) fn mnist_missing(ctx: &RunContext) -> Option<String> {
     match mnist_dir(ctx) {
-        None => Some("KOOPMAN_DATA_DIR is not set (expects $KOOPMAN_DATA_DIR/mnist)".into()),
-        Some(d) if !koopman_core::mnist::mnist_files_present(&d) => {
+        Err(e) => Some(format!("the bundled MNIST could not be written: {e}")),
+        Ok(d) if !koopman_core::mnist::mnist_files_present(&d) => {
             Some(format!("MNIST IDX files not found in {}", d.display()))
         }
-        _ => None,
+        Ok(_) => None,
     }
 }
 
-/// Loads MNIST from the run's data folder, cut to the first `limit = (train, test)` digits of each
-/// split when given (the smoke size).
+/// Loads the run's MNIST ([`mnist_dir`]), cut to the first `limit = (train, test)` digits of
+/// each split when given (the smoke size).
 pub(crate) fn load_mnist(
     ctx: &RunContext,
     limit: Option<(usize, usize)>,
 ) -> Result<koopman_core::mnist::Mnist> {
-    let dir =
-        mnist_dir(ctx).ok_or_else(|| BenchError::Usage("KOOPMAN_DATA_DIR is not set".into()))?;
-    let data = koopman_core::mnist::load_mnist(&dir, &ctx.device)?;
+    let data = koopman_core::mnist::load_mnist(mnist_dir(ctx)?, &ctx.device)?;
     Ok(match limit {
         Some((train, test)) => data.subset(train, test)?,
         None => data,

@@ -539,7 +539,7 @@ impl Experiment for SteppingMnist {
             ),
             (Some(python), _) => {
                 progress.set_message("PyTorch peer");
-                let dir = super::mnist_dir(ctx).ok_or_else(|| "no data folder".to_string());
+                let dir = super::mnist_dir(ctx).map_err(|e| e.to_string());
                 dir.and_then(|dir| {
                     std::fs::create_dir_all(&ctx.out_dir).map_err(|e| e.to_string())?;
                     TorchPeer::run(
@@ -737,7 +737,7 @@ impl Experiment for SteppingMnist {
                 ),
                 "T_eq: the paper's fractional definition on the validation loss after each epoch (S10, Eq. 12); the equivalent optimizer time is Eq. 13 over measured epoch times (training steps only, recording excluded).".into(),
                 timing_note(),
-                format!("Adadelta lr 1.0 (rho 0.9), StepLR gamma 0.7 per epoch, batch 64, as the paper's PyTorch example; the data set here is {} / {} digits of the MNIST files in KOOPMAN_DATA_DIR.", data.train_len(), m.test_labels.dims()[0]),
+                format!("Adadelta lr 1.0 (rho 0.9), StepLR gamma 0.7 per epoch, batch 64, as the paper's PyTorch example; the data set here is {} / {} digits of the run's MNIST files ($KOOPMAN_DATA_DIR/mnist, else the bundled subset).", data.train_len(), m.test_labels.dims()[0]),
             ]
             .into_iter()
             .chain(peer_notes)

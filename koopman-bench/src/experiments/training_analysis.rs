@@ -4,7 +4,7 @@
 //! rejection with negative-Sobolev losses (`sobolev_noise`).
 //!
 //! The paper trains a small CNN on full MNIST for 1000 epochs; here an MLP (784-32-32-10, ReLU,
-//! Adam lr 1e-3, batch 64) is trained on the MNIST subset under `$KOOPMAN_DATA_DIR/mnist`, for a
+//! Adam lr 1e-3, batch 64) is trained on MNIST (`$KOOPMAN_DATA_DIR/mnist`, else the subset bundled with koopman-core), for a
 //! few dozen epochs at quick sizes and with the paper's epoch counts at `--full`.
 
 use super::{load_mnist, mnist_missing, Experiment};

@@ -16,7 +16,7 @@
 //!
 //! # fn main() -> koopman_train::Result<()> {
 //! let dev = Device::Cpu;
-//! let dir = koopman_core::mnist::mnist_dir_from_env().expect("KOOPMAN_DATA_DIR");
+//! let dir = koopman_core::mnist::mnist_dir_default()?; // $KOOPMAN_DATA_DIR/mnist or the bundled subset
 //! let mnist = koopman_core::mnist::load_mnist(dir, &dev)?;
 //! let data = ClassifierData::new(mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels)?;
 //! let cfg = ClassifierTrialConfig::default();

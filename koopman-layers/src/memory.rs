@@ -114,6 +114,24 @@ impl MemoryEstimate {
     }
 }
 
+/// The memory `device` can still give: the host's available memory on the CPU, the GPU's free
+/// memory on a CUDA device (builds with the `cuda` feature); `None` where it cannot be read.
+pub fn available_memory(device: &candle_core::Device) -> Option<u64> {
+    if device.is_cpu() {
+        return available_host_memory();
+    }
+    #[cfg(feature = "cuda")]
+    if let Ok(cuda) = device.as_cuda_device() {
+        return cuda
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .ok()
+            .map(|(free, _total)| free as u64);
+    }
+    None
+}
+
 /// The memory the host can still give (`MemAvailable` of `/proc/meminfo`), where it can be read.
 pub fn available_host_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -161,5 +179,9 @@ mod tests {
         };
         assert_eq!(huge.total_bytes(), u64::MAX);
         assert!(available_host_memory().is_none_or(|b| b > 0));
+        assert_eq!(
+            available_memory(&candle_core::Device::Cpu).is_some(),
+            available_host_memory().is_some()
+        );
     }
 }

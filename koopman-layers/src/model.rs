@@ -303,7 +303,8 @@ impl DeepKoopmanLayeredBuilder {
 
     /// Largest memory, in bytes, the model (with one training step) may need by
     /// [`crate::memory::MemoryEstimate`]; [`Self::build`] refuses a larger one before
-    /// allocating. Default: the host's available memory on the CPU, no limit on a GPU.
+    /// allocating. Default: the memory the device has available (the host's on the CPU, the
+    /// GPU's free memory on CUDA; no limit where it cannot be read).
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -383,12 +384,9 @@ impl DeepKoopmanLayeredBuilder {
             return Err(LayersError::NonFinite("initial time t_j".into()));
         }
         self.expv.validate()?;
-        let limit = self.memory_limit.or_else(|| {
-            vb.device()
-                .is_cpu()
-                .then(crate::memory::available_host_memory)
-                .flatten()
-        });
+        let limit = self
+            .memory_limit
+            .or_else(|| crate::memory::available_memory(vb.device()));
         if let Some(limit) = limit {
             self.memory_estimate(vb.dtype()).check(limit)?;
         }

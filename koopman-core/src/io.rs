@@ -132,8 +132,33 @@ impl Staging {
             names.push(name);
         }
         std::fs::remove_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        self.remove_abandoned();
         names.sort();
         Ok(names)
+    }
+
+    /// Removes the staging folders that runs killed before publishing left in the output folder:
+    /// those of processes that no longer exist (Linux: no `/proc/<pid>`; elsewhere none are
+    /// removed). Best effort: a folder that cannot be removed stays.
+    fn remove_abandoned(&self) {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.out) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(".staging-")
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 
@@ -383,6 +408,27 @@ mod tests {
         let err = read_npy(&p).unwrap_err().to_string();
         assert!(err.contains("overflows"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn staging_publishes_together_and_removes_abandoned_folders() {
+        let out = scratch("staging");
+        let abandoned = out.join(".staging-4294967294"); // no such process
+        std::fs::create_dir_all(&abandoned).unwrap();
+        std::fs::write(abandoned.join("half.svg"), b"x").unwrap();
+        write_atomic(out.join("a.txt"), b"old").unwrap();
+        let staging = Staging::new(&out);
+        write_atomic(staging.path("a.txt").unwrap(), b"new").unwrap();
+        write_atomic(staging.path("b.txt").unwrap(), b"new").unwrap();
+        assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"old");
+        assert!(!out.join("b.txt").exists());
+        assert_eq!(staging.publish().unwrap(), ["a.txt", "b.txt"]);
+        assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"new");
+        assert!(!staging.dir().exists());
+        assert_eq!(abandoned.exists(), !cfg!(target_os = "linux"));
+        // Nothing staged: nothing published.
+        assert!(Staging::new(&out).publish().unwrap().is_empty());
+        std::fs::remove_dir_all(out).unwrap();
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
 pub mod device;
+pub mod dmd_command;
 pub mod experiments;
 pub mod perf;
 pub mod report;

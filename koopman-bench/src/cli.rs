@@ -6,6 +6,8 @@
 //! koopman perf [--device cpu|cuda] [--radii 3,5,7,10,15] [--max-dense 1500] [--json FILE]
 //!              [--skip-dmd] [--skip-layered] [--skip-stepping]
 //! koopman dmd FILE [--method exact|rrr|hankel|edmd|kernel] [--layout rows|columns] [--out DIR] ...
+//! koopman fit SERIES [--layers J] [--radius R] [--steps S] [--out DIR] ...
+//! koopman predict MODEL_DIR STATES [--out FILE]
 //! ```
 
 use crate::device::DeviceKind;
@@ -33,6 +35,10 @@ pub struct Cli {
 enum Command {
     /// DMD of a snapshot file (.npy or CSV): eigenvalues, residuals, modes and the eigenvalue plot.
     Dmd(crate::dmd_command::DmdArgs),
+    /// Fit a deep Koopman-layered model to a time series (.npy or CSV) and save it.
+    Fit(crate::fit_command::FitArgs),
+    /// Predict end states from initial states with a model saved by `fit`.
+    Predict(crate::fit_command::PredictArgs),
     /// Run the papers' experiments and write a paper-vs-measured report.
     Reproduce {
         /// Tiny sizes that run every experiment's whole pipeline in about a minute (a run check
@@ -182,6 +188,24 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Dmd(args) => {
             let summary = crate::dmd_command::run(&args)?;
             println!("{summary}");
+            Ok(true)
+        }
+        Command::Fit(args) => {
+            let manifest = crate::fit_command::fit(&args)?;
+            println!(
+                "fitted J = {} layers (|N| = {}) to {}: loss {:.3e} -> {:.3e}; wrote {}",
+                manifest.layers,
+                manifest.index_set_size,
+                manifest.input,
+                manifest.loss.0,
+                manifest.loss.1,
+                args.out.display()
+            );
+            Ok(true)
+        }
+        Command::Predict(args) => {
+            let count = crate::fit_command::predict(&args)?;
+            println!("predicted {count} states; wrote {}", args.out.display());
             Ok(true)
         }
         Command::Reproduce {

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod device;
 pub mod dmd_command;
 pub mod experiments;
+pub mod fit_command;
 pub mod perf;
 pub mod report;
 

@@ -19,6 +19,7 @@
 //! | [`model`] | [`KoopmanLayer`], [`DeepKoopmanLayered`] and its builder |
 //! | [`train`] | losses, regularisers, Adam, checkpoints |
 //! | [`analysis`] | layer / EDMD / kernel DMD eigenvalues, unit-circle SVG plots |
+//! | [`series`] | multi-trajectory time series from `.npy` / CSV files (the input of `koopman fit`) |
 //! | [`systems`] | the example systems (van der Pol, measure-preserving flow, damped forced oscillator) |
 //!
 //! ```
@@ -51,6 +52,7 @@ pub mod model;
 pub mod observable;
 pub mod plot;
 pub mod replace;
+pub mod series;
 pub mod systems;
 pub mod torus;
 pub mod train;

@@ -1,23 +1,12 @@
 //! `koopman dmd` end to end: the binary on real files in a temporary folder, its outputs read
 //! back, and bad inputs (one line on standard error, a non-zero exit, no output written).
 
+mod common;
+
+use common::{koopman, scratch};
+
 use koopman_core::io::{write_npy, NpyData};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("koopman-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn koopman(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_koopman"))
-        .args(args)
-        .output()
-        .expect("the koopman binary runs")
-}
+use std::path::Path;
 
 /// A decaying rotation `x_{k+1} = 0.95 R(0.3) x_k` in two coordinates, 40 states, one per row.
 fn rotation_states() -> Vec<f64> {

@@ -2,27 +2,13 @@
 //! folder, and the inputs a user gets wrong (a model too large, a folder mixing two runs, states
 //! of the wrong dimension).
 
+mod common;
+
+use common::{koopman, s, scratch};
+
 use koopman_core::io::{write_npy, NpyData};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("koopman-cli-fit-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn koopman(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_koopman"))
-        .args(args)
-        .output()
-        .expect("the koopman binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Output;
 
 /// 12 trajectories x 9 times x 2 of a slow rotation, as `.npy`.
 fn series(dir: &Path) -> PathBuf {
@@ -39,6 +25,24 @@ fn series(dir: &Path) -> PathBuf {
     path
 }
 
+/// A small fit (J = 1, radius 2, three steps) of `input` into `out`, then `extra`.
+fn fit_args<'a>(input: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "fit",
+        s(input),
+        "--layers",
+        "1",
+        "--radius",
+        "2",
+        "--steps",
+        "3",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn assert_fails(run: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "succeeded: {stderr}");
@@ -51,19 +55,8 @@ fn fit_then_predict_and_refuse_mixed_or_wrong_inputs() {
     let dir = scratch("flow");
     let input = series(&dir);
     let out = dir.join("model");
-    let fit = &[
-        "fit",
-        s(&input),
-        "--layers",
-        "1",
-        "--radius",
-        "2",
-        "--steps",
-        "3",
-        "--out",
-        s(&out),
-    ];
-    let run = koopman(fit);
+    let fit = fit_args(&input, &out, &[]);
+    let run = koopman(&fit);
     assert!(
         run.status.success(),
         "{}",
@@ -100,23 +93,8 @@ fn fit_then_predict_and_refuse_mixed_or_wrong_inputs() {
     assert_fails(&koopman(&["predict", s(&out), s(&wide)]), "dimension 3");
     // A folder whose normalisation belongs to another run.
     let other = dir.join("other");
-    let fit_other = &[
-        "fit",
-        s(&input),
-        "--layers",
-        "1",
-        "--radius",
-        "2",
-        "--steps",
-        "3",
-        "--seed",
-        "5",
-        "--lr",
-        "0.01",
-        "--out",
-        s(&other),
-    ];
-    assert!(koopman(fit_other).status.success());
+    let fit_other = fit_args(&input, &other, &["--seed", "5", "--lr", "0.01"]);
+    assert!(koopman(&fit_other).status.success());
     std::fs::copy(
         other.join("model.safetensors"),
         out.join("model.safetensors"),

@@ -8,6 +8,7 @@
 //! koopman dmd FILE [--method exact|rrr|hankel|edmd|kernel] [--layout rows|columns] [--out DIR] ...
 //! koopman fit SERIES [--layers J] [--radius R] [--steps S] [--out DIR] ...
 //! koopman predict MODEL_DIR STATES [--out FILE]
+//! koopman replace --model MLP.safetensors [--dataset yinyang|mnist] [--layer K] [--h H] [--r R] [--out DIR]
 //! ```
 
 use crate::device::DeviceKind;
@@ -39,6 +40,8 @@ enum Command {
     Fit(crate::fit_command::FitArgs),
     /// Predict end states from initial states with a model saved by `fit`.
     Predict(crate::fit_command::PredictArgs),
+    /// Replace a layer of a trained MLP (safetensors) by a delay-embedded linear operator.
+    Replace(crate::replace_command::ReplaceArgs),
     /// Run the papers' experiments and write a paper-vs-measured report.
     Reproduce {
         /// Tiny sizes that run every experiment's whole pipeline in about a minute (a run check
@@ -201,6 +204,37 @@ fn run(cli: Cli) -> Result<bool> {
                 manifest.loss.1,
                 args.out.display()
             );
+            Ok(true)
+        }
+        Command::Replace(args) => {
+            if let Some(path) = &args.write_demo_model {
+                let acc = crate::replace_command::write_demo_model(&args, path)?;
+                println!(
+                    "demo MLP 4-8-6-4-3 saved to {}; test accuracy {:.1}%",
+                    path.display(),
+                    100.0 * acc
+                );
+                return Ok(true);
+            }
+            let r = crate::replace_command::replace(&args)?;
+            println!(
+                "MLP {:?}, Linear layer {} replaced (h = {}, r = {}, S = {}; scaling block \
+                 matching error {:.4})",
+                r.sizes, r.layer, r.h, r.r, r.scaled, r.matching_error
+            );
+            println!(
+                "  original            test accuracy {:.2}%",
+                100.0 * r.original
+            );
+            println!(
+                "  hybrid (iterated)   test accuracy {:.2}%",
+                100.0 * r.iterated
+            );
+            println!(
+                "  hybrid (direct)     test accuracy {:.2}%",
+                100.0 * r.direct
+            );
+            println!("wrote {}", args.out.display());
             Ok(true)
         }
         Command::Predict(args) => {

@@ -21,6 +21,7 @@ pub mod dmd_command;
 pub mod experiments;
 pub mod fit_command;
 pub mod perf;
+pub mod replace_command;
 pub mod report;
 
 /// How large the experiments are.

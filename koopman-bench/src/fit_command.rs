@@ -6,8 +6,9 @@
 //! `N = {-r..r}^d x {-h..h} \ {0}` and the offsets, refuses a model above the memory limit
 //! ([`koopman_layers::memory`]) before allocating, trains window-wise with AdamW and writes into
 //! `--out`, published together: `model.safetensors`, `normalization.json`, `predictions.csv` (the
-//! first against the last state of every trajectory, in data units), `eigenvalues.csv` (when the
-//! dense exponentials fit), then last `run.json` with the settings and a checksum of the model
+//! first against the last state of every trajectory, in data units), `eigenvalues.csv` and
+//! `eigenvalues.svg` (the layers' eigenvalues against the unit circle, when the dense
+//! exponentials fit), then last `run.json` with the settings and a checksum of the model
 //! and the normalisation.
 //!
 //! `predict MODEL_DIR STATES` rebuilds that model from `run.json`, refuses a folder whose model
@@ -242,16 +243,25 @@ pub fn fit(args: &FitArgs) -> Result<FitManifest> {
         rmse(&trainer.model, first, last)?
     );
     if n.len() <= EIGEN_MAX_N {
+        let sets = layer_eigenvalues(&trainer.model, EIGEN_MAX_N)?;
         let mut csv = String::from("layer,re,im,abs\n");
-        for (j, values) in layer_eigenvalues(&trainer.model, EIGEN_MAX_N)?
-            .iter()
-            .enumerate()
-        {
+        for (j, values) in sets.iter().enumerate() {
             for z in values {
                 csv.push_str(&format!("{},{},{},{}\n", j + 1, z.re, z.im, z.norm()));
             }
         }
         write_atomic(staging.path("eigenvalues.csv")?, csv.as_bytes())?;
+        let labels: Vec<String> = (1..=sets.len()).map(|j| format!("layer {j}")).collect();
+        let named: Vec<(&str, &[koopman_core::c64])> = labels
+            .iter()
+            .map(String::as_str)
+            .zip(sets.iter().map(Vec::as_slice))
+            .collect();
+        let svg = koopman_layers::analysis::unit_circle_svg(
+            "eigenvalues of exp(L_j), the fitted layers",
+            &named,
+        );
+        write_atomic(staging.path("eigenvalues.svg")?, svg.as_bytes())?;
     } else {
         eprintln!(
             "eigenvalues.csv not written: |N| = {} is above {EIGEN_MAX_N}, the size of the dense \
@@ -280,12 +290,14 @@ pub fn fit(args: &FitArgs) -> Result<FitManifest> {
     )?;
     let files = staging.publish()?;
     // A previous run's eigenvalues do not belong to this model.
-    let stale = args.out.join("eigenvalues.csv");
-    if !files.iter().any(|f| f == "eigenvalues.csv") && stale.exists() {
-        std::fs::remove_file(&stale).map_err(|source| koopman_core::CoreError::Io {
-            path: stale.clone(),
-            source,
-        })?;
+    for name in ["eigenvalues.csv", "eigenvalues.svg"] {
+        let stale = args.out.join(name);
+        if !files.iter().any(|f| f == name) && stale.exists() {
+            std::fs::remove_file(&stale).map_err(|source| koopman_core::CoreError::Io {
+                path: stale.clone(),
+                source,
+            })?;
+        }
     }
     let manifest = FitManifest {
         input: args.input.display().to_string(),

@@ -67,6 +67,7 @@ fn fit_then_predict_and_refuse_mixed_or_wrong_inputs() {
         "normalization.json",
         "predictions.csv",
         "eigenvalues.csv",
+        "eigenvalues.svg",
         "run.json",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");

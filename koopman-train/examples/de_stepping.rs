@@ -12,12 +12,28 @@ use koopman_train::stepping::{FitConfig, FitSolver, OptimizerKind};
 
 fn main() -> koopman_train::Result<()> {
     koopman_train::koopman_core::parallel::pin_candle_threads();
-    let args: Vec<String> = std::env::args().collect();
-    let get = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
+    // `--name value` pairs of the known options; anything else is an error naming it.
+    let invalid = |msg: String| koopman_train::TrainError::InvalidArgument(msg);
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut options = std::collections::HashMap::new();
+    for pair in raw.chunks(2) {
+        let name = pair[0].as_str();
+        if !["--optimizer", "--seeds", "--first-seed"].contains(&name) {
+            return Err(invalid(format!(
+                "unknown argument '{name}' (options: --optimizer, --seeds, --first-seed)"
+            )));
+        }
+        let value = pair
+            .get(1)
+            .ok_or_else(|| invalid(format!("{name} needs a value")))?;
+        options.insert(name.to_string(), value.clone());
+    }
+    let get = |name: &str| options.get(name).cloned();
+    let number = |name: &str, default: u64| -> koopman_train::Result<u64> {
+        get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| invalid(format!("{name} needs a non-negative integer, got '{v}'")))
+        })
     };
     let kind = match get("--optimizer").as_deref().unwrap_or("adadelta") {
         "adam" => OptimizerKind::Adam {
@@ -31,10 +47,8 @@ fn main() -> koopman_train::Result<()> {
             )))
         }
     };
-    let seeds: u64 = get("--seeds").and_then(|s| s.parse().ok()).unwrap_or(1);
-    let first: u64 = get("--first-seed")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let seeds = number("--seeds", 1)?;
+    let first = number("--first-seed", 0)?;
     let dev = Device::Cpu;
     let cfg = DeTrialConfig::paper(kind);
     let fits = [

@@ -57,8 +57,6 @@ impl RunContext {
         self.size == Size::Smoke && self.data_required
     }
 
-    /// Writes `text` atomically to `name` in the output folder and returns `name`, ready for
-    /// [`ExperimentReport::files`].
     /// Makes the output folder and checks that files can be written there, before any work:
     /// `--out` naming a file or a read-only place is refused at once, not after the run.
     pub fn check_out_dir(&self) -> Result<()> {
@@ -79,6 +77,8 @@ impl RunContext {
         Ok(())
     }
 
+    /// Writes `text` atomically to `name` among the run's files (staged, see
+    /// [`RunContext::file_path`]) and returns `name`, ready for [`ExperimentReport::files`].
     pub fn write_file(&self, name: &str, text: &str) -> Result<String> {
         koopman_core::io::write_atomic(self.file_path(name)?, text.as_bytes())?;
         Ok(name.to_string())

@@ -1,6 +1,6 @@
 //! The fused Arnoldi process of a weighted-gather operator: a whole Krylov basis in one custom op.
 //!
-//! [`crate::expv`] builds its Krylov basis vector by vector in candle ops and decides on the host,
+//! [`crate::expv`](fn@crate::expv) builds its Krylov basis vector by vector in candle ops and decides on the host,
 //! after each vector, whether to orthogonalise once more or to stop at a breakdown. That is a dozen
 //! small operations and one device read per vector: on a GPU the Krylov loop waits for the host
 //! dozens of times per call, and on the CPU each small operation allocates. For an operator that is
@@ -17,7 +17,7 @@
 //! above a work threshold); on a CUDA device one thread block runs the whole process
 //! (`src/kernels/arnoldi.cu`), for `n <= CUDA_MAX_N`. The CPU code is the reference of the CUDA
 //! kernel (same layout, same decisions); tests compare the two on each compiled device. The basis
-//! is not differentiable: [`crate::expv`] takes this path only when no gradient is asked for.
+//! is not differentiable: [`crate::expv`](fn@crate::expv) takes this path only when no gradient is asked for.
 //!
 //! ```
 //! use std::sync::Arc;

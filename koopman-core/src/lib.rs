@@ -23,7 +23,7 @@
 //! | [`toeplitz`] | [`ToeplitzGenerator`]: `L = t sum_k A^k_1 ... A^k_R D_k`, applied by gathers |
 //! | [`matrix_exp`] | dense `exp(A)` by scaling and squaring (Taylor, Paterson–Stockmeyer) |
 //! | [`arnoldi`] | the fused Arnoldi process of a one-gather operator (one custom op per Krylov basis, CPU and CUDA) |
-//! | [`expv`] | Krylov `exp(tA) v`: Arnoldi/Lanczos, sub-stepping to a tolerance, a report |
+//! | [`expv`](mod@expv) | Krylov `exp(tA) v`: Arnoldi/Lanczos, sub-stepping to a tolerance, a report |
 //! | [`taylor`] | Taylor `exp(tA) v` with an a-priori plan (no host synchronisation): fused, dense or term by term |
 //! | [`reference`] | (feature `expm`) the `expm` crate as an independent dense reference |
 //! | [`testing`] | the `test_device!` macro: one test body, one test per compiled device |
@@ -44,6 +44,8 @@
 //! assert!(report.error_estimate <= 1e-10);
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod arnoldi;
 pub mod complex;

@@ -4,7 +4,7 @@
 //! evaluated by the Paterson–Stockmeyer scheme. The scaling `s` and degree `m` are chosen together
 //! to meet the unit round-off of the dtype at the least number of matrix products; the choice uses
 //! the 1-norm (read back to the host), and the arithmetic is pure candle, so gradients flow
-//! through it. It is the projected exponential inside [`crate::expv`] and the dense reference the
+//! through it. It is the projected exponential inside [`crate::expv`](fn@crate::expv) and the dense reference the
 //! Krylov path is tested against.
 //!
 //! ```
@@ -107,7 +107,7 @@ pub fn expm(a: &ComplexTensor) -> Result<ComplexTensor> {
 
 /// `exp(A)` of a small complex matrix on the host, in f64: the same plan and scaling and squaring
 /// as [`expm`], on a faer matrix. For the projected matrices of the fused Krylov path of
-/// [`crate::expv`], whose size is the Krylov dimension: there the device-resident variant would
+/// [`crate::expv`](fn@crate::expv), whose size is the Krylov dimension: there the device-resident variant would
 /// launch one kernel per product.
 ///
 /// ```

@@ -47,7 +47,7 @@ pub trait LinearOperator {
         ))
     }
 
-    /// Whether `A = A^*` (enables Lanczos in [`crate::expv`]).
+    /// Whether `A = A^*` (enables Lanczos in [`crate::expv`](fn@crate::expv)).
     fn is_hermitian(&self) -> bool {
         false
     }
@@ -84,7 +84,7 @@ pub trait LinearOperator {
         None
     }
 
-    /// The whole Arnoldi process of [`crate::expv`] as one fused op
+    /// The whole Arnoldi process of [`crate::expv`](fn@crate::expv) as one fused op
     /// ([`crate::arnoldi`]) from the start vector given as real rows `(2, n)`, where the operator
     /// has one and no gradient flows through it (its data tracks no operation): `None`
     /// otherwise (then `expv` builds the basis in candle ops).

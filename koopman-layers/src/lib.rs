@@ -4,7 +4,7 @@
 //!
 //! - deep Koopman-layered models with Toeplitz generators for non-autonomous time series
 //!   (paper 003): each layer is `exp(L_j)` of a [`koopman_core::ToeplitzGenerator`], applied to
-//!   Fourier coefficients with [`koopman_core::expv`];
+//!   Fourier coefficients with [`koopman_core::expv`](fn@koopman_core::expv);
 //! - replacement of a trained MLP layer by a delay-embedded (Hankel DMD) linear operator
 //!   (paper 002).
 //!
@@ -44,6 +44,8 @@
 //! assert!(error.is_finite());
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod analysis;
 pub mod error;

@@ -11,7 +11,7 @@
 //! is applied by [`ExpMode`]: by default the device-resident Taylor action
 //! ([`koopman_core::taylor`]: one norm bound per generator fixes the degree and sub-steps, the
 //! fused gather kernel runs it, nothing is read back inside the loop), or the Krylov
-//! [`koopman_core::expv`] with its a-posteriori error control, or the dense exponential
+//! [`koopman_core::expv`](fn@koopman_core::expv) with its a-posteriori error control, or the dense exponential
 //! (reference). The gather tables of each layer are built once ([`ToeplitzStructure`]); a training
 //! step only recomputes the generators' weights.
 //!

@@ -13,6 +13,8 @@
 //! [`analysis`] holds the training analysis of paper 001: the observer and convergence monitor,
 //! Koopman-mode pruning, depth from spectra and the negative-Sobolev losses.
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod error;
 pub mod stepping;

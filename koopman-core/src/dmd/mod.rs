@@ -8,11 +8,11 @@
 //!
 //! | estimator | function |
 //! |---|---|
-//! | finite section `U = F' F^+`, also batched | [`finite_section`], [`finite_section_batched`] |
+//! | finite section `U = F' F^+`, also batched | [`finite_section`](fn@finite_section), [`finite_section_batched`] |
 //! | exact DMD with rank policies | [`exact_dmd`] ([`RankPolicy`]) |
 //! | DMD_RRR (Drmač, Mezić & Mohr 2018) | [`dmd_rrr`] |
 //! | Hankel / delay DMD over trajectories | [`hankel_dmd`], [`delay_embed`] |
-//! | EDMD with dictionaries, kernel DMD | [`edmd`] ([`Dictionary`]), [`kernel_dmd`] |
+//! | EDMD with dictionaries, kernel DMD | [`edmd`](fn@edmd) ([`Dictionary`]), [`kernel_dmd`] |
 //!
 //! Input: faer matrices directly, candle tensors ([`snapshots_from_tensor`]), `.npy` files
 //! ([`snapshots_from_npy`]) and CSV ([`snapshots_from_csv`]), with the layout stated by

@@ -1,14 +1,17 @@
 //! # koopman-bench
 //!
-//! The library behind the `koopman-bench` command: a registry of paper reproductions
+//! The library behind the `koopman` and `koopman-bench` commands ([`cli`]): the user commands
+//! on a user's files ([`dmd_command`], [`fit_command`], [`replace_command`]), a registry of paper
+//! reproductions
 //! ([`experiments`]), each run at smoke, quick or full (paper) sizes on a chosen device and reported as a
 //! paper-versus-measured table in Markdown and JSON ([`report`]), and timed performance runs whose
 //! ratios are measured in one process ([`perf`]).
 //!
-//! ```no_run
+//! ```
 //! use koopman_bench::{experiments, report::RunContext, Size};
 //! # fn main() -> Result<(), koopman_bench::BenchError> {
 //! let ctx = RunContext::new(Size::Quick, candle_core::Device::Cpu, "reports".into());
+//! assert_eq!(ctx.pick(1, 3, 25), 3); // quick sizes
 //! for exp in experiments::registry() {
 //!     println!("{}: {}", exp.name(), exp.description());
 //! }

@@ -353,7 +353,7 @@ fn run(cli: Cli) -> Result<bool> {
                 )?);
             }
             print!("{}", perf::format_table(&report));
-            koopman_core::io::write_atomic(&json, &serde_json::to_vec_pretty(&report)?)?;
+            crate::report::write_json(&json, &report)?;
             println!("json: {}", json.display());
             if let Some(radius) = export_peer {
                 perf::export_for_peer(&peer_dir, radius, &config, &dev)?;

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::report::write_json;
 use crate::{BenchError, Result};
 use clap::ValueEnum;
 use koopman_core::c64;
@@ -271,9 +272,6 @@ pub fn run(args: &DmdArgs) -> Result<DmdSummary> {
         files,
         out: args.out.clone(),
     };
-    write_atomic(
-        args.out.join("dmd.json"),
-        &serde_json::to_vec_pretty(&summary)?,
-    )?;
+    write_json(args.out.join("dmd.json"), &summary)?;
     Ok(summary)
 }

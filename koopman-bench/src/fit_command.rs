@@ -15,9 +15,10 @@
 //! and normalisation do not match its `run.json` (another run's file, a partial copy), and maps
 //! each initial state (`.npy` or CSV, one state per row) through the whole horizon.
 
+use crate::report::write_json;
 use crate::{BenchError, Result};
 use koopman_core::dmd::{snapshots_from_csv, snapshots_from_npy, StateLayout};
-use koopman_core::io::{write_atomic, Staging};
+use koopman_core::io::{write_atomic, Fnv1a, Staging};
 use koopman_core::IndexSet;
 use koopman_layers::analysis::layer_eigenvalues;
 use koopman_layers::series::Series;
@@ -148,31 +149,7 @@ fn checksum(path: &Path) -> Result<String> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for b in bytes {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    Ok(format!("{hash:016x}"))
-}
-
-fn training_config(
-    manifest_like: (usize, usize, f64, usize, u64),
-    checkpoint: Option<PathBuf>,
-) -> TrainConfig {
-    let (layers, steps, lr, batch, seed) = manifest_like;
-    TrainConfig {
-        loss: if layers > 1 {
-            Loss::WindowWise
-        } else {
-            Loss::EndToEnd
-        },
-        steps,
-        lr,
-        batch_size: Some(batch),
-        checkpoint: checkpoint.map(|p| (p, 100)),
-        seed,
-        ..Default::default()
-    }
+    Ok(format!("{:016x}", Fnv1a::default().update(&bytes).value()))
 }
 
 /// `koopman fit`; returns the manifest it wrote.
@@ -220,10 +197,19 @@ pub fn fit(args: &FitArgs) -> Result<FitManifest> {
         estimate.total_bytes() as f64 / 1e9
     );
     let staging = Staging::new(&args.out);
-    let config = training_config(
-        (args.layers, args.steps, args.lr, args.batch, args.seed),
-        Some(staging.dir().join("model.safetensors")),
-    );
+    let config = TrainConfig {
+        loss: if args.layers > 1 {
+            Loss::WindowWise
+        } else {
+            Loss::EndToEnd
+        },
+        steps: args.steps,
+        lr: args.lr,
+        batch_size: Some(args.batch),
+        checkpoint: Some((staging.dir().join("model.safetensors"), 100)),
+        seed: args.seed,
+        ..Default::default()
+    };
     // Built (or refused by its memory estimate) before the output folder is made.
     let mut trainer = Trainer::new(builder, &config)?;
     staging.path("model.safetensors")?;
@@ -284,10 +270,7 @@ pub fn fit(args: &FitArgs) -> Result<FitManifest> {
         csv.push_str(&format!("{i},{}\n", cells.join(",")));
     }
     write_atomic(staging.path("predictions.csv")?, csv.as_bytes())?;
-    write_atomic(
-        staging.path("normalization.json")?,
-        &serde_json::to_vec_pretty(&norm)?,
-    )?;
+    write_json(staging.path("normalization.json")?, &norm)?;
     let files = staging.publish()?;
     // A previous run's eigenvalues do not belong to this model.
     for name in ["eigenvalues.csv", "eigenvalues.svg"] {
@@ -315,10 +298,7 @@ pub fn fit(args: &FitArgs) -> Result<FitManifest> {
         normalization_checksum: checksum(&args.out.join("normalization.json"))?,
         files,
     };
-    write_atomic(
-        args.out.join("run.json"),
-        &serde_json::to_vec_pretty(&manifest)?,
-    )?;
+    write_json(args.out.join("run.json"), &manifest)?;
     Ok(manifest)
 }
 
@@ -378,16 +358,11 @@ pub fn predict(args: &PredictArgs) -> Result<usize> {
         )));
     }
     let (builder, _) = builder(manifest.dim, manifest.layers, manifest.radius)?;
-    let config = training_config(
-        (
-            manifest.layers,
-            1,
-            manifest.lr,
-            manifest.batch,
-            manifest.seed,
-        ),
-        None,
-    );
+    // Only the model is needed: its coefficients come from the checkpoint.
+    let config = TrainConfig {
+        progress: false,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(builder, &config)?;
     trainer.load(&dir.join("model.safetensors"))?;
     let x0: Vec<f64> = (0..states.ncols())

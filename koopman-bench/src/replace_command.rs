@@ -10,11 +10,12 @@
 //! `replace.json` (the settings and the test accuracies of the original and both hybrids).
 //! `--write-demo-model FILE` trains a Yin-Yang MLP 4-8-6-4-3 to try it on.
 
+use crate::report::write_json;
 use crate::{BenchError, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::ValueEnum;
-use koopman_core::io::{write_atomic, Staging};
+use koopman_core::io::Staging;
 use koopman_core::mlp::{accuracy, train_classifier, Activation, Mlp, TrainConfig};
 use koopman_core::yinyang::{yinyang, YinYangConfig};
 use koopman_layers::replace::{fit_hybrid, HybridConfig, ReadoutKind, ScaledLayer, ScalingConfig};
@@ -203,9 +204,6 @@ pub fn replace(args: &ReplaceArgs) -> Result<ReplaceReport> {
         direct: accuracies[1],
         files,
     };
-    write_atomic(
-        args.out.join("replace.json"),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
+    write_json(args.out.join("replace.json"), &report)?;
     Ok(report)
 }

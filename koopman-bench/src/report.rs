@@ -255,6 +255,12 @@ pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
     md
 }
 
+/// Writes `value` as pretty-printed JSON to `path`, atomically (reports, manifests).
+pub fn write_json(path: impl AsRef<std::path::Path>, value: &impl Serialize) -> Result<()> {
+    koopman_core::io::write_atomic(path, &serde_json::to_vec_pretty(value)?)?;
+    Ok(())
+}
+
 /// Writes `report.md` and `report.json` into the output folder (atomically); returns their paths.
 pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf, PathBuf)> {
     let md_path = ctx.out_dir.join("report.md");
@@ -270,7 +276,7 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
         files,
         outcomes,
     };
-    koopman_core::io::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary)?)?;
+    write_json(&json_path, &summary)?;
     Ok((md_path, json_path))
 }
 

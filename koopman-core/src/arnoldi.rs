@@ -418,7 +418,7 @@ fn project<T: WithDType>(
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::{projected_len, GatherPattern, INFO};
-    use crate::gather::cuda::{address, alloc, base_address, table_address};
+    use crate::gather::cuda::{address, alloc, base_address, table_address, Kernels};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
@@ -439,48 +439,39 @@ mod cuda {
         l2: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let dev = &s1.device;
+        let kernels = Kernels::new(dev, s1.dtype())?;
         let (n, k) = (pattern.len(), pattern.columns());
         let (table, _keep) = table_address(pattern, false)?;
         let len = INFO + projected_len(m) + 2 * (m + 2) * n;
-        macro_rules! launch {
-            ($t:ty, $suffix:literal) => {{
-                let (v, _) = address::<$t>(s1, l1)?;
-                let (w, _) = address::<$t>(s2, l2)?;
-                let mut out = alloc::<$t>(dev, len)?;
-                let o = base_address(&mut out, dev);
-                let func =
-                    dev.get_or_load_custom_func(concat!("koopman_arnoldi_", $suffix), MODULE, PTX)?;
-                let (n32, k32, m32) = (n as u32, k as u32, m as u32);
-                let threshold = <$t>::from_f64(threshold);
-                let cfg = LaunchConfig {
-                    grid_dim: (1, 1, 1),
-                    block_dim: (THREADS, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                let mut b = func.builder();
-                b.arg(&v)
-                    .arg(&w)
-                    .arg(&table)
-                    .arg(&o)
-                    .arg(&n32)
-                    .arg(&k32)
-                    .arg(&m32)
-                    .arg(&threshold);
-                // SAFETY: v holds 2 n values, w n k complex weights, the table n k entries, and
-                // `out` the `len` values the kernel writes (its layout in arnoldi.cu).
-                unsafe { b.launch(cfg) }.w()?;
-                Ok((
-                    CudaStorage::wrap_cuda_slice(out, dev.clone()),
-                    Shape::from(len),
-                ))
-            }};
-        }
-        match s1.dtype() {
-            DType::F64 => launch!(f64, "f64"),
-            DType::F32 => launch!(f32, "f32"),
-            d => Err(candle_core::Error::Msg(format!(
-                "the fused Arnoldi kernel supports f32 and f64, got {d:?}"
-            ))),
-        }
+        crate::gather::dispatch_float!(s1.dtype(), "the fused Arnoldi kernel", |T| {
+            let (v, _) = address::<T>(s1, l1)?;
+            let (w, _) = address::<T>(s2, l2)?;
+            let mut out = alloc::<T>(dev, len)?;
+            let o = base_address(&mut out, dev);
+            let func = dev.get_or_load_custom_func(&kernels.name("arnoldi"), MODULE, PTX)?;
+            let (n32, k32, m32) = (n as u32, k as u32, m as u32);
+            let threshold = T::from_f64(threshold);
+            let cfg = LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = func.builder();
+            b.arg(&v)
+                .arg(&w)
+                .arg(&table)
+                .arg(&o)
+                .arg(&n32)
+                .arg(&k32)
+                .arg(&m32)
+                .arg(&threshold);
+            // SAFETY: v holds 2 n values, w n k complex weights, the table n k entries, and
+            // `out` the `len` values the kernel writes (its layout in arnoldi.cu).
+            unsafe { b.launch(cfg) }.w()?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                Shape::from(len),
+            ))
+        })
     }
 }

@@ -418,13 +418,7 @@ impl KrylovStepper<'_> {
             && !self.lanczos
             && m <= arnoldi::MAX_DIM
             && !(v.re().track_op() || v.im().track_op());
-        let mut basis: Box<dyn Substep> = match fused
-            .then(|| self.op.fused_arnoldi(&as_rows(v).ok()?, m, threshold))
-            .flatten()
-        {
-            Some(kb) => Box::new(FusedSubstep::new(kb?, self.op)?),
-            None => Box::new(self.tensor_substep(v, m, normv)?),
-        };
+        let mut basis = self.substep(v, Some(normv), m, threshold, fused)?;
         let (gamma, delta) = (0.9, 1.2);
         let t_out = t.abs();
         let sgn = t.signum();
@@ -521,16 +515,31 @@ impl KrylovStepper<'_> {
                     report.substeps, self.anorm
                 )));
             }
-            basis = if basis.is_fused() {
-                match self.op.fused_arnoldi(&as_rows(&w)?, m, threshold) {
-                    Some(kb) => Box::new(FusedSubstep::new(kb?, self.op)?),
-                    None => Box::new(self.tensor_substep(&w, m, w.norm_f64()?)?),
-                }
-            } else {
-                let beta_host = w.norm_f64()?;
-                Box::new(self.tensor_substep(&w, m, beta_host)?)
-            };
+            basis = self.substep(&w, None, m, threshold, basis.is_fused())?;
         }
+    }
+
+    /// A sub-step's basis from the start vector `w`: the operator's fused process when `fused`
+    /// and it has one, else in candle ops (for which `norm`, `||w||` when the caller has read it
+    /// already, saves a device read).
+    fn substep(
+        &self,
+        w: &ComplexTensor,
+        norm: Option<f64>,
+        m: usize,
+        threshold: f64,
+        fused: bool,
+    ) -> Result<Box<dyn Substep>> {
+        if fused {
+            if let Some(kb) = self.op.fused_arnoldi(&as_rows(w)?, m, threshold) {
+                return Ok(Box::new(FusedSubstep::new(kb?, self.op)));
+            }
+        }
+        let beta = match norm {
+            Some(b) => b,
+            None => w.norm_f64()?,
+        };
+        Ok(Box::new(self.tensor_substep(w, m, beta)?))
     }
 
     /// A sub-step's basis in candle ops from the start vector `w` of norm `beta` (read on the
@@ -656,7 +665,7 @@ struct FusedSubstep {
 }
 
 impl FusedSubstep {
-    fn new(kb: ArnoldiBasis, op: &dyn LinearOperator) -> Result<Self> {
+    fn new(kb: ArnoldiBasis, op: &dyn LinearOperator) -> Self {
         let mb = kb.steps;
         let augmented = !kb.breakdown;
         let size = if augmented { mb + 2 } else { mb };
@@ -670,13 +679,13 @@ impl FusedSubstep {
                 c64::new(0.0, 0.0)
             }
         });
-        Ok(Self {
+        Self {
             kb,
             h,
             f: None,
             dtype: op.dtype(),
             device: op.device().clone(),
-        })
+        }
     }
 }
 

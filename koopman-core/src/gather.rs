@@ -1153,13 +1153,13 @@ pub(crate) mod cuda {
     }
 
     /// The kernels of one float type on one device.
-    struct Kernels<'a> {
+    pub(crate) struct Kernels<'a> {
         dev: &'a CudaDevice,
         suffix: &'static str,
     }
 
     impl<'a> Kernels<'a> {
-        fn new(dev: &'a CudaDevice, dtype: DType) -> R<Self> {
+        pub(crate) fn new(dev: &'a CudaDevice, dtype: DType) -> R<Self> {
             let suffix = match dtype {
                 DType::F32 => "f32",
                 DType::F64 => "f64",
@@ -1172,7 +1172,8 @@ pub(crate) mod cuda {
             Ok(Self { dev, suffix })
         }
 
-        fn name(&self, kernel: &str) -> String {
+        /// The exported name of `kernel` for this float type (`koopman_{kernel}_{f32|f64}`).
+        pub(crate) fn name(&self, kernel: &str) -> String {
             format!("koopman_{kernel}_{}", self.suffix)
         }
 

@@ -73,6 +73,38 @@ pub fn write_atomic_with(
     result
 }
 
+/// FNV-1a (64 bit) over bytes fed in order: a fast checksum to tell contents apart (a data set
+/// version, the files of one run), not a cryptographic hash.
+///
+/// ```
+/// use koopman_core::io::Fnv1a;
+/// let a = Fnv1a::default().update(b"model").update(b"v1").value();
+/// assert_eq!(a, Fnv1a::default().update(b"modelv1").value());
+/// assert_ne!(a, Fnv1a::default().update(b"modelv2").value());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// The checksum with `bytes` appended.
+    pub fn update(self, bytes: &[u8]) -> Self {
+        Self(bytes.iter().fold(self.0, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }))
+    }
+
+    /// The checksum so far.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
 /// The files of one run, written into a staging folder inside the output folder and published
 /// together: until [`Staging::publish`] the output folder keeps the previous run's set, so an
 /// interrupted run never leaves a mix of two runs (a new model beside an old normalisation, new

@@ -183,15 +183,19 @@ const BUNDLED: [(&str, &[u8]); 6] = [
 /// A folder holding the bundled MNIST subset: written once (atomically, file by file) under the
 /// system's temporary folder, in a folder named after the contents, and reused; a file of the
 /// wrong size there is rewritten. So a fresh clone, or an installed binary without the source
-/// tree, has MNIST without any download.
+/// tree, has MNIST without any download. The folder is checked once per process.
 pub fn bundled_mnist_dir() -> Result<PathBuf> {
-    // FNV-1a over the contents: a new data set gets a new folder.
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for (name, bytes) in BUNDLED {
-        for b in name.bytes().chain(bytes.iter().copied()) {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = READY.get() {
+        return Ok(dir.clone());
     }
+    // A new data set gets a new folder.
+    let hash = BUNDLED
+        .iter()
+        .fold(crate::io::Fnv1a::default(), |h, (name, bytes)| {
+            h.update(name.as_bytes()).update(bytes)
+        })
+        .value();
     let dir = std::env::temp_dir().join(format!("koopman-mnist-{hash:016x}"));
     for (name, bytes) in BUNDLED {
         let path = dir.join(name);
@@ -200,7 +204,7 @@ pub fn bundled_mnist_dir() -> Result<PathBuf> {
             crate::io::write_atomic(&path, bytes)?;
         }
     }
-    Ok(dir)
+    Ok(READY.get_or_init(|| dir).clone())
 }
 
 /// The MNIST folder to use: `$KOOPMAN_DATA_DIR/mnist` when the variable is set (a full MNIST can

@@ -417,13 +417,19 @@ impl ToeplitzGenerator {
         self.kernel != GatherKernel::Portable && GatherPattern::supports(self.device())
     }
 
+    /// The packed weights of the one merged gather (`R = 1`, applied by the kernels) when they
+    /// track no gradient: the operator the no-gradient fast paths (the structured gather, the
+    /// fused Arnoldi process) may take over.
+    fn untracked_merged_weights(&self) -> Option<&Tensor> {
+        let weights = &self.chains.first()?.first()?.packed;
+        (self.supports_fused_taylor() && !weights.track_op()).then_some(weights)
+    }
+
     /// Whether products use the structured gather: one merged gather whose weights track no
     /// gradient, on a GPU (or anywhere with [`GatherKernel::Structured`]).
     fn uses_structured(&self) -> bool {
-        let no_gradient = matches!(self.chains.as_slice(), [chain] if matches!(chain.as_slice(),
-            [w] if !w.packed.track_op()));
         let here = self.kernel == GatherKernel::Structured || !self.device().is_cpu();
-        no_gradient && here && self.uses_kernels()
+        here && self.untracked_merged_weights().is_some()
     }
 
     /// `L y` for rows `(b, |N|)` by the structured gather (see [`Self::uses_structured`]).
@@ -732,9 +738,8 @@ impl LinearOperator for ToeplitzGenerator {
         m: usize,
         threshold: f64,
     ) -> Option<Result<crate::arnoldi::ArnoldiBasis>> {
-        let weights = &self.chains.first()?.first()?.packed;
-        let small_enough = self.device().is_cpu() || self.dim() <= crate::arnoldi::CUDA_MAX_N;
-        if !self.supports_fused_taylor() || weights.track_op() || !small_enough {
+        let weights = self.untracked_merged_weights()?;
+        if !self.device().is_cpu() && self.dim() > crate::arnoldi::CUDA_MAX_N {
             return None;
         }
         let pattern = &self.structure.factors[0].pattern;

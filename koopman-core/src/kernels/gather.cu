@@ -21,11 +21,9 @@ __device__ __forceinline__ void gather_body(const T* __restrict__ y, const T* __
                                             int conj) {
   // One warp per output entry (j, i); its lanes split the k columns of row i of the table, so
   // the table and per-row weights are read coalesced.
-  const uint64_t warp = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   const uint32_t lane = threadIdx.x & 31u;
-  if (warp >= (uint64_t)rows * n) return;  // uniform over the warp
-  const uint32_t j = (uint32_t)(warp / n);
-  const uint32_t i = (uint32_t)(warp % n);
+  uint32_t j, i;
+  if (!warp_entry(n, rows, j, i)) return;
   T re = 0, im = 0;
   if (y != nullptr) {
     const T* yrow = y + 2ull * j * n;
@@ -161,11 +159,9 @@ __device__ __forceinline__ void structured_body(const T* __restrict__ y, const T
                                                 const uint32_t* __restrict__ table, T* out,
                                                 uint32_t n, uint32_t k, uint32_t d,
                                                 uint32_t rows) {
-  const uint64_t warp = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   const uint32_t lane = threadIdx.x & 31u;
-  if (warp >= (uint64_t)rows * n) return;  // uniform over the warp
-  const uint32_t j = (uint32_t)(warp / n);
-  const uint32_t i = (uint32_t)(warp % n);
+  uint32_t j, i;
+  if (!warp_entry(n, rows, j, i)) return;
   const T* yrow = y + 2ull * j * n;
   T re = 0, im = 0;
   for (uint32_t c = lane; c < k; c += 32u) {

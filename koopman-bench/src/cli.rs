@@ -272,7 +272,8 @@ fn run(cli: Cli) -> Result<bool> {
             ctx.check_out_dir()?;
             ctx.seed = seed;
             if !no_torch_peer {
-                ctx.torch_python = torch_python.or_else(experiments::torch_peer::default_python);
+                ctx.torch_python =
+                    torch_python.or_else(experiments::p000_stepping::torch_peer::default_python);
             }
             reproduce(ctx, selected)
         }

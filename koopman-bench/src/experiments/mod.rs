@@ -8,13 +8,16 @@ use crate::report::{ExperimentReport, Outcome, RunContext};
 use crate::{BenchError, Result};
 use indicatif::ProgressBar;
 
-pub mod conjugacy;
-pub mod krylov;
-pub mod layer_replace;
-pub mod layered;
-pub mod stepping;
-pub mod torch_peer;
-pub mod training_analysis;
+pub mod p000_stepping;
+pub mod p001_analysis;
+pub mod p002_replace;
+pub mod p003_layered;
+pub mod p004_conjugacy;
+mod paper;
+mod sizes;
+
+pub use paper::Paper;
+pub use sizes::BySize;
 
 /// The run's MNIST folder: `$KOOPMAN_DATA_DIR/mnist` when the data folder is set, else the
 /// subset bundled with koopman-core ([`koopman_core::mnist::bundled_mnist_dir`]).
@@ -80,8 +83,8 @@ pub fn run_experiment(exp: &dyn Experiment, ctx: &RunContext, progress: &Progres
 pub trait Experiment {
     /// Registry name (used by `--only`).
     fn name(&self) -> &'static str;
-    /// The paper (file in `shared/papers`) the experiment reproduces.
-    fn paper(&self) -> &'static str;
+    /// The paper the experiment reproduces.
+    fn paper(&self) -> Paper;
     /// One line on what it measures.
     fn description(&self) -> &'static str;
     /// Why the experiment cannot run here (missing data), or `None` when it can.
@@ -95,21 +98,21 @@ pub trait Experiment {
 /// Every registered experiment, in run order.
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
-        Box::new(krylov::KrylovAccuracy),
-        Box::new(conjugacy::Conjugacy),
-        Box::new(layer_replace::YinYangReplace),
-        Box::new(layer_replace::MnistReplace),
-        Box::new(layered::LayeredVdp),
-        Box::new(layered::LayeredMeasure),
-        Box::new(layered::LayeredDamped),
-        Box::new(training_analysis::TrainSpectrum),
-        Box::new(training_analysis::TrainPruning),
-        Box::new(training_analysis::DepthTable),
-        Box::new(training_analysis::SobolevNoise),
-        Box::new(stepping::SteppingDe),
-        Box::new(stepping::SteppingMnist),
-        Box::new(stepping::SteppingPerceptron),
-        Box::new(stepping::SteppingWrapper),
+        Box::new(p003_layered::krylov::KrylovAccuracy),
+        Box::new(p004_conjugacy::Conjugacy),
+        Box::new(p002_replace::yinyang::YinYangReplace),
+        Box::new(p002_replace::mnist::MnistReplace),
+        Box::new(p003_layered::vdp::LayeredVdp),
+        Box::new(p003_layered::measure::LayeredMeasure),
+        Box::new(p003_layered::damped::LayeredDamped),
+        Box::new(p001_analysis::spectrum::TrainSpectrum),
+        Box::new(p001_analysis::pruning::TrainPruning),
+        Box::new(p001_analysis::depth::DepthTable),
+        Box::new(p001_analysis::sobolev::SobolevNoise),
+        Box::new(p000_stepping::de::SteppingDe),
+        Box::new(p000_stepping::mnist::SteppingMnist),
+        Box::new(p000_stepping::perceptron::SteppingPerceptron),
+        Box::new(p000_stepping::wrapper::SteppingWrapper),
     ]
 }
 

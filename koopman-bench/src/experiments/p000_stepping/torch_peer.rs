@@ -10,7 +10,7 @@
 //! into PyTorch seconds, Eq. 13 over the peer's epochs after `t2`.
 //!
 //! ```
-//! use koopman_bench::experiments::torch_peer::TorchPeer;
+//! use koopman_bench::experiments::p000_stepping::torch_peer::TorchPeer;
 //!
 //! # fn main() -> koopman_bench::Result<()> {
 //! let json = r#"{"torch": "2.15.0", "threads": 2, "train_samples": 640, "batch_size": 64,

@@ -9,6 +9,7 @@
 
 use super::Experiment;
 use crate::device::timed;
+use crate::experiments::Paper;
 use crate::perf::{measure, paper_generator, PerfConfig};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -28,8 +29,8 @@ impl Experiment for KrylovAccuracy {
         "krylov"
     }
 
-    fn paper(&self) -> &'static str {
-        "003 Hashimoto & Iwata, Deep Koopman-layered model (Section 3.2, Krylov exponentials)"
+    fn paper(&self) -> Paper {
+        Paper::KoopmanLayered
     }
 
     fn description(&self) -> &'static str {
@@ -171,7 +172,7 @@ impl Experiment for KrylovAccuracy {
         Ok(ExperimentReport {
             name: self.name().into(),
             title: "Krylov exponential action on Toeplitz generators".into(),
-            paper: self.paper().into(),
+            paper: self.paper().to_string(),
             comparisons,
             tables: vec![
                 Table {

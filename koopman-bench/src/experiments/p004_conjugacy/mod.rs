@@ -16,6 +16,7 @@
 //! | control (EDMD) | the nonlinear pair with other step sizes | EDMD, weighted monomials |
 
 use super::Experiment;
+use crate::experiments::Paper;
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -294,8 +295,8 @@ impl Experiment for Conjugacy {
         "conjugacy"
     }
 
-    fn paper(&self) -> &'static str {
-        "004 Algorithmic (semi-)conjugacy via Koopman operator theory (Sec. III)"
+    fn paper(&self) -> Paper {
+        Paper::Conjugacy
     }
 
     fn description(&self) -> &'static str {
@@ -372,7 +373,7 @@ impl Experiment for Conjugacy {
         Ok(ExperimentReport {
             name: self.name().into(),
             title: "Algorithmic (semi-)conjugacy from Koopman spectra".into(),
-            paper: self.paper().into(),
+            paper: self.paper().to_string(),
             comparisons,
             tables: vec![
                 Table {

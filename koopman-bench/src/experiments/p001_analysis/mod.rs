@@ -1,0 +1,131 @@
+//! Koopman analysis of training (paper 001): the spectrum during MNIST training with the
+//! convergence monitor (`train_spectrum`), Koopman-mode pruning at an early and a late epoch
+//! (`train_pruning`), the depth table of the supplementary material (`depth_table`) and noise
+//! rejection with negative-Sobolev losses (`sobolev_noise`).
+//!
+//! The paper trains a small CNN on full MNIST for 1000 epochs; here an MLP (784-32-32-10, ReLU,
+//! Adam lr 1e-3, batch 64) is trained on MNIST (`$KOOPMAN_DATA_DIR/mnist`, else the subset bundled with koopman-core), for a
+//! few dozen epochs at quick sizes and with the paper's epoch counts at `--full`.
+
+pub mod depth;
+pub mod pruning;
+pub mod sobolev;
+pub mod spectrum;
+
+use crate::experiments::load_mnist;
+use crate::report::RunContext;
+use crate::Result;
+use candle_core::{DType, Device, Module, Tensor};
+use koopman_core::candle_nn::{self, Optimizer, VarBuilder, VarMap};
+use koopman_core::mlp::{init_seeded, Activation, Mlp};
+use koopman_core::mnist::Mnist;
+use koopman_train::analysis::observer::run_epoch;
+use koopman_train::analysis::pruning::PruningMask;
+use koopman_train::koopman_core::dmd::RrrConfig;
+
+const SIZES: [usize; 4] = [784, 32, 32, 10];
+
+/// Training, validation (the last digits of the training file) and test sets.
+struct Data {
+    x_tr: Tensor,
+    y_tr: Tensor,
+    x_val: Tensor,
+    y_val: Tensor,
+    x_te: Tensor,
+    y_te: Tensor,
+}
+
+/// At most `n_train` training digits; the smoke size also cuts the files to their first 1,500
+/// training and 500 test digits (300 of those training digits validate).
+fn load(ctx: &RunContext, n_train: usize) -> Result<Data> {
+    let data: Mnist = load_mnist(ctx, ctx.pick(Some((1500, 500)), None, None))?;
+    let n_all = data.train_len();
+    let n_val = 1000.min(n_all / 5);
+    let n_tr = n_train.min(n_all - n_val);
+    Ok(Data {
+        x_tr: data.train_images.narrow(0, 0, n_tr)?,
+        y_tr: data.train_labels.narrow(0, 0, n_tr)?,
+        x_val: data.train_images.narrow(0, n_all - n_val, n_val)?,
+        y_val: data.train_labels.narrow(0, n_all - n_val, n_val)?,
+        x_te: data.test_images,
+        y_te: data.test_labels,
+    })
+}
+
+fn cross_entropy(model: &Mlp, x: &Tensor, y: &Tensor) -> Result<f64> {
+    Ok(candle_nn::loss::cross_entropy(&model.forward(x)?, y)?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?)
+}
+
+/// A fresh MLP with seeded weights.
+fn new_mlp(seed: u64, device: &Device) -> Result<(VarMap, Mlp)> {
+    let vm = VarMap::new();
+    let mlp = Mlp::new(
+        &SIZES,
+        Activation::Relu,
+        VarBuilder::from_varmap(&vm, DType::F32, device),
+    )?;
+    init_seeded(&vm, seed)?;
+    Ok((vm, mlp))
+}
+
+fn adam(vm: &VarMap) -> Result<candle_nn::AdamW> {
+    Ok(candle_nn::AdamW::new(
+        vm.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// One epoch of Adam mini-batches (batch 64); `mask` is re-applied after every step.
+fn epoch(
+    opt: &mut candle_nn::AdamW,
+    mlp: &Mlp,
+    data: &Data,
+    rng: &mut rand::rngs::StdRng,
+    mask: Option<&PruningMask>,
+) -> Result<f64> {
+    let n = data.y_tr.dims()[0];
+    Ok(run_epoch(
+        opt,
+        n,
+        64,
+        rng,
+        data.x_tr.device(),
+        |idx| {
+            let xb = data.x_tr.index_select(idx, 0)?;
+            let yb = data.y_tr.index_select(idx, 0)?;
+            Ok(candle_nn::loss::cross_entropy(&mlp.forward(&xb)?, &yb)?)
+        },
+        || match mask {
+            Some(m) => m.apply(),
+            None => Ok(()),
+        },
+    )?)
+}
+
+fn rrr() -> RrrConfig {
+    RrrConfig {
+        tol: 1e-10,
+        ..Default::default()
+    }
+}
+
+/// DMD_RRR for the spectra of training: rank by `s_i / s_1 > 1e-2` of the column-scaled
+/// snapshots (the directions below 1% of the leading one are fitted noise: with the full rank the
+/// amplitudes of spurious high-residual pairs rival the physical ones).
+fn spectrum_rrr() -> RrrConfig {
+    RrrConfig {
+        tol: 1e-2,
+        ..Default::default()
+    }
+}
+
+/// Delay window for the loss observable with `m` snapshots: half the snapshots, at most 50.
+fn loss_delays(m: usize) -> usize {
+    (m / 2).clamp(1, 50)
+}

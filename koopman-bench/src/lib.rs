@@ -11,9 +11,11 @@
 //! use koopman_bench::{experiments, report::RunContext, Size};
 //! # fn main() -> Result<(), koopman_bench::BenchError> {
 //! let ctx = RunContext::new(Size::Quick, candle_core::Device::Cpu, "reports".into());
-//! assert_eq!(ctx.pick(1, 3, 25), 3); // quick sizes
+//! // Each experiment states its sizes by name; the run's size picks one row.
+//! let sizes = experiments::p000_stepping::de::SIZES.at(ctx.size);
+//! assert_eq!((sizes.seeds, sizes.divisor), (3, 8));
 //! for exp in experiments::registry() {
-//!     println!("{}: {}", exp.name(), exp.description());
+//!     println!("{} (paper {}): {}", exp.name(), exp.paper().number(), exp.description());
 //! }
 //! # Ok(()) }
 //! ```

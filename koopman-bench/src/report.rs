@@ -42,15 +42,6 @@ impl RunContext {
         }
     }
 
-    /// Picks the value for the run's size: every experiment states all three.
-    pub fn pick<T>(&self, smoke: T, quick: T, full: T) -> T {
-        match self.size {
-            Size::Smoke => smoke,
-            Size::Quick => quick,
-            Size::Full => full,
-        }
-    }
-
     /// Whether an experiment whose data is missing fails the run instead of being skipped: a
     /// smoke run (the CI run) where data is required.
     pub fn missing_data_fails(&self) -> bool {

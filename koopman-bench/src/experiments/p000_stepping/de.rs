@@ -1,7 +1,7 @@
 //! `stepping_de`: the NN differential-equation solver of paper 000 (S8.1, Figure 2), Koopman stepping against Adam / Adagrad / Adadelta and the straight line.
 
 use super::{pct, timing_note};
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -10,6 +10,31 @@ use koopman_train::stepping::de_solver::{
 };
 use koopman_train::stepping::metrics::median;
 use koopman_train::stepping::{FitConfig, FitSolver, OptimizerKind};
+
+/// Sizes of `stepping_de`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeSizes {
+    /// Seeds (trials per optimizer).
+    pub seeds: usize,
+    /// Every step count of the paper's schedule (t1, t2, T, the steps after t2) divided by this.
+    pub divisor: usize,
+}
+
+/// Smoke / quick: the paper's schedule divided by 100 / 8; full: the paper's, with 25 seeds.
+pub const SIZES: BySize<DeSizes> = BySize {
+    smoke: DeSizes {
+        seeds: 1,
+        divisor: 100,
+    },
+    quick: DeSizes {
+        seeds: 3,
+        divisor: 8,
+    },
+    full: DeSizes {
+        seeds: 25,
+        divisor: 1,
+    },
+};
 
 /// The registered experiment `stepping_de`.
 pub struct SteppingDe;
@@ -104,9 +129,7 @@ impl Experiment for SteppingDe {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let seeds: usize = ctx.pick(1, 3, 25);
-        // Smoke / quick: the paper's schedule with every step count divided by 100 / 8.
-        let divisor = ctx.pick(100, 8, 1);
+        let DeSizes { seeds, divisor } = *SIZES.at(ctx.size);
         let scale = |c: DeTrialConfig| -> DeTrialConfig {
             DeTrialConfig {
                 t1: c.t1 / divisor,

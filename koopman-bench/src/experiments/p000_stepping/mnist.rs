@@ -3,7 +3,7 @@
 use super::de::gram;
 use super::torch_peer::{TorchPeer, PAPER_LOOP, TENSOR_LOOP};
 use super::{pct, timing_note};
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -17,25 +17,52 @@ use koopman_train::stepping::{FitConfig, Partition, PartitionSpec};
 /// The registered experiment `stepping_mnist`.
 pub struct SteppingMnist;
 
-/// MNIST digits (training, test) kept at the smoke size: 25 steps of batch 64 per epoch, so a
-/// one-epoch wrapper window fits the node operators of the 20-wide layers (21 weights with bias).
-pub(super) const SMOKE_MNIST: (usize, usize) = (1600, 500);
+/// Sizes of `stepping_mnist` (the MNIST data also of `stepping_wrapper`).
+#[derive(Clone, Copy, Debug)]
+pub struct MnistSizes {
+    /// MNIST digits (training, test) kept, or all of the data folder's.
+    pub digits: Option<(usize, usize)>,
+    /// Seeds (trials).
+    pub seeds: usize,
+    /// Weights per quasi-node of the first layer, or the paper's `q = 157`.
+    pub first_layer_quasi_node: Option<usize>,
+}
 
-/// The paper's classifier trial; at the smoke size the first layer's quasi-nodes have 20 weights
-/// (the operators must not outgrow the 75 snapshots of epochs 3 to 5 on 1,600 digits).
-pub(super) fn classifier_config(ctx: &RunContext) -> ClassifierTrialConfig {
+/// Smoke: 1,600 training digits, 25 steps of batch 64 per epoch, so a one-epoch wrapper window
+/// fits the node operators of the 20-wide layers (21 weights with bias), and first-layer
+/// quasi-nodes of 20 weights (the operators must not outgrow the 75 snapshots of epochs 3 to 5).
+pub const SIZES: BySize<MnistSizes> = BySize {
+    smoke: MnistSizes {
+        digits: Some((1600, 500)),
+        seeds: 1,
+        first_layer_quasi_node: Some(20),
+    },
+    quick: MnistSizes {
+        digits: None,
+        seeds: 3,
+        first_layer_quasi_node: None,
+    },
+    full: MnistSizes {
+        digits: None,
+        seeds: 25,
+        first_layer_quasi_node: None,
+    },
+};
+
+/// The paper's classifier trial, with the first layer's quasi-nodes of `sizes`.
+pub(super) fn classifier_config(sizes: &MnistSizes) -> ClassifierTrialConfig {
     let cfg = ClassifierTrialConfig::default();
-    match ctx.size {
-        crate::Size::Smoke => ClassifierTrialConfig {
+    match sizes.first_layer_quasi_node {
+        Some(q) => ClassifierTrialConfig {
             partition: PartitionSpec::PerLayer(vec![
-                ("0".into(), Partition::QuasiNode(20)),
+                ("0".into(), Partition::QuasiNode(q)),
                 ("2".into(), Partition::Node),
                 ("4".into(), Partition::Node),
                 ("6".into(), Partition::Node),
             ]),
             ..cfg
         },
-        crate::Size::Quick | crate::Size::Full => cfg,
+        None => cfg,
     }
 }
 
@@ -59,15 +86,16 @@ impl Experiment for SteppingMnist {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let m = crate::experiments::load_mnist(ctx, ctx.pick(Some(SMOKE_MNIST), None, None))?;
+        let sizes = SIZES.at(ctx.size);
+        let m = crate::experiments::load_mnist(ctx, sizes.digits)?;
         let data = ClassifierData::new(
             m.train_images.clone(),
             m.train_labels.clone(),
             m.test_images.clone(),
             m.test_labels.clone(),
         )?;
-        let seeds: usize = ctx.pick(1, 3, 25);
-        let cfg = classifier_config(ctx);
+        let seeds = sizes.seeds;
+        let cfg = classifier_config(sizes);
         let epochs = cfg.t2_epoch + cfg.after_epochs;
         progress.set_length((seeds * epochs) as u64);
         progress.set_message("MNIST");

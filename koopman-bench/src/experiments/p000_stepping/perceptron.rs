@@ -1,10 +1,35 @@
 //! `stepping_perceptron`: the perceptron of paper 000 (S8.3): steps to asymptotic performance with single-weight, node and network partitions.
 
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig, PerceptronResult};
+
+/// Sizes of `stepping_perceptron`.
+#[derive(Clone, Copy, Debug)]
+pub struct PerceptronSizes {
+    /// Simulations (independent perceptrons).
+    pub simulations: usize,
+    /// Training steps of each (the tables read the error at t2 + 200 and the last step).
+    pub steps: usize,
+}
+
+/// Full: the paper's 1,000 simulations.
+pub const SIZES: BySize<PerceptronSizes> = BySize {
+    smoke: PerceptronSizes {
+        simulations: 30,
+        steps: 400,
+    },
+    quick: PerceptronSizes {
+        simulations: 300,
+        steps: 1000,
+    },
+    full: PerceptronSizes {
+        simulations: 1000,
+        steps: 1000,
+    },
+};
 
 /// The registered experiment `stepping_perceptron`.
 pub struct SteppingPerceptron;
@@ -27,9 +52,8 @@ impl Experiment for SteppingPerceptron {
         progress.set_length(1);
         progress.set_message("perceptron");
         let cfg = PerceptronConfig {
-            simulations: ctx.pick(30, 300, 1000),
-            // The tables read the error at t2 + 200 and the last step.
-            steps: ctx.pick(400, 1000, 1000),
+            simulations: SIZES.at(ctx.size).simulations,
+            steps: SIZES.at(ctx.size).steps,
             seed: ctx.seed,
             ..Default::default()
         };

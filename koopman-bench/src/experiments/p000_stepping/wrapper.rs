@@ -1,7 +1,7 @@
 //! `stepping_wrapper`: the training wrapper (optimizer steps alternating with Koopman jumps) on the DE solver and MNIST, against the plain optimizer in wall time.
 
-use super::mnist::{classifier_config, SteppingMnist, SMOKE_MNIST};
-use crate::experiments::{Experiment, Paper};
+use super::mnist::{classifier_config, SteppingMnist};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -13,6 +13,32 @@ use koopman_train::stepping::wrapper::{
 };
 use koopman_train::stepping::{
     AnyOptimizer, FitConfig, LrSchedule, OptimizerKind, Partition, PartitionSpec,
+};
+
+/// Sizes of `stepping_wrapper`.
+#[derive(Clone, Copy, Debug)]
+pub struct WrapperSizes {
+    /// Adadelta steps of the plain DE-solver run.
+    pub de_steps: usize,
+    /// MNIST epochs of the plain run.
+    pub epochs: usize,
+}
+
+/// MNIST: the PyTorch example's 14 epochs of Adadelta with lr 0.7^epoch (paper 000's recipe);
+/// smoke: enough epochs for one Koopman attempt.
+pub const SIZES: BySize<WrapperSizes> = BySize {
+    smoke: WrapperSizes {
+        de_steps: 800,
+        epochs: 4,
+    },
+    quick: WrapperSizes {
+        de_steps: 6_000,
+        epochs: 14,
+    },
+    full: WrapperSizes {
+        de_steps: 45_000,
+        epochs: 14,
+    },
 };
 
 /// The registered experiment `stepping_wrapper`.
@@ -85,12 +111,13 @@ fn wrapper_mnist(
     progress: &ProgressBar,
 ) -> Result<(f64, f64, Option<f64>, f64, WrapperStats, WrapperTimings)> {
     let dev = &ctx.device;
-    let m = crate::experiments::load_mnist(ctx, ctx.pick(Some(SMOKE_MNIST), None, None))?;
+    let sizes = super::mnist::SIZES.at(ctx.size);
+    let m = crate::experiments::load_mnist(ctx, sizes.digits)?;
     let (x, y) = (&m.train_images, &m.train_labels);
     let n = y.dims()[0];
     let eval_n = 2000.min(n);
     let (ex, ey) = (x.narrow(0, 0, eval_n)?, y.narrow(0, 0, eval_n)?);
-    let cfg = classifier_config(ctx);
+    let cfg = classifier_config(sizes);
     let kind = cfg.optimizer;
     let build = || -> Result<(koopman_core::Mlp, candle_nn::VarMap)> {
         let vm = candle_nn::VarMap::new();
@@ -219,10 +246,7 @@ impl Experiment for SteppingWrapper {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        let de_steps: usize = ctx.pick(800, 6_000, 45_000);
-        // MNIST: the PyTorch example's 14 epochs of Adadelta with lr 0.7^epoch (paper 000's
-        // recipe); smoke: enough epochs for one Koopman attempt.
-        let epochs: usize = ctx.pick(4, 14, 14);
+        let WrapperSizes { de_steps, epochs } = *SIZES.at(ctx.size);
         progress.set_length((de_steps / 1000 + epochs) as u64);
         progress.set_message("wrapper");
         let (dp, dt, dw, dn, ds, dtm) = wrapper_de(ctx, de_steps, progress)?;

@@ -1,6 +1,6 @@
 //! `depth_table`: the depth table of paper 001's supplementary material (spectra of networks of several depths).
 
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use indicatif::ProgressBar;
@@ -126,6 +126,14 @@ fn depth_cases() -> Vec<DepthCase> {
     ]
 }
 
+/// Delays of the Hankel matrix of `depth_table` (the function is sampled at 2,048 points at
+/// every size).
+pub const SIZES: BySize<usize> = BySize {
+    smoke: 40,
+    quick: 40,
+    full: 100,
+};
+
 /// The depth table of the supplementary material (Table 1).
 pub struct DepthTable;
 
@@ -145,7 +153,7 @@ impl Experiment for DepthTable {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let n = 2048;
-        let delays = ctx.pick(40, 40, 100);
+        let delays = *SIZES.at(ctx.size);
         let cases = depth_cases();
         progress.set_length(cases.len() as u64);
         let cfg = |method: FrequencyMethod, step: ScaleStep| DepthConfig {

@@ -23,7 +23,7 @@ use koopman_train::analysis::observer::run_epoch;
 use koopman_train::analysis::pruning::PruningMask;
 use koopman_train::koopman_core::dmd::RrrConfig;
 
-const SIZES: [usize; 4] = [784, 32, 32, 10];
+const WIDTHS: [usize; 4] = [784, 32, 32, 10];
 
 /// Training, validation (the last digits of the training file) and test sets.
 struct Data {
@@ -35,10 +35,27 @@ struct Data {
     y_te: Tensor,
 }
 
-/// At most `n_train` training digits; the smoke size also cuts the files to their first 1,500
-/// training and 500 test digits (300 of those training digits validate).
-fn load(ctx: &RunContext, n_train: usize) -> Result<Data> {
-    let data: Mnist = load_mnist(ctx, ctx.pick(Some((1500, 500)), None, None))?;
+/// The MNIST digits an experiment trains on.
+#[derive(Clone, Copy, Debug)]
+pub struct DataSizes {
+    /// The data files cut to their first (training, test) digits, or kept whole.
+    pub files: Option<(usize, usize)>,
+    /// At most this many training digits (after the validation digits are held out).
+    pub n_train: usize,
+}
+
+/// The smoke size cuts the files to their first 1,500 training and 500 test digits (300 of
+/// those training digits validate).
+const SMOKE_DATA: DataSizes = DataSizes {
+    files: Some((1500, 500)),
+    n_train: 1200,
+};
+
+/// The training digits of `sizes`; the last digits of the training file (1,000, at most a fifth)
+/// validate.
+fn load(ctx: &RunContext, sizes: &DataSizes) -> Result<Data> {
+    let data: Mnist = load_mnist(ctx, sizes.files)?;
+    let n_train = sizes.n_train;
     let n_all = data.train_len();
     let n_val = 1000.min(n_all / 5);
     let n_tr = n_train.min(n_all - n_val);
@@ -62,7 +79,7 @@ fn cross_entropy(model: &Mlp, x: &Tensor, y: &Tensor) -> Result<f64> {
 fn new_mlp(seed: u64, device: &Device) -> Result<(VarMap, Mlp)> {
     let vm = VarMap::new();
     let mlp = Mlp::new(
-        &SIZES,
+        &WIDTHS,
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, device),
     )?;

@@ -1,7 +1,7 @@
 //! `train_pruning`: Koopman-mode pruning of paper 001 at an early and a late epoch.
 
-use super::{adam, cross_entropy, epoch, load, new_mlp, rrr, SIZES};
-use crate::experiments::{mnist_missing, Experiment, Paper};
+use super::{adam, cross_entropy, epoch, load, new_mlp, rrr, DataSizes, SMOKE_DATA, WIDTHS};
+use crate::experiments::{mnist_missing, BySize, Experiment, Paper};
 use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use candle_core::Tensor;
@@ -42,6 +42,47 @@ fn weights_only(name: &str) -> bool {
     name.ends_with(".weight")
 }
 
+/// Sizes of `train_pruning`.
+#[derive(Clone, Copy, Debug)]
+pub struct PruningSizes {
+    /// The digits trained on.
+    pub data: DataSizes,
+    /// Training epochs in all.
+    pub total: usize,
+    /// The early pruning epoch (the paper's 100 of 1,000).
+    pub early: usize,
+    /// The late pruning epoch (the paper's 500 of 1,000).
+    pub late: usize,
+}
+
+/// Full: the paper's epochs 100 and 500 of 1,000.
+pub const SIZES: BySize<PruningSizes> = BySize {
+    smoke: PruningSizes {
+        data: SMOKE_DATA,
+        total: 10,
+        early: 4,
+        late: 8,
+    },
+    quick: PruningSizes {
+        data: DataSizes {
+            files: None,
+            n_train: 2000,
+        },
+        total: 40,
+        early: 10,
+        late: 25,
+    },
+    full: PruningSizes {
+        data: DataSizes {
+            files: None,
+            n_train: 8000,
+        },
+        total: 1000,
+        early: 100,
+        late: 500,
+    },
+};
+
 /// Koopman-mode pruning at an early and a late epoch (paper Figure 3, supplementary 4–6).
 pub struct TrainPruning;
 
@@ -72,9 +113,13 @@ impl Experiment for TrainPruning {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        let data = load(ctx, ctx.pick(1200, 2000, 8000))?;
-        let total = ctx.pick(10, 40, 1000);
-        let (early, late) = ctx.pick((4, 8), (10, 25), (100, 500));
+        let PruningSizes {
+            data,
+            total,
+            early,
+            late,
+        } = *SIZES.at(ctx.size);
+        let data = load(ctx, &data)?;
         let epsilon = 0.08;
         let runs = [
             (early, 1, epsilon),
@@ -231,7 +276,7 @@ impl Experiment for TrainPruning {
             }],
             notes: vec![
                 format!(
-                    "MLP {SIZES:?} ReLU, Adam lr 1e-3, batch 64, {} training digits. Weight snapshots (all Linear weights, {} parameters) at epochs 0..p; DMD_RRR (tol 1e-10); modes ranked by |coefficient| in the first snapshot; the reconstruction keeps the eigenvalue-1 mode and every mode ranked above it, evaluated at epoch p.",
+                    "MLP {WIDTHS:?} ReLU, Adam lr 1e-3, batch 64, {} training digits. Weight snapshots (all Linear weights, {} parameters) at epochs 0..p; DMD_RRR (tol 1e-10); modes ranked by |coefficient| in the first snapshot; the reconstruction keeps the eigenvalue-1 mode and every mode ranked above it, evaluated at epoch p.",
                     data.y_tr.dims()[0],
                     obs.param_count()
                 ),

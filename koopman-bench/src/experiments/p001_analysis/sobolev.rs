@@ -1,6 +1,6 @@
 //! `sobolev_noise`: noise rejection with negative-Sobolev losses (paper 001, Figure 5).
 
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{curves_svg, sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -11,6 +11,36 @@ use koopman_train::analysis::sobolev::{SobolevConfig, SobolevLoss, SobolevNet};
 use rand::SeedableRng;
 use std::collections::HashMap;
 use std::f64::consts::PI;
+
+/// Sizes of `sobolev_noise`.
+#[derive(Clone, Copy, Debug)]
+pub struct SobolevSizes {
+    /// Sample points of the noisy signal.
+    pub n: usize,
+    /// Adam steps per fit.
+    pub steps: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+}
+
+/// Smoke, quick and full sizes.
+pub const SIZES: BySize<SobolevSizes> = BySize {
+    smoke: SobolevSizes {
+        n: 200,
+        steps: 50,
+        lr: 5e-3,
+    },
+    quick: SobolevSizes {
+        n: 500,
+        steps: 1200,
+        lr: 5e-3,
+    },
+    full: SobolevSizes {
+        n: 2000,
+        steps: 10000,
+        lr: 2e-3,
+    },
+};
 
 /// Noise rejection with negative-Sobolev losses (paper Figure 5).
 pub struct SobolevNoise;
@@ -127,9 +157,7 @@ impl Experiment for SobolevNoise {
         use rand_distr::Distribution;
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let n = ctx.pick(200, 500, 2000);
-        let steps = ctx.pick(50, 1200, 10000);
-        let lr = ctx.pick(5e-3, 5e-3, 2e-3);
+        let SobolevSizes { n, steps, lr } = *SIZES.at(ctx.size);
         let layers = 9;
         let levels = [0.05, 0.5, 1.0];
         let kinds = [LossKind::L2, LossKind::Sobolev1, LossKind::Sobolev2];

@@ -1,7 +1,10 @@
 //! `train_spectrum`: the Koopman spectrum of MNIST training and the convergence monitor of paper 001.
 
-use super::{adam, cross_entropy, epoch, load, loss_delays, new_mlp, spectrum_rrr, SIZES};
-use crate::experiments::{mnist_missing, Experiment, Paper};
+use super::{
+    adam, cross_entropy, epoch, load, loss_delays, new_mlp, spectrum_rrr, DataSizes, SMOKE_DATA,
+    WIDTHS,
+};
+use crate::experiments::{mnist_missing, BySize, Experiment, Paper};
 use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -11,6 +14,47 @@ use koopman_train::analysis::observer::{
     important_near_one, ConvergenceConfig, ConvergenceMonitor, Observable, TrainingObserver,
 };
 use rand::SeedableRng;
+
+/// Sizes of `train_spectrum`.
+#[derive(Clone, Copy, Debug)]
+pub struct SpectrumSizes {
+    /// The digits trained on.
+    pub data: DataSizes,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Snapshot counts whose weight spectra are fitted (the paper's Figure 2: 50, 100, 500).
+    pub counts: &'static [usize],
+    /// Epochs between two checks of the convergence monitor.
+    pub check_every: usize,
+}
+
+/// Full: the paper's 1,000 epochs and snapshot counts; quick: 100 epochs, counts 10, 30, 101.
+pub const SIZES: BySize<SpectrumSizes> = BySize {
+    smoke: SpectrumSizes {
+        data: SMOKE_DATA,
+        epochs: 12,
+        counts: &[10, 13],
+        check_every: 1,
+    },
+    quick: SpectrumSizes {
+        data: DataSizes {
+            files: None,
+            n_train: 2000,
+        },
+        epochs: 100,
+        counts: &[10, 30, 101],
+        check_every: 1,
+    },
+    full: SpectrumSizes {
+        data: DataSizes {
+            files: None,
+            n_train: 8000,
+        },
+        epochs: 1000,
+        counts: &[50, 100, 500],
+        check_every: 25,
+    },
+};
 
 /// The spectrum of training and the convergence monitor (paper Figure 2).
 pub struct TrainSpectrum;
@@ -34,11 +78,14 @@ impl Experiment for TrainSpectrum {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        let data = load(ctx, ctx.pick(1200, 2000, 8000))?;
-        let epochs = ctx.pick(12, 100, 1000);
-        let counts: Vec<usize> = ctx.pick(vec![10, 13], vec![10, 30, 101], vec![50, 100, 500]);
+        let SpectrumSizes {
+            data,
+            epochs,
+            counts,
+            check_every,
+        } = *SIZES.at(ctx.size);
+        let data = load(ctx, &data)?;
         let important = 5;
-        let check_every = ctx.pick(1, 1, 25);
         let (vm, mlp) = new_mlp(ctx.seed, &ctx.device)?;
         let mut obs = TrainingObserver::from_varmap(&vm, |_| true)?;
         let monitor_cfg = ConvergenceConfig {
@@ -76,7 +123,7 @@ impl Experiment for TrainSpectrum {
         let mut rows = Vec::new();
         let mut files = Vec::new();
         let mut fractions_w = Vec::new();
-        for &m in &counts {
+        for &m in counts {
             let m = m.min(obs.len());
             let wfit = obs.weight_fit(m, &spectrum_rrr())?;
             let (wtop, wf) = important_near_one(&wfit, important, 0.05);
@@ -203,7 +250,7 @@ impl Experiment for TrainSpectrum {
             ],
             notes: vec![
                 format!(
-                    "MLP {SIZES:?} ReLU, Adam lr 1e-3, batch 64, {} training digits, {} validation digits (held out from the training file), {epochs} epochs; snapshot t = all parameters at the beginning of epoch t and the full training cross-entropy there.",
+                    "MLP {WIDTHS:?} ReLU, Adam lr 1e-3, batch 64, {} training digits, {} validation digits (held out from the training file), {epochs} epochs; snapshot t = all parameters at the beginning of epoch t and the full training cross-entropy there.",
                     data.y_tr.dims()[0],
                     data.y_val.dims()[0]
                 ),

@@ -1,7 +1,7 @@
 //! `mnist`: replacing a layer of a trained MNIST MLP by a delay-embedded linear operator (paper 002, Figures 4-5).
 
 use super::{best, config_label, pct, sweep, train_mlp, Split};
-use crate::experiments::{load_mnist, mnist_missing};
+use crate::experiments::{load_mnist, mnist_missing, BySize};
 use crate::experiments::{Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -25,6 +25,51 @@ fn median_time<F: FnMut() -> Result<()>>(mut f: F, repeats: usize) -> Result<f64
     Ok(t[t.len() / 2])
 }
 
+/// Sizes of `mnist`.
+#[derive(Clone, Copy, Debug)]
+pub struct MnistSizes {
+    /// The data files cut to their first (training, test) digits, or kept whole.
+    pub files: Option<(usize, usize)>,
+    /// Delays h of the grid.
+    pub delays: &'static [usize],
+    /// Layers S of the scaling block.
+    pub s_layers: usize,
+    /// Trajectories the operators are fitted on, or all.
+    pub max_traj: Option<usize>,
+    /// Epochs of the scaling block.
+    pub scale_epochs: usize,
+    /// Epochs of the MLP.
+    pub epochs: usize,
+}
+
+/// Smoke, quick and full sizes.
+pub const SIZES: BySize<MnistSizes> = BySize {
+    smoke: MnistSizes {
+        files: Some((1000, 500)),
+        delays: &[1, 5],
+        s_layers: 3,
+        max_traj: Some(300),
+        scale_epochs: 1,
+        epochs: 1,
+    },
+    quick: MnistSizes {
+        files: None,
+        delays: &[1, 5, 10],
+        s_layers: 12,
+        max_traj: Some(2500),
+        scale_epochs: 15,
+        epochs: 20,
+    },
+    full: MnistSizes {
+        files: None,
+        delays: &[1, 10, 50],
+        s_layers: 52,
+        max_traj: None,
+        scale_epochs: 40,
+        epochs: 40,
+    },
+};
+
 impl Experiment for MnistReplace {
     fn name(&self) -> &'static str {
         "mnist"
@@ -45,7 +90,15 @@ impl Experiment for MnistReplace {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let data = load_mnist(ctx, ctx.pick(Some((1000, 500)), None, None))?;
+        let MnistSizes {
+            files,
+            delays,
+            s_layers,
+            max_traj,
+            scale_epochs,
+            epochs,
+        } = *SIZES.at(ctx.size);
+        let data = load_mnist(ctx, files)?;
         // Validation: the last 1,000 training digits; the MLP trains on the rest.
         let n_all = data.train_len();
         let n_val = 1000.min(n_all / 5);
@@ -56,15 +109,11 @@ impl Experiment for MnistReplace {
         let y_val = data.train_labels.narrow(0, n_tr, n_val)?;
         let (x_te, y_te) = (&data.test_images, &data.test_labels);
         let sizes = [784usize, 64, 32, 32, 10];
-        let delays: Vec<usize> = ctx.pick(vec![1, 5], vec![1, 5, 10], vec![1, 10, 50]);
         let ranks = [50usize, 500];
-        let s_layers = ctx.pick(3, 12, 52);
-        let max_traj = ctx.pick(Some(300), Some(2500), None);
-        let scale_epochs = ctx.pick(1, 15, 40);
         progress.set_length(4);
         progress.set_message("training MLP");
         let train_cfg = TrainConfig {
-            epochs: ctx.pick(1, 20, 40),
+            epochs,
             batch_size: 64,
             lr: 1e-3,
             weight_decay: 0.0,
@@ -132,7 +181,7 @@ impl Experiment for MnistReplace {
                 &scaled,
                 &traj,
                 ReadoutKind::Iterated,
-                &delays,
+                delays,
                 &ranks,
                 &base,
                 &split,
@@ -141,7 +190,7 @@ impl Experiment for MnistReplace {
                 &scaled,
                 &traj,
                 ReadoutKind::Direct,
-                &delays,
+                delays,
                 &[],
                 &base,
                 &split,

@@ -1,7 +1,7 @@
 //! `yinyang`: replacing the layers of a trained Yin-Yang MLP by delay-embedded linear operators (paper 002, its Yin-Yang figures).
 
 use super::{best, config_label, fmt_ms, mean_sd, pct, sweep, train_mlp_restarts, Split};
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use candle_core::{DType, Module};
@@ -17,6 +17,76 @@ use koopman_layers::replace::{
 pub struct YinYangReplace;
 
 /// Paper 002's Yin-Yang accuracies for replaced layers 1, 2, 3 (8x6, 6x4, 4x3).
+/// Sizes of `yinyang`.
+#[derive(Clone, Copy, Debug)]
+pub struct YinYangSizes {
+    /// Seeds (MLPs trained and replaced).
+    pub seeds: u64,
+    /// Training points.
+    pub n_train: usize,
+    /// Epochs of the kept MLP.
+    pub epochs: usize,
+    /// Restarts screened before the kept MLP is trained on.
+    pub restarts: usize,
+    /// Epochs of each screened restart.
+    pub screen_epochs: usize,
+    /// Layers S of the scaling block that makes the trajectories.
+    pub s_layers: usize,
+    /// Epochs of the scaling block.
+    pub scale_epochs: usize,
+    /// Trajectories the operators are fitted on.
+    pub fit_traj: usize,
+    /// Delays h of the grid.
+    pub delays: &'static [usize],
+    /// Ranks r of the grid.
+    pub ranks: &'static [usize],
+    /// Points per side of the decision-boundary plots.
+    pub plot_grid: usize,
+}
+
+/// Smoke, quick and full sizes.
+pub const SIZES: BySize<YinYangSizes> = BySize {
+    smoke: YinYangSizes {
+        seeds: 1,
+        n_train: 500,
+        epochs: 3,
+        restarts: 2,
+        screen_epochs: 2,
+        s_layers: 3,
+        scale_epochs: 2,
+        fit_traj: 200,
+        delays: &[1, 4],
+        ranks: &[4, 16],
+        plot_grid: 20,
+    },
+    quick: YinYangSizes {
+        seeds: 3,
+        n_train: 5000,
+        epochs: 300,
+        restarts: 6,
+        screen_epochs: 50,
+        s_layers: 14,
+        scale_epochs: 20,
+        fit_traj: 1500,
+        delays: &[1, 2, 4, 8],
+        ranks: &[4, 8, 16, 32],
+        plot_grid: 80,
+    },
+    full: YinYangSizes {
+        seeds: 3,
+        n_train: 5000,
+        epochs: 500,
+        restarts: 10,
+        screen_epochs: 60,
+        s_layers: 14,
+        scale_epochs: 60,
+        fit_traj: 5000,
+        delays: &[1, 2, 4, 8],
+        ranks: &[4, 8, 16, 32],
+        plot_grid: 120,
+    },
+};
+
 const PAPER_YY: [f64; 3] = [0.913, 0.758, 0.973];
 
 impl Experiment for YinYangReplace {
@@ -35,16 +105,20 @@ impl Experiment for YinYangReplace {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
-        let seeds: Vec<u64> = (0..ctx.pick(1, 3, 3)).map(|s| ctx.seed + s).collect();
-        let n_train = ctx.pick(500, 5000, 5000);
-        let epochs = ctx.pick(3, 300, 500);
-        let restarts = ctx.pick(2, 6, 10);
-        let screen_epochs = ctx.pick(2, 50, 60);
-        let s_layers = ctx.pick(3, 14, 14);
-        let scale_epochs = ctx.pick(2, 20, 60);
-        let fit_traj = ctx.pick(200, 1500, 5000);
-        let delays: Vec<usize> = ctx.pick(vec![1, 4], vec![1, 2, 4, 8], vec![1, 2, 4, 8]);
-        let ranks: Vec<usize> = ctx.pick(vec![4, 16], vec![4, 8, 16, 32], vec![4, 8, 16, 32]);
+        let YinYangSizes {
+            seeds,
+            n_train,
+            epochs,
+            restarts,
+            screen_epochs,
+            s_layers,
+            scale_epochs,
+            fit_traj,
+            delays,
+            ranks,
+            plot_grid,
+        } = *SIZES.at(ctx.size);
+        let seeds: Vec<u64> = (0..seeds).map(|s| ctx.seed + s).collect();
         let sizes = [4usize, 8, 6, 4, 3];
         let cfg = YinYangConfig::default();
         progress.set_length((seeds.len() * 4) as u64 + 1);
@@ -111,8 +185,8 @@ impl Experiment for YinYangReplace {
                     &scaled,
                     &traj,
                     ReadoutKind::Iterated,
-                    &delays,
-                    &ranks,
+                    delays,
+                    ranks,
                     &base,
                     &split,
                 )?;
@@ -120,7 +194,7 @@ impl Experiment for YinYangReplace {
                     &scaled,
                     &traj,
                     ReadoutKind::Direct,
-                    &delays,
+                    delays,
                     &[],
                     &base,
                     &split,
@@ -240,7 +314,7 @@ impl Experiment for YinYangReplace {
                     .zip(&test.labels)
                     .map(|(f, &l)| (f[0], f[1], l))
                     .collect();
-                let domain = PlotDomain::yinyang(ctx.pick(20, 80, 120));
+                let domain = PlotDomain::yinyang(plot_grid);
                 for (kind, parity) in [("iterated", 0usize), ("direct", 1)] {
                     let mut panels = vec![Panel {
                         title: format!("original {}", pct(acc)),

@@ -1,6 +1,8 @@
 //! `layered_damped`: the damped forced oscillator of paper 003 (Figure 3): layer eigenvalues inside the unit disk, changing along the layers.
 
-use super::{mean, spectrum_shift, window_run, write_svg, WindowSizes, WindowTraining};
+use super::{
+    mean, spectrum_shift, window_run, write_svg, WindowSizes, WindowTraining, WINDOW_SIZES,
+};
 use crate::experiments::{Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -28,13 +30,14 @@ impl Experiment for LayeredDamped {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(1);
-        let sizes = WindowSizes::pick(ctx)?;
+        let sizes = *WINDOW_SIZES.at(ctx.size);
         let WindowSizes {
             n_traj,
             n_time,
             steps,
-            ref index_set,
+            ..
         } = sizes;
+        let index_set = &sizes.index_set()?;
         let system = DampedForced::default();
         let traj = damped_forced_trajectories(&system, n_traj, n_time, ctx.seed);
         let norm = TorusNormalization::fit(&traj, 2, FRAC_PI_2)?;

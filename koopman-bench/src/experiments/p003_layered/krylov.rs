@@ -7,9 +7,9 @@
 //! tolerances, the quality of the error estimate, time against the dense path, and the cost per
 //! operator application as `|N|` grows.
 
-use super::Experiment;
 use crate::device::timed;
 use crate::experiments::Paper;
+use crate::experiments::{BySize, Experiment};
 use crate::perf::{measure, paper_generator, PerfConfig};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -20,6 +20,32 @@ use koopman_core::{expv, expv_dense, ComplexTensor, ExpvConfig, LinearOperator};
 /// Coefficient scale of the accuracy table: large enough that a 30-dimensional Krylov space does
 /// not capture `exp(L) v` in one step, so sub-stepping and the tolerance are exercised.
 const ACCURACY_COEFF_SCALE: f64 = 0.05;
+
+/// Sizes of `krylov`: the radii `r` of `N = {-r..r}^3 \ {0}`.
+#[derive(Clone, Copy, Debug)]
+pub struct KrylovSizes {
+    /// Against the dense exponential, at every tolerance.
+    pub accuracy_radii: &'static [i64],
+    /// Cost per operator application as `|N|` grows.
+    pub scaling_radii: &'static [i64],
+}
+
+/// The smoke size leaves out `|N| = 1330` (r = 5: its dense exponential is the slow part), so
+/// the speed-up row at `|N| = 1330` appears at quick and full sizes only.
+pub const SIZES: BySize<KrylovSizes> = BySize {
+    smoke: KrylovSizes {
+        accuracy_radii: &[2],
+        scaling_radii: &[2, 3],
+    },
+    quick: KrylovSizes {
+        accuracy_radii: &[3, 5],
+        scaling_radii: &[3, 5, 7, 10],
+    },
+    full: KrylovSizes {
+        accuracy_radii: &[3, 5, 7],
+        scaling_radii: &[3, 5, 7, 10, 15],
+    },
+};
 
 /// The registered experiment `krylov`.
 pub struct KrylovAccuracy;
@@ -39,11 +65,10 @@ impl Experiment for KrylovAccuracy {
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
-        // The smoke size leaves out |N| = 1330 (its dense exponential alone takes ~15 s on two
-        // cores), so the speed-up row at |N| = 1330 appears at quick and full sizes only.
-        let accuracy_radii: Vec<i64> = ctx.pick(vec![2], vec![3, 5], vec![3, 5, 7]);
-        let scaling_radii: Vec<i64> =
-            ctx.pick(vec![2, 3], vec![3, 5, 7, 10], vec![3, 5, 7, 10, 15]);
+        let KrylovSizes {
+            accuracy_radii,
+            scaling_radii,
+        } = *SIZES.at(ctx.size);
         let tols = [1e-4, 1e-6, 1e-8, 1e-10, 1e-12];
         progress.set_length((accuracy_radii.len() * (tols.len() + 1) + scaling_radii.len()) as u64);
         let perf_config = PerfConfig {
@@ -54,7 +79,7 @@ impl Experiment for KrylovAccuracy {
         let mut worst_ratio: f64 = 0.0;
         let mut estimate_ok = true;
         let mut speedup_1330 = None;
-        for &radius in &accuracy_radii {
+        for &radius in accuracy_radii {
             let op = paper_generator(
                 radius,
                 ACCURACY_COEFF_SCALE,
@@ -107,7 +132,7 @@ impl Experiment for KrylovAccuracy {
         }
         let mut scaling_rows = Vec::new();
         let mut per_entry = Vec::new();
-        for &radius in &scaling_radii {
+        for &radius in scaling_radii {
             let op = paper_generator(
                 radius,
                 perf_config.coeff_scale,

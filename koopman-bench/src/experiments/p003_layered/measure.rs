@@ -1,7 +1,9 @@
 //! `layered_measure`: the measure-preserving flow on the torus of paper 003 (Figure 2): layer eigenvalues on the unit circle, per-window EDMD / kernel DMD off it.
 
-use super::{window_builder, window_loss, window_run, write_svg, WindowSizes, WindowTraining};
-use crate::experiments::{Experiment, Paper};
+use super::{
+    window_builder, window_loss, window_run, write_svg, WindowSizes, WindowTraining, WINDOW_SIZES,
+};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -14,6 +16,26 @@ use koopman_layers::systems::{measure_preserving_trajectories, MeasurePreserving
 use koopman_layers::train::{TrainConfig, Trainer};
 use koopman_layers::{CoordinateFunction, TorusNormalization};
 use std::time::Instant;
+
+/// Training of `layered_measure`: lr x decay x steps = 10 at the quick and full sizes (the
+/// coefficients' decay factor over the run).
+const TRAINING: BySize<WindowTraining> = BySize {
+    smoke: WindowTraining {
+        init_std: 0.02,
+        lr: 1e-2,
+        coefficient_decay: 10.0,
+    },
+    quick: WindowTraining {
+        init_std: 0.02,
+        lr: 1e-2,
+        coefficient_decay: 10.0,
+    },
+    full: WindowTraining {
+        init_std: 0.02,
+        lr: 1e-3,
+        coefficient_decay: 10.0 / 3.0,
+    },
+};
 
 /// The registered experiment `layered_measure`.
 pub struct LayeredMeasure;
@@ -31,21 +53,17 @@ impl Experiment for LayeredMeasure {
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(4);
-        let sizes = WindowSizes::pick(ctx)?;
+        let sizes = *WINDOW_SIZES.at(ctx.size);
         let WindowSizes {
             n_traj,
             n_time,
             steps,
-            ref index_set,
+            ..
         } = sizes;
+        let index_set = &sizes.index_set()?;
         let system = MeasurePreserving::default();
         let traj = measure_preserving_trajectories(&system, n_traj, n_time, ctx.seed);
-        // lr x decay x steps = 10 at every size: the coefficients' decay factor over the run.
-        let training = WindowTraining {
-            init_std: 0.02,
-            lr: ctx.pick(1e-2, 1e-2, 1e-3),
-            coefficient_decay: ctx.pick(10.0, 10.0, 10.0 / 3.0),
-        };
+        let training = *TRAINING.at(ctx.size);
         let torus = TorusNormalization::periodic(2);
         let function = CoordinateFunction::Sine;
         let run = window_run(ctx, &sizes, &traj, &torus, function, training)?;

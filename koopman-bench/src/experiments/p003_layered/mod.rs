@@ -15,7 +15,7 @@ pub mod krylov;
 pub mod measure;
 pub mod vdp;
 
-use crate::experiments::Experiment;
+use crate::experiments::BySize;
 use crate::report::RunContext;
 use crate::Result;
 use koopman_core::{c64, IndexSet};
@@ -75,8 +75,8 @@ fn window_run(
         lr: training.lr,
         continuity_weight: 0.01,
         coefficient_decay: training.coefficient_decay,
-        power_iterations: ctx.pick(1, 1, 3),
-        batch_size: Some(ctx.pick(50, 200, 500)),
+        power_iterations: sizes.power_iterations,
+        batch_size: Some(sizes.batch_size),
         init_std: training.init_std,
         seed: ctx.seed,
         progress: false,
@@ -106,7 +106,7 @@ fn window_builder(
     function: CoordinateFunction,
 ) -> Result<DeepKoopmanLayeredBuilder> {
     Ok(
-        DeepKoopmanLayeredBuilder::new(2, sizes.index_set.clone(), vec![offsets()?])
+        DeepKoopmanLayeredBuilder::new(2, sizes.index_set()?, vec![offsets()?])
             .layers(5)
             .conjugate_symmetric(true)
             .outputs(function, norm.a),
@@ -122,27 +122,58 @@ fn write_svg(ctx: &RunContext, name: &str, title: &str, sets: &[(&str, &[c64])])
     ctx.write_file(name, &unit_circle_svg(title, sets))
 }
 
-/// Sizes of the window-wise experiments on T^2 (smoke, quick or paper): trajectories, time steps, Adam
-/// steps and `N = {-r..r}^2 x {-2..2} \ {0}`.
-struct WindowSizes {
-    n_traj: usize,
-    n_time: usize,
-    steps: usize,
-    index_set: Arc<IndexSet>,
+/// Sizes of the window-wise experiments on T^2 (`layered_measure`, `layered_damped`).
+#[derive(Clone, Copy, Debug)]
+pub struct WindowSizes {
+    /// `r` of the index set `N = {-r..r}^2 x {-2..2} \ {0}`.
+    pub radius: i64,
+    /// Trajectories.
+    pub n_traj: usize,
+    /// Time steps per trajectory.
+    pub n_time: usize,
+    /// AdamW steps.
+    pub steps: usize,
+    /// Power iterations of the norm regulariser's spectral-norm estimate.
+    pub power_iterations: usize,
+    /// Windows per mini-batch.
+    pub batch_size: usize,
 }
 
+/// Full: the paper's 1,000 trajectories, `r = 5`, 3,000 steps.
+pub const WINDOW_SIZES: BySize<WindowSizes> = BySize {
+    smoke: WindowSizes {
+        radius: 1,
+        n_traj: 10,
+        n_time: 120,
+        steps: 5,
+        power_iterations: 1,
+        batch_size: 50,
+    },
+    quick: WindowSizes {
+        radius: 2,
+        n_traj: 40,
+        n_time: 120,
+        steps: 100,
+        power_iterations: 1,
+        batch_size: 200,
+    },
+    full: WindowSizes {
+        radius: 5,
+        n_traj: 1000,
+        n_time: 120,
+        steps: 3000,
+        power_iterations: 3,
+        batch_size: 500,
+    },
+};
+
 impl WindowSizes {
-    fn pick(ctx: &RunContext) -> Result<Self> {
-        let radius = ctx.pick(1, 2, 5);
-        Ok(Self {
-            n_traj: ctx.pick(10, 40, 1000),
-            n_time: 120,
-            steps: ctx.pick(5, 100, 3000),
-            index_set: Arc::new(
-                IndexSet::product_of_ranges(&[(-radius, radius), (-radius, radius), (-2, 2)])?
-                    .without_origin()?,
-            ),
-        })
+    /// `N = {-r..r}^2 x {-2..2} \ {0}`.
+    fn index_set(&self) -> Result<Arc<IndexSet>> {
+        let r = self.radius;
+        Ok(Arc::new(
+            IndexSet::product_of_ranges(&[(-r, r), (-r, r), (-2, 2)])?.without_origin()?,
+        ))
     }
 }
 

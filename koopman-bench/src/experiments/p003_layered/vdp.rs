@@ -1,7 +1,7 @@
 //! `layered_vdp`: the van der Pol system of paper 003 (Figure 1): depth J = 1 against J = 2, and the norm regulariser on 30 noisy samples.
 
 use super::{mean, offsets};
-use crate::experiments::{Experiment, Paper};
+use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -16,12 +16,45 @@ use std::time::Instant;
 /// The registered experiment `layered_vdp`.
 pub struct LayeredVdp;
 
-struct VdpSetup {
-    radius: i64,
-    n_train: usize,
-    n_test: usize,
-    steps: usize,
+/// Sizes of `layered_vdp`.
+#[derive(Clone, Copy, Debug)]
+pub struct VdpSetup {
+    /// `r` of the index set `N = {-r..r}^3 \ {0}`.
+    pub radius: i64,
+    /// Training pairs `(x_0, x_100)`.
+    pub n_train: usize,
+    /// Test pairs.
+    pub n_test: usize,
+    /// AdamW steps (the depth comparison and the regulariser runs alike).
+    pub steps: usize,
+    /// Seeds.
+    pub seeds: u64,
 }
+
+/// Full: the paper's 1,000 training pairs, `r = 5`, 3,000 steps.
+pub const SIZES: BySize<VdpSetup> = BySize {
+    smoke: VdpSetup {
+        radius: 1,
+        n_train: 50,
+        n_test: 50,
+        steps: 5,
+        seeds: 1,
+    },
+    quick: VdpSetup {
+        radius: 2,
+        n_train: 300,
+        n_test: 500,
+        steps: 100,
+        seeds: 3,
+    },
+    full: VdpSetup {
+        radius: 5,
+        n_train: 1000,
+        n_test: 1000,
+        steps: 3000,
+        seeds: 3,
+    },
+};
 
 #[allow(clippy::too_many_arguments)]
 fn vdp_test_error(
@@ -72,13 +105,8 @@ impl Experiment for LayeredVdp {
     }
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
-        let setup = VdpSetup {
-            radius: ctx.pick(1, 2, 5),
-            n_train: ctx.pick(50, 300, 1000),
-            n_test: ctx.pick(50, 500, 1000),
-            steps: ctx.pick(5, 100, 3000),
-        };
-        let seeds: Vec<u64> = (0..ctx.pick(1, 3, 3)).map(|s| ctx.seed + s).collect();
+        let setup = *SIZES.at(ctx.size);
+        let seeds: Vec<u64> = (0..setup.seeds).map(|s| ctx.seed + s).collect();
         progress.set_length(4 * seeds.len() as u64);
         let mut rows = Vec::new();
         let mut by_j = Vec::new();
@@ -108,7 +136,7 @@ impl Experiment for LayeredVdp {
         }
         let mut reg_rows = Vec::new();
         let mut by_reg = Vec::new();
-        let reg_steps = ctx.pick(5, 100, 3000);
+        let reg_steps = setup.steps;
         for weight in [0.0, 1e-5] {
             let mut errs = Vec::new();
             for &s in &seeds {

@@ -15,8 +15,8 @@
 //! | control (not conjugate) | heavy-ball-like method against plain gradient descent | Hankel DMD of the first output |
 //! | control (EDMD) | the nonlinear pair with other step sizes | EDMD, weighted monomials |
 
-use super::Experiment;
 use crate::experiments::Paper;
+use crate::experiments::{BySize, Experiment};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -27,6 +27,36 @@ use koopman_core::dmd::{
 use koopman_core::faer::{Mat, MatRef};
 use koopman_core::spectrum::{permutation_test, spectral_distance, Spectrum};
 use rand::{Rng, SeedableRng};
+
+/// Sizes of `conjugacy`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConjugacySizes {
+    /// Trajectories per algorithm (initial conditions).
+    pub trajectories: usize,
+    /// Iterates per trajectory.
+    pub len: usize,
+    /// Permutations of the permutation test.
+    pub permutations: usize,
+}
+
+/// Smoke, quick and full sizes.
+pub const SIZES: BySize<ConjugacySizes> = BySize {
+    smoke: ConjugacySizes {
+        trajectories: 6,
+        len: 30,
+        permutations: 199,
+    },
+    quick: ConjugacySizes {
+        trajectories: 8,
+        len: 30,
+        permutations: 999,
+    },
+    full: ConjugacySizes {
+        trajectories: 32,
+        len: 60,
+        permutations: 9999,
+    },
+};
 
 /// The registered experiment `conjugacy`.
 pub struct Conjugacy;
@@ -307,9 +337,11 @@ impl Experiment for Conjugacy {
         let start = std::time::Instant::now();
         progress.set_length(1);
         progress.set_message("algorithm pairs");
-        let trajectories = ctx.pick(6, 8, 32);
-        let len = ctx.pick(30, 30, 60);
-        let permutations = ctx.pick(199, 999, 9999);
+        let ConjugacySizes {
+            trajectories,
+            len,
+            permutations,
+        } = *SIZES.at(ctx.size);
         let pairs = run_pairs(trajectories, len, permutations, ctx.seed)?;
         progress.inc(1);
         let worst_conjugate = pairs

@@ -40,7 +40,8 @@
 //! ```
 
 use crate::error::{Result, TrainError};
-use candle_core::{DType, Device, Tensor, Var};
+use crate::stepping::recorder::{named_vars, Recorder};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
 use koopman_core::dmd::{dmd_rrr, hankel_dmd, HankelConfig, HankelEstimator, RrrConfig};
 use koopman_core::faer::Mat;
@@ -48,16 +49,16 @@ use koopman_core::mlp::{optimizer_step, shuffled_batches};
 use koopman_core::spectrum::Spectrum;
 use koopman_core::KoopmanFit;
 
-/// Per-epoch snapshots of a set of named variables and of the training loss.
+/// Per-epoch snapshots of a set of named variables (a [`Recorder`], the one recorder of
+/// training in this crate) and of the training loss.
 #[derive(Clone, Debug)]
 pub struct TrainingObserver {
-    vars: Vec<(String, Var)>,
-    weights: Vec<Vec<f64>>,
+    weights: Recorder,
     losses: Vec<f64>,
 }
 
 impl TrainingObserver {
-    /// An observer of `vars` (name, variable), flattened and concatenated in the given order.
+    /// An observer of `vars` (name, variable), flattened and concatenated in name order.
     pub fn new(vars: Vec<(String, Var)>) -> Result<Self> {
         if vars.is_empty() {
             return Err(TrainError::InvalidArgument(
@@ -65,26 +66,19 @@ impl TrainingObserver {
             ));
         }
         Ok(Self {
-            vars,
-            weights: Vec::new(),
+            weights: Recorder::new(vars)?,
             losses: Vec::new(),
         })
     }
 
     /// An observer of the variables of `varmap` whose names pass `keep`, in name order.
     pub fn from_varmap(varmap: &candle_nn::VarMap, keep: impl Fn(&str) -> bool) -> Result<Self> {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| TrainError::InvalidArgument("poisoned variable map".into()))?;
-        let mut vars: Vec<(String, Var)> = data
-            .iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        drop(data);
-        Self::new(vars)
+        Self::new(
+            named_vars(varmap)?
+                .into_iter()
+                .filter(|(k, _)| keep(k))
+                .collect(),
+        )
     }
 
     /// The first `snapshots` records re-targeted onto other variables of the same shapes (a
@@ -92,31 +86,20 @@ impl TrainingObserver {
     /// copy.
     pub fn fork(&self, snapshots: usize, vars: Vec<(String, Var)>) -> Result<Self> {
         self.check_count(snapshots, 1, "fork")?;
-        if vars.len() != self.vars.len()
-            || vars
-                .iter()
-                .zip(&self.vars)
-                .any(|((_, a), (_, b))| a.dims() != b.dims())
-        {
-            return Err(TrainError::ShapeMismatch(
-                "a fork needs variables of the same shapes, in the same order".into(),
-            ));
-        }
         Ok(Self {
-            vars,
-            weights: self.weights[..snapshots].to_vec(),
+            weights: self.weights.fork(snapshots, vars)?,
             losses: self.losses[..snapshots].to_vec(),
         })
     }
 
-    /// The observed variables.
+    /// The observed variables, in name order.
     pub fn vars(&self) -> &[(String, Var)] {
-        &self.vars
+        self.weights.vars()
     }
 
     /// Number of scalar parameters in one snapshot.
     pub fn param_count(&self) -> usize {
-        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+        self.weights.num_params()
     }
 
     /// Number of recorded snapshots.
@@ -131,19 +114,7 @@ impl TrainingObserver {
 
     /// The current values of the variables, flattened (f64).
     pub fn current(&self) -> Result<Vec<f64>> {
-        let mut out = Vec::with_capacity(self.param_count());
-        for (name, v) in &self.vars {
-            let vals = v
-                .as_tensor()
-                .flatten_all()?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
-            if vals.iter().any(|x| !x.is_finite()) {
-                return Err(TrainError::NonFinite(format!("variable '{name}'")));
-            }
-            out.extend(vals);
-        }
-        Ok(out)
+        self.weights.current()
     }
 
     /// Records the current weights and the training loss `loss` at them (snapshot `t` is the
@@ -155,8 +126,7 @@ impl TrainingObserver {
                 self.len()
             )));
         }
-        let w = self.current()?;
-        self.weights.push(w);
+        self.weights.record(self.len())?;
         self.losses.push(loss);
         Ok(())
     }
@@ -168,12 +138,13 @@ impl TrainingObserver {
 
     /// Snapshot `t` of the weights.
     pub fn weights(&self, t: usize) -> Result<&[f64]> {
-        self.weights.get(t).map(Vec::as_slice).ok_or_else(|| {
-            TrainError::NotEnoughData(format!(
+        if t >= self.len() {
+            return Err(TrainError::NotEnoughData(format!(
                 "snapshot {t} requested, {} recorded",
-                self.weights.len()
-            ))
-        })
+                self.len()
+            )));
+        }
+        self.weights.snapshot(t)
     }
 
     fn check_count(&self, snapshots: usize, needed: usize, what: &str) -> Result<()> {
@@ -194,8 +165,11 @@ impl TrainingObserver {
     /// The first `snapshots` weight snapshots as columns (`params x snapshots`).
     pub fn weight_matrix(&self, snapshots: usize) -> Result<Mat<f64>> {
         self.check_count(snapshots, 1, "weight matrix")?;
+        let columns = (0..snapshots)
+            .map(|t| self.weights(t))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Mat::from_fn(self.param_count(), snapshots, |i, j| {
-            self.weights[j][i]
+            columns[j][i]
         }))
     }
 
@@ -443,6 +417,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use koopman_core::c64;
 
     fn synthetic(steps: usize) -> Result<TrainingObserver> {

@@ -53,7 +53,7 @@ pub struct ParamInfo {
 #[derive(Clone, Debug)]
 pub struct Recorder {
     params: Vec<ParamInfo>,
-    vars: Vec<Var>,
+    vars: Vec<(String, Var)>,
     n: usize,
     first: Option<usize>,
     count: usize,
@@ -82,7 +82,7 @@ impl Recorder {
             .map(|(n, v)| (n.clone(), v.dims().to_vec()))
             .collect();
         let mut rec = Self::with_layout(layout)?;
-        rec.vars = named.into_iter().map(|(_, v)| v).collect();
+        rec.vars = named;
         Ok(rec)
     }
 
@@ -124,6 +124,38 @@ impl Recorder {
             count: 0,
             data: Vec::new(),
         })
+    }
+
+    /// The recorded variables (name, variable) in name order; empty for a layout-only recorder.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// The first `snapshots` snapshots re-targeted onto other variables of the same layout (a
+    /// copy of the model forked at that step), so that writes act on the copy.
+    pub fn fork(&self, snapshots: usize, vars: Vec<(String, Var)>) -> Result<Self> {
+        if snapshots > self.count {
+            return Err(TrainError::NotEnoughData(format!(
+                "fork: {snapshots} snapshots requested, only {} recorded",
+                self.count
+            )));
+        }
+        let mut fork = Self::new(vars)?;
+        if fork.params.len() != self.params.len()
+            || fork
+                .params
+                .iter()
+                .zip(&self.params)
+                .any(|(a, b)| a.shape != b.shape)
+        {
+            return Err(TrainError::ShapeMismatch(
+                "a fork needs variables of the same shapes, in the same name order".into(),
+            ));
+        }
+        fork.first = self.first.filter(|_| snapshots > 0);
+        fork.count = snapshots;
+        fork.data = self.data[..snapshots * self.n].to_vec();
+        Ok(fork)
     }
 
     /// The parameter layout.
@@ -176,7 +208,7 @@ impl Recorder {
             ));
         }
         let mut out = Vec::with_capacity(self.n);
-        for v in &self.vars {
+        for (_, v) in &self.vars {
             let flat = v.as_tensor().flatten_all()?.to_device(&Device::Cpu)?;
             // f32 and f64 are read as they are (one copy); other dtypes go through f64.
             match flat.dtype() {
@@ -259,7 +291,7 @@ impl Recorder {
         if values.iter().any(|v| !v.is_finite()) {
             return Err(TrainError::NonFinite("weights to write back".into()));
         }
-        for (p, v) in self.params.iter().zip(&self.vars) {
+        for (p, (_, v)) in self.params.iter().zip(&self.vars) {
             let t = Tensor::from_slice(
                 &values[p.offset..p.offset + p.len],
                 p.shape.as_slice(),

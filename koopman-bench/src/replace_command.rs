@@ -15,9 +15,9 @@ use crate::{BenchError, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::ValueEnum;
+use koopman_core::data::yinyang::{yinyang, YinYangConfig};
 use koopman_core::io::Staging;
-use koopman_core::mlp::{accuracy, train_classifier, Activation, Mlp, TrainConfig};
-use koopman_core::yinyang::{yinyang, YinYangConfig};
+use koopman_core::nn::{accuracy, train_classifier, Activation, MinibatchConfig, Mlp};
 use koopman_layers::replace::{fit_hybrid, HybridConfig, ReadoutKind, ScaledLayer, ScalingConfig};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -113,9 +113,9 @@ fn dataset(args: &ReplaceArgs, dev: &Device) -> Result<(Tensor, Tensor, Tensor, 
         Dataset::Mnist => {
             let dir = match &args.data_dir {
                 Some(d) => d.clone(),
-                None => koopman_core::mnist::mnist_dir_default()?,
+                None => koopman_core::data::mnist::mnist_dir_default()?,
             };
-            let m = koopman_core::mnist::load_mnist(&dir, dev)?;
+            let m = koopman_core::data::mnist::load_mnist(&dir, dev)?;
             (m.train_images, m.train_labels, m.test_images, m.test_labels)
         }
     })
@@ -137,8 +137,8 @@ pub fn write_demo_model(args: &ReplaceArgs, path: &std::path::Path) -> Result<f6
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
     )?;
-    koopman_core::mlp::init_seeded(&vm, 0)?;
-    let cfg = TrainConfig {
+    koopman_core::nn::init_seeded(&vm, 0)?;
+    let cfg = MinibatchConfig {
         epochs: args.demo_epochs.max(1),
         batch_size: 128,
         lr: 2e-2,

@@ -13,9 +13,8 @@
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
 //! | [`gather`] | the one-pass weighted-gather kernels, CPU and CUDA (candle custom ops with backward), and the fused Taylor action |
-//! | [`mlp`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW training loop |
-//! | [`mnist`] | the MNIST IDX loader (gzip or raw) |
-//! | [`yinyang`] | the seeded Yin-Yang data set generator |
+//! | [`nn`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW mini-batch training (apart from the numerics) |
+//! | [`data`] | the MNIST IDX loader (gzip or raw, with the bundled subset) and the seeded Yin-Yang generator |
 //! | [`linalg`] | faer helpers: thin SVD, eigen, QR, SVD least squares, tensor <-> matrix |
 //! | [`dmd`] | Koopman/DMD estimators (finite section, exact DMD, DMD_RRR, Hankel, EDMD, kernel DMD) returning one [`KoopmanFit`] |
 //! | [`spectrum`] | [`Spectrum`]: unit-circle distances, Wasserstein-1 between spectra, subset matching, permutation test |
@@ -49,6 +48,7 @@
 
 pub mod arnoldi;
 pub mod complex;
+pub mod data;
 pub mod dmd;
 pub mod error;
 pub mod expv;
@@ -57,8 +57,7 @@ pub mod index_set;
 pub mod io;
 pub mod linalg;
 pub mod matrix_exp;
-pub mod mlp;
-pub mod mnist;
+pub mod nn;
 pub mod operator;
 pub mod parallel;
 #[cfg(feature = "expm")]
@@ -67,7 +66,6 @@ pub mod spectrum;
 pub mod taylor;
 pub mod testing;
 pub mod toeplitz;
-pub mod yinyang;
 
 pub use candle_core;
 pub use candle_nn;
@@ -78,7 +76,7 @@ pub use expv::{expv, expv_dense, ExpvConfig, ExpvReport, KrylovMethod};
 pub use faer;
 pub use index_set::IndexSet;
 pub use matrix_exp::expm;
-pub use mlp::{Activation, Mlp};
+pub use nn::{Activation, Mlp};
 pub use operator::{DenseOperator, LinearOperator};
 pub use spectrum::Spectrum;
 pub use taylor::{expv_taylor, TaylorConfig, TaylorPath, TaylorPlan, TaylorReport};

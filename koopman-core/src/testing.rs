@@ -67,7 +67,7 @@ pub fn data_required() -> bool {
 }
 
 /// The MNIST folder for a test that needs it: `$KOOPMAN_DATA_DIR/mnist` when the variable is set,
-/// else the subset bundled with this crate ([`crate::mnist::mnist_dir_default`]), so MNIST tests
+/// else the subset bundled with this crate ([`crate::data::mnist::mnist_dir_default`]), so MNIST tests
 /// run on a fresh clone. When the data is still missing (a set variable pointing at an empty
 /// folder, an unwritable temporary folder) the test must not pass silently: under CI (`CI` or
 /// `KOOPMAN_DATA_DIR` set) this panics with the reason; elsewhere it prints why `test` is skipped
@@ -75,12 +75,12 @@ pub fn data_required() -> bool {
 ///
 /// ```
 /// if let Some(dir) = koopman_core::testing::mnist_dir_for_test("doc example") {
-///     assert!(koopman_core::mnist::mnist_files_present(&dir));
+///     assert!(koopman_core::data::mnist::mnist_files_present(&dir));
 /// }
 /// ```
 pub fn mnist_dir_for_test(test: &str) -> Option<std::path::PathBuf> {
-    let reason = match crate::mnist::mnist_dir_default() {
-        Ok(d) if crate::mnist::mnist_files_present(&d) => return Some(d),
+    let reason = match crate::data::mnist::mnist_dir_default() {
+        Ok(d) if crate::data::mnist::mnist_files_present(&d) => return Some(d),
         Ok(d) => format!("MNIST IDX files not found in {}", d.display()),
         Err(e) => format!("the bundled MNIST could not be written: {e}"),
     };

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device};
 use koopman_core::dmd::{snapshots_from_csv, StateLayout};
-use koopman_core::mlp::{load_tensors, Activation, Mlp};
+use koopman_core::nn::{load_tensors, Activation, Mlp};
 use rand::{Rng, SeedableRng};
 
 fn scratch(name: &str) -> std::path::PathBuf {

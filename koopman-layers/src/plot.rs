@@ -26,7 +26,7 @@
 
 use crate::error::Result;
 use candle_core::{DType, Device, Module, Tensor};
-use koopman_core::mlp::predict_classes;
+use koopman_core::nn::predict_classes;
 
 /// The plotted domain and how a point becomes a model input.
 pub struct PlotDomain {

@@ -28,8 +28,8 @@
 //! ```
 //! use candle_core::{DType, Device};
 //! use candle_nn::{VarBuilder, VarMap};
-//! use koopman_core::mlp::{accuracy, train_classifier, Activation, Mlp, TrainConfig};
-//! use koopman_core::yinyang::{yinyang, YinYangConfig};
+//! use koopman_core::nn::{accuracy, train_classifier, Activation, Mlp, MinibatchConfig};
+//! use koopman_core::data::yinyang::{yinyang, YinYangConfig};
 //! use koopman_layers::replace::{fit_hybrid, HybridConfig, ReadoutKind, ScaledLayer, ScalingConfig};
 //!
 //! # fn main() -> koopman_layers::Result<()> {
@@ -37,7 +37,7 @@
 //! let (x, y) = yinyang(400, 1, &YinYangConfig::default())?.to_tensors(DType::F32, &dev)?;
 //! let vm = VarMap::new();
 //! let mlp = Mlp::new(&[4, 16, 8, 3], Activation::Relu, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-//! train_classifier(&mlp, vm.all_vars(), &x, &y, &TrainConfig { epochs: 20, lr: 1e-2, ..Default::default() })?;
+//! train_classifier(&mlp, vm.all_vars(), &x, &y, &MinibatchConfig { epochs: 20, lr: 1e-2, ..Default::default() })?;
 //! let scaled = ScaledLayer::train(&mlp, 2, &x, &ScalingConfig { layers: 3, epochs: 5, ..Default::default() })?;
 //! let traj = scaled.trajectories(&x, -1.0)?;
 //! let direct = fit_hybrid(&scaled, &traj, &HybridConfig { delays: 2, rank: 8, readout: ReadoutKind::Direct, ..Default::default() })?;
@@ -56,8 +56,8 @@ use koopman_core::c64;
 use koopman_core::dmd::{choose_rank, delay_embed, RankPolicy};
 use koopman_core::faer::Mat;
 use koopman_core::linalg::{self, SolveOptions};
-use koopman_core::mlp::{
-    save_tensors_atomic, train_minibatch, Activation, Mlp, TrainConfig, TrainReport,
+use koopman_core::nn::{
+    save_tensors_atomic, train_minibatch, Activation, MinibatchConfig, MinibatchReport, Mlp,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -119,7 +119,7 @@ pub struct ScaledLayer {
     mlp: Mlp,
     layer: usize,
     scaled: Vec<Linear>,
-    report: TrainReport,
+    report: MinibatchReport,
 }
 
 fn check_layer(mlp: &Mlp, layer: usize) -> Result<()> {
@@ -219,7 +219,7 @@ impl ScaledLayer {
                 .set(&init)?;
             scaled.push(Linear::new(w, Some(b)));
         }
-        let train_config = TrainConfig {
+        let train_config = MinibatchConfig {
             epochs: config.epochs,
             batch_size: config.batch_size,
             lr: config.lr,
@@ -291,7 +291,7 @@ impl ScaledLayer {
     }
 
     /// The training report of the block (mean Huber loss per epoch).
-    pub fn report(&self) -> &TrainReport {
+    pub fn report(&self) -> &MinibatchReport {
         &self.report
     }
 

@@ -2,10 +2,10 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use koopman_core::mlp::{
-    accuracy, predict_classes, train_classifier, Activation, Mlp, TrainConfig,
+use koopman_core::data::yinyang::{yinyang, YinYangConfig};
+use koopman_core::nn::{
+    accuracy, predict_classes, train_classifier, Activation, MinibatchConfig, Mlp,
 };
-use koopman_core::yinyang::{yinyang, YinYangConfig};
 use koopman_layers::replace::{
     fit_hybrid, HybridConfig, HybridModel, ReadoutKind, ScaledLayer, ScalingConfig,
     MAX_SCALED_LAYERS,
@@ -30,8 +30,8 @@ fn small_yinyang_mlp(dev: &Device) -> Result<(Mlp, Tensor, Tensor), Box<dyn std:
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, dev),
     )?;
-    koopman_core::mlp::init_seeded(&vm, 3)?;
-    let cfg = TrainConfig {
+    koopman_core::nn::init_seeded(&vm, 3)?;
+    let cfg = MinibatchConfig {
         epochs: 15,
         batch_size: 32,
         lr: 1e-2,
@@ -264,15 +264,15 @@ fn mnist_last_layer_direct_readout_keeps_accuracy() -> R {
         return Ok(());
     };
     let dev = Device::Cpu;
-    let data = koopman_core::mnist::load_mnist(dir, &dev)?.subset(3000, 1000)?;
+    let data = koopman_core::data::mnist::load_mnist(dir, &dev)?.subset(3000, 1000)?;
     let vm = VarMap::new();
     let mlp = Mlp::new(
         &[784, 32, 16, 10],
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
     )?;
-    koopman_core::mlp::init_seeded(&vm, 0)?;
-    let cfg = TrainConfig {
+    koopman_core::nn::init_seeded(&vm, 0)?;
+    let cfg = MinibatchConfig {
         epochs: 4,
         batch_size: 64,
         lr: 2e-3,
@@ -326,7 +326,7 @@ fn scaling_depth_is_bounded() -> R {
         Activation::Relu,
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
     )?;
-    koopman_core::mlp::init_seeded(&vm, 1)?;
+    koopman_core::nn::init_seeded(&vm, 1)?;
     let x = Tensor::randn(0f32, 1.0, (8, 4), &dev)?;
     let config = ScalingConfig {
         layers: MAX_SCALED_LAYERS,

@@ -65,7 +65,7 @@ fn args() -> koopman_train::Result<(usize, usize)> {
 fn build(dev: &Device) -> koopman_train::Result<(MyModel, VarMap)> {
     let vm = VarMap::new();
     let model = MyModel::new(VarBuilder::from_varmap(&vm, DType::F64, dev))?;
-    koopman_train::koopman_core::mlp::init_seeded(&vm, 7)?;
+    koopman_train::koopman_core::nn::init_seeded(&vm, 7)?;
     Ok((model, vm))
 }
 

@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
-use koopman_core::mlp::{accuracy, init_seeded, Activation, Mlp};
+use koopman_core::nn::{accuracy, init_seeded, Activation, Mlp};
 use koopman_train::analysis::observer::{
     run_epoch, ConvergenceConfig, ConvergenceMonitor, TrainingObserver,
 };
@@ -15,9 +15,9 @@ use rand::SeedableRng;
 
 type R = std::result::Result<(), Box<dyn std::error::Error>>;
 
-fn mnist() -> Option<koopman_core::mnist::Mnist> {
+fn mnist() -> Option<koopman_core::data::mnist::Mnist> {
     let dir = koopman_core::testing::mnist_dir_for_test("mnist_analysis")?;
-    let data = koopman_core::mnist::load_mnist(dir, &Device::Cpu).expect("readable MNIST");
+    let data = koopman_core::data::mnist::load_mnist(dir, &Device::Cpu).expect("readable MNIST");
     Some(data.subset(1000, 500).expect("subset"))
 }
 

@@ -17,7 +17,7 @@ fn mnist_koopman_stepping_beats_the_straight_line() -> Result<(), Box<dyn std::e
         return Ok(());
     };
     let dev = Device::Cpu;
-    let m = koopman_core::mnist::load_mnist(dir, &dev)?.subset(1600, 500)?;
+    let m = koopman_core::data::mnist::load_mnist(dir, &dev)?.subset(1600, 500)?;
     // 2x2 average pooling (14 x 14 inputs) keeps the debug-build fit small.
     let pool = |x: &candle_core::Tensor| -> candle_core::Result<candle_core::Tensor> {
         let n = x.dims()[0];

@@ -6,8 +6,8 @@ use koopman_bench::experiments;
 use koopman_bench::report::RunContext;
 use koopman_bench::Size;
 use koopman_core::candle_nn::{VarBuilder, VarMap};
-use koopman_core::mlp::{init_seeded, Activation, Mlp};
-use koopman_core::yinyang::{yinyang, YinYangConfig};
+use koopman_core::data::yinyang::{yinyang, YinYangConfig};
+use koopman_core::nn::{init_seeded, Activation, Mlp};
 use koopman_layers::replace::{fit_hybrid, HybridConfig, HybridModel, ScaledLayer, ScalingConfig};
 
 #[test]

@@ -20,11 +20,11 @@ pub use paper::Paper;
 pub use sizes::BySize;
 
 /// The run's MNIST folder: `$KOOPMAN_DATA_DIR/mnist` when the data folder is set, else the
-/// subset bundled with koopman-core ([`koopman_core::mnist::bundled_mnist_dir`]).
+/// subset bundled with koopman-core ([`koopman_core::data::mnist::bundled_mnist_dir`]).
 pub(crate) fn mnist_dir(ctx: &RunContext) -> Result<std::path::PathBuf> {
     Ok(match &ctx.data_dir {
         Some(d) => d.join("mnist"),
-        None => koopman_core::mnist::bundled_mnist_dir()?,
+        None => koopman_core::data::mnist::bundled_mnist_dir()?,
     })
 }
 
@@ -33,7 +33,7 @@ pub(crate) fn mnist_dir(ctx: &RunContext) -> Result<std::path::PathBuf> {
 pub(crate) fn mnist_missing(ctx: &RunContext) -> Option<String> {
     match mnist_dir(ctx) {
         Err(e) => Some(format!("the bundled MNIST could not be written: {e}")),
-        Ok(d) if !koopman_core::mnist::mnist_files_present(&d) => {
+        Ok(d) if !koopman_core::data::mnist::mnist_files_present(&d) => {
             Some(format!("MNIST IDX files not found in {}", d.display()))
         }
         Ok(_) => None,
@@ -45,8 +45,8 @@ pub(crate) fn mnist_missing(ctx: &RunContext) -> Option<String> {
 pub(crate) fn load_mnist(
     ctx: &RunContext,
     limit: Option<(usize, usize)>,
-) -> Result<koopman_core::mnist::Mnist> {
-    let data = koopman_core::mnist::load_mnist(mnist_dir(ctx)?, &ctx.device)?;
+) -> Result<koopman_core::data::mnist::Mnist> {
+    let data = koopman_core::data::mnist::load_mnist(mnist_dir(ctx)?, &ctx.device)?;
     Ok(match limit {
         Some((train, test)) => data.subset(train, test)?,
         None => data,

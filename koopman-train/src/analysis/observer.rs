@@ -45,7 +45,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
 use koopman_core::dmd::{dmd_rrr, hankel_dmd, HankelConfig, HankelEstimator, RrrConfig};
 use koopman_core::faer::Mat;
-use koopman_core::mlp::{optimizer_step, shuffled_batches};
+use koopman_core::nn::{optimizer_step, shuffled_batches};
 use koopman_core::spectrum::Spectrum;
 use koopman_core::KoopmanFit;
 

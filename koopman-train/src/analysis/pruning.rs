@@ -282,7 +282,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::{Optimizer, VarBuilder, VarMap};
-    use koopman_core::mlp::{init_seeded, Activation, Mlp};
+    use koopman_core::nn::{init_seeded, Activation, Mlp};
     use rand::SeedableRng;
 
     /// Records a small MLP's weights while training it on a toy problem.

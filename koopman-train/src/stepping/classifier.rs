@@ -16,8 +16,8 @@
 //!
 //! # fn main() -> koopman_train::Result<()> {
 //! let dev = Device::Cpu;
-//! let dir = koopman_core::mnist::mnist_dir_default()?; // $KOOPMAN_DATA_DIR/mnist or the bundled subset
-//! let mnist = koopman_core::mnist::load_mnist(dir, &dev)?;
+//! let dir = koopman_core::data::mnist::mnist_dir_default()?; // $KOOPMAN_DATA_DIR/mnist or the bundled subset
+//! let mnist = koopman_core::data::mnist::load_mnist(dir, &dev)?;
 //! let data = ClassifierData::new(mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels)?;
 //! let cfg = ClassifierTrialConfig::default();
 //! let run = train_classifier_trial(&data, &cfg, 0, &dev, None)?;
@@ -35,7 +35,7 @@ use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
-use koopman_core::mlp::{init_seeded, Activation, Mlp};
+use koopman_core::nn::{init_seeded, Activation, Mlp};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::time::Instant;

@@ -43,7 +43,7 @@ use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
-use koopman_core::mlp::{init_seeded, Activation, Mlp};
+use koopman_core::nn::{init_seeded, Activation, Mlp};
 use std::time::Instant;
 
 /// The oscillator and the grid.

@@ -22,7 +22,7 @@
 //! let dev = Device::Cpu;
 //! let vm = VarMap::new();
 //! let lin = candle_nn::linear(2, 1, VarBuilder::from_varmap(&vm, DType::F64, &dev).pp("0"))?;
-//! koopman_core::mlp::init_seeded(&vm, 0)?; // reproducible start
+//! koopman_core::nn::init_seeded(&vm, 0)?; // reproducible start
 //! let x = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0], [1.0, 1.0]], &dev)?;
 //! let y = Tensor::new(&[[1.0f64], [-1.0], [0.0]], &dev)?;
 //! let opt = candle_nn::SGD::new(vm.all_vars(), 0.05)?;
@@ -390,7 +390,7 @@ mod tests {
         let dev = Device::Cpu;
         let vm = VarMap::new();
         let lin = candle_nn::linear(3, 2, VarBuilder::from_varmap(&vm, DType::F64, &dev).pp("0"))?;
-        koopman_core::mlp::init_seeded(&vm, 1)?;
+        koopman_core::nn::init_seeded(&vm, 1)?;
         let x = Tensor::new(
             &[
                 [1.0f64, 0.5, -1.0],

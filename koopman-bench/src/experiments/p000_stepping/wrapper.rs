@@ -126,7 +126,7 @@ fn wrapper_mnist(
             koopman_core::Activation::Relu,
             candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, dev),
         )?;
-        koopman_core::mlp::init_seeded(&vm, ctx.seed)?;
+        koopman_core::nn::init_seeded(&vm, ctx.seed)?;
         Ok((mlp, vm))
     };
     let eval = |mlp: &koopman_core::Mlp| -> koopman_train::Result<f64> {

@@ -7,7 +7,7 @@ use crate::{BenchError, Result};
 use candle_core::Tensor;
 use indicatif::ProgressBar;
 use koopman_core::candle_nn::VarMap;
-use koopman_core::mlp::{accuracy, init_seeded};
+use koopman_core::nn::{accuracy, init_seeded};
 use koopman_train::analysis::observer::TrainingObserver;
 use koopman_train::analysis::pruning::{prune_reconstruction, prune_reinitialised, PruningConfig};
 use rand::SeedableRng;

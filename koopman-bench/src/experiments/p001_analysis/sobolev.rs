@@ -6,7 +6,7 @@ use crate::{BenchError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use indicatif::ProgressBar;
 use koopman_core::candle_nn::{self, Optimizer, VarBuilder, VarMap};
-use koopman_core::mlp::{init_seeded, Activation};
+use koopman_core::nn::{init_seeded, Activation};
 use koopman_train::analysis::sobolev::{SobolevConfig, SobolevLoss, SobolevNet};
 use rand::SeedableRng;
 use std::collections::HashMap;

@@ -8,7 +8,7 @@ use crate::experiments::{mnist_missing, BySize, Experiment, Paper};
 use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
-use koopman_core::mlp::accuracy;
+use koopman_core::nn::accuracy;
 use koopman_layers::analysis::unit_circle_svg;
 use koopman_train::analysis::observer::{
     important_near_one, ConvergenceConfig, ConvergenceMonitor, Observable, TrainingObserver,

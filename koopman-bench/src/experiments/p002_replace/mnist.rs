@@ -7,7 +7,7 @@ use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use candle_core::Module;
 use indicatif::ProgressBar;
-use koopman_core::mlp::{accuracy, TrainConfig};
+use koopman_core::nn::{accuracy, MinibatchConfig};
 use koopman_layers::replace::{HybridConfig, ReadoutKind, ScaledLayer, ScalingConfig};
 
 /// The registered experiment `mnist`.
@@ -112,7 +112,7 @@ impl Experiment for MnistReplace {
         let ranks = [50usize, 500];
         progress.set_length(4);
         progress.set_message("training MLP");
-        let train_cfg = TrainConfig {
+        let train_cfg = MinibatchConfig {
             epochs,
             batch_size: 64,
             lr: 1e-3,

@@ -12,7 +12,7 @@ pub mod yinyang;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
 use koopman_core::candle_nn::{VarBuilder, VarMap};
-use koopman_core::mlp::{accuracy, train_classifier, Activation, Mlp, TrainConfig};
+use koopman_core::nn::{accuracy, train_classifier, Activation, MinibatchConfig, Mlp};
 use koopman_layers::replace::{
     fit_hybrid, HybridConfig, HybridModel, ReadoutKind, ScaledLayer, Trajectories,
 };
@@ -122,7 +122,7 @@ fn train_mlp(
     sizes: &[usize],
     x: &Tensor,
     y: &Tensor,
-    config: &TrainConfig,
+    config: &MinibatchConfig,
     device: &Device,
 ) -> Result<Mlp> {
     let vm = VarMap::new();
@@ -151,7 +151,7 @@ fn train_mlp_restarts(
     sizes: &[usize],
     train: (&Tensor, &Tensor),
     val: (&Tensor, &Tensor),
-    config: &TrainConfig,
+    config: &MinibatchConfig,
     restarts: usize,
     screen_epochs: usize,
     device: &Device,
@@ -166,7 +166,7 @@ fn train_mlp_restarts(
         )?;
         let seed = config.seed * 100 + i as u64;
         reseed(&vm, seed)?;
-        let screen = TrainConfig {
+        let screen = MinibatchConfig {
             epochs: screen_epochs,
             final_lr_fraction: 1.0,
             seed,
@@ -193,5 +193,5 @@ fn train_mlp_restarts(
 /// Re-initialises every variable of `vm` from `seed`: weights Kaiming normal (fan-in), biases
 /// uniform in `±1/sqrt(fan_in)`, as candle-nn's `linear` does, but reproducibly.
 fn reseed(vm: &VarMap, seed: u64) -> Result<()> {
-    Ok(koopman_core::mlp::init_seeded(vm, seed)?)
+    Ok(koopman_core::nn::init_seeded(vm, seed)?)
 }

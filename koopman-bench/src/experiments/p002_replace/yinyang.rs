@@ -6,8 +6,8 @@ use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use candle_core::{DType, Module};
 use indicatif::ProgressBar;
-use koopman_core::mlp::{accuracy, TrainConfig};
-use koopman_core::yinyang::{yinyang, YinYangConfig};
+use koopman_core::data::yinyang::{yinyang, YinYangConfig};
+use koopman_core::nn::{accuracy, MinibatchConfig};
 use koopman_layers::plot::{decision_boundary_svg, write_svg, Panel, PlotDomain};
 use koopman_layers::replace::{
     fit_hybrid, HybridConfig, HybridModel, ReadoutKind, ScaledLayer, ScalingConfig, ScalingInit,
@@ -137,7 +137,7 @@ impl Experiment for YinYangReplace {
             let (x_val, y_val) = yinyang(1000, 2000 + seed, &cfg)?.to_tensors(DType::F32, dev)?;
             let test = yinyang(1000, 3000 + seed, &cfg)?;
             let (x_te, y_te) = test.to_tensors(DType::F32, dev)?;
-            let train_cfg = TrainConfig {
+            let train_cfg = MinibatchConfig {
                 epochs,
                 batch_size: 128,
                 lr: 2e-2,

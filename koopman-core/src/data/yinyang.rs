@@ -7,7 +7,7 @@
 //! yang (0), yin (1) and dot (2).
 //!
 //! ```
-//! use koopman_core::yinyang::{yinyang, yinyang_class, YinYangConfig};
+//! use koopman_core::data::yinyang::{yinyang, yinyang_class, YinYangConfig};
 //!
 //! let data = yinyang(300, 42, &YinYangConfig::default()).unwrap();
 //! assert_eq!(data.len(), 300);

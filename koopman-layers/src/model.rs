@@ -436,6 +436,13 @@ pub struct DeepKoopmanLayered {
     device: Device,
 }
 
+impl candle_core::Module for DeepKoopmanLayered {
+    /// [`DeepKoopmanLayered::forward_tensor`], with its error as a candle error.
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_tensor(xs).map_err(candle_core::Error::wrap)
+    }
+}
+
 impl DeepKoopmanLayered {
     /// The layers, first (earliest in time) first.
     pub fn layers(&self) -> &[KoopmanLayer] {
@@ -581,15 +588,33 @@ impl DeepKoopmanLayered {
         self.observable.features(z, self.dtype, &self.device)
     }
 
-    /// End-to-end prediction (torus coordinates in, outputs `f(x_T)` out, row-major).
-    pub fn predict(&self, z: &[f64]) -> Result<Vec<f64>> {
+    /// The end-to-end coefficients `c_1 = e^{L_1} ... e^{L_J} Q_N^* v`.
+    fn end_to_end(&self) -> Result<ComplexTensor> {
         let generators = self.generators()?;
-        let c = self
-            .suffix_coefficients(&generators)?
+        self.suffix_coefficients(&generators)?
             .into_iter()
             .next()
-            .ok_or_else(|| LayersError::InvalidArgument("model without layers".into()))?;
-        self.predict_with(&c, z)
+            .ok_or_else(|| LayersError::InvalidArgument("model without layers".into()))
+    }
+
+    /// End-to-end prediction (torus coordinates in, outputs `f(x_T)` out, row-major).
+    pub fn predict(&self, z: &[f64]) -> Result<Vec<f64>> {
+        self.predict_with(&self.end_to_end()?, z)
+    }
+
+    /// End-to-end outputs `(B, d)` for torus coordinates `z` `(B, d)` on the model's device,
+    /// differentiable in the model's variables (the tensor form of [`predict`](Self::predict),
+    /// also [`candle_core::Module::forward`]).
+    pub fn forward_tensor(&self, z: &Tensor) -> Result<Tensor> {
+        if !z.device().same_device(&self.device) {
+            return Err(LayersError::InvalidArgument(format!(
+                "samples on {:?}, the model is on {:?}",
+                z.device(),
+                self.device
+            )));
+        }
+        let features = self.observable.features_tensor(z, self.dtype)?;
+        self.evaluate(&self.end_to_end()?, &features)
     }
 
     /// Prediction with given coefficients (e.g. a suffix or a single layer).

@@ -288,6 +288,38 @@ impl VectorObservable {
         Ok((cos, sin))
     }
 
+    /// [`features`](Self::features) of samples already in a tensor `z` `(B, d)` on any device
+    /// (any float dtype; the phases are formed in f64), without a copy through the host: the
+    /// points `(x_b, y_k)` are built by broadcasting and the phases are one matrix product.
+    pub fn features_tensor(&self, z: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let d = self.state_dim;
+        let (b, cols) = z.dims2().map_err(|_| {
+            LayersError::ShapeMismatch(format!(
+                "samples of shape {:?}, expected (B, {d})",
+                z.dims()
+            ))
+        })?;
+        if cols != d || b == 0 {
+            return Err(LayersError::ShapeMismatch(format!(
+                "samples of shape {:?}, expected (B, {d}) with B >= 1",
+                z.dims()
+            )));
+        }
+        koopman_core::complex::ensure_finite(z, "samples")?;
+        let device = z.device();
+        let n = self.coefficients.len();
+        let z = z.to_dtype(DType::F64)?.detach();
+        let rows = z.unsqueeze(1)?.broadcast_as((b, d, d))?;
+        let nodes = Tensor::from_slice(&self.nodes, (1, d, 1), device)?.broadcast_as((b, d, 1))?;
+        let points = Tensor::cat(&[&rows, &nodes], 2)?.reshape((b * d, d + 1))?;
+        let freqs = Tensor::from_slice(&self.frequencies, (n, d + 1), device)?;
+        let phases = koopman_core::complex::matmul(&points, &freqs.t()?)?;
+        Ok((
+            phases.cos()?.to_dtype(dtype)?,
+            phases.sin()?.to_dtype(dtype)?,
+        ))
+    }
+
     /// `Re G` at the samples for coefficients `c` (`(|N|,)`), as `(B, d)`, differentiable in `c`.
     pub fn evaluate(&self, c: &ComplexTensor, features: &(Tensor, Tensor)) -> Result<Tensor> {
         let n = self.coefficients.len();

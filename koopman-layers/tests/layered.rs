@@ -514,24 +514,96 @@ fn features_match_definition(dev: &Device) -> koopman_layers::Result<()> {
     let z: Vec<f64> = (0..40)
         .map(|i| ((i * 37 % 17) as f64 - 8.0) / 6.0)
         .collect();
-    let (cos, sin) = obs.features(&z, DType::F64, dev)?;
-    let cos = cos.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
-    let sin = sin.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
-    assert_eq!(cos.len(), z.len());
-    for (row, (c_row, s_row)) in cos.iter().zip(&sin).enumerate() {
-        let (b, k) = (row / 2, row % 2);
-        let point = [z[2 * b], z[2 * b + 1], obs.nodes()[k]];
-        for (i, p) in n.iter().enumerate() {
-            let phase: f64 = p.iter().zip(&point).map(|(&f, x)| f as f64 * x).sum();
-            assert!(
-                (c_row[i] - phase.cos()).abs() < 1e-13,
-                "cos at ({row}, {i})"
-            );
-            assert!(
-                (s_row[i] - phase.sin()).abs() < 1e-13,
-                "sin at ({row}, {i})"
-            );
+    // From host samples and from samples already in a tensor on the device.
+    let z_tensor = Tensor::from_slice(&z, (z.len() / 2, 2), dev)?;
+    for (cos, sin) in [
+        obs.features(&z, DType::F64, dev)?,
+        obs.features_tensor(&z_tensor, DType::F64)?,
+    ] {
+        let cos = cos.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
+        let sin = sin.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
+        assert_eq!(cos.len(), z.len());
+        for (row, (c_row, s_row)) in cos.iter().zip(&sin).enumerate() {
+            let (b, k) = (row / 2, row % 2);
+            let point = [z[2 * b], z[2 * b + 1], obs.nodes()[k]];
+            for (i, p) in n.iter().enumerate() {
+                let phase: f64 = p.iter().zip(&point).map(|(&f, x)| f as f64 * x).sum();
+                assert!(
+                    (c_row[i] - phase.cos()).abs() < 1e-13,
+                    "cos at ({row}, {i})"
+                );
+                assert!(
+                    (s_row[i] - phase.sin()).abs() < 1e-13,
+                    "sin at ({row}, {i})"
+                );
+            }
         }
+    }
+    Ok(())
+}
+
+// The model as a candle Module: the tensor forward equals the host prediction, carries the
+// gradient to the model's variables, and refuses samples of the wrong shape, on another device
+// or not finite.
+koopman_core::test_device!(
+    module_forward_matches_predict,
+    module_forward_matches_predict_cpu,
+    module_forward_matches_predict_cuda
+);
+fn module_forward_matches_predict(dev: &Device) -> koopman_layers::Result<()> {
+    use candle_core::Module;
+    let (n, m) = small_sets();
+    let config = TrainConfig {
+        init_std: 0.05,
+        progress: false,
+        seed: 5,
+        ..Default::default()
+    };
+    let builder = DeepKoopmanLayeredBuilder::new(2, n.clone(), vec![m]).layers(2);
+    let trainer = Trainer::on(builder, &config, DType::F64, dev)?;
+    let model = &trainer.model;
+    let z: Vec<f64> = (0..24)
+        .map(|i| ((i * 29 % 13) as f64 - 6.0) / 4.0)
+        .collect();
+    let host = model.predict(&z)?;
+    let xs = Tensor::from_slice(&z, (12, 2), dev)?;
+    let out = model.forward(&xs)?;
+    assert_eq!(out.dims(), &[12, 2]);
+    let out = out
+        .to_device(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    let scale = host.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    assert!(scale > 1e-3, "degenerate outputs");
+    let gap = host
+        .iter()
+        .zip(&out)
+        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+    let bound = 100.0 * f64::EPSILON * (n.len() as f64) * scale;
+    assert!(gap <= bound, "forward vs predict gap {gap:e} > {bound:e}");
+    // The gradient reaches every variable of the model.
+    let grads = model.forward(&xs)?.sqr()?.sum_all()?.backward()?;
+    for var in trainer.vars() {
+        let g = grads
+            .get(var.as_tensor())
+            .expect("a gradient for every variable");
+        let norm = g
+            .sqr()?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        assert!(norm.is_finite() && norm > 0.0, "zero gradient");
+    }
+    // Bad samples.
+    assert!(model
+        .forward(&Tensor::zeros((4, 3), DType::F64, dev)?)
+        .is_err());
+    assert!(model.forward(&Tensor::zeros(4, DType::F64, dev)?).is_err());
+    let nan = Tensor::from_slice(&[0.0, f64::NAN], (1, 2), dev)?;
+    let err = model.forward_tensor(&nan).unwrap_err();
+    assert!(err.to_string().contains("samples"), "{err}");
+    if !dev.is_cpu() {
+        assert!(model.forward(&xs.to_device(&Device::Cpu)?).is_err());
     }
     Ok(())
 }

@@ -28,7 +28,8 @@
 //! # Ok(()) }
 //! ```
 
-use super::{check_pair, finite_section, FiniteSectionConfig, FitMethod, KoopmanFit};
+use super::estimator::{check_pairs, Fit, Pairs};
+use super::{finite_section, FiniteSectionConfig, FitMethod, KoopmanFit};
 use crate::complex::c64;
 use crate::error::{CoreError, Result};
 use crate::index_set::IndexSet;
@@ -302,9 +303,25 @@ impl EdmdConfig {
 }
 
 /// EDMD of the pair `(X, Y)` (states as columns); see the [module documentation](self).
+/// The same as `config.fit((x, y))` ([`Fit`]).
 pub fn edmd(x: MatRef<'_, f64>, y: MatRef<'_, f64>, config: &EdmdConfig) -> Result<KoopmanFit> {
-    check_pair(x, y)?;
-    config.validate(x.nrows())?;
+    config.fit((x, y))
+}
+
+impl<'a> Fit<Pairs<'a, f64>> for EdmdConfig {
+    type Output = KoopmanFit;
+
+    fn check(&self, data: &Pairs<'a, f64>) -> Result<()> {
+        check_pairs(data)?;
+        self.validate(data.0.nrows())
+    }
+
+    fn fit_checked(&self, (x, y): Pairs<'a, f64>) -> Result<KoopmanFit> {
+        edmd_fit(x, y, self)
+    }
+}
+
+fn edmd_fit(x: MatRef<'_, f64>, y: MatRef<'_, f64>, config: &EdmdConfig) -> Result<KoopmanFit> {
     let px = config.dictionary.evaluate(x)?;
     let py = config.dictionary.evaluate(y)?;
     let mut fit = finite_section(
@@ -367,13 +384,33 @@ impl KernelDmdConfig {
 }
 
 /// Kernel DMD with a Gaussian kernel; see the [module documentation](self).
+/// The same as `config.fit((x, y))` ([`Fit`]).
 pub fn kernel_dmd(
     x: MatRef<'_, f64>,
     y: MatRef<'_, f64>,
     config: &KernelDmdConfig,
 ) -> Result<KoopmanFit> {
-    config.validate()?;
-    check_pair(x, y)?;
+    config.fit((x, y))
+}
+
+impl<'a> Fit<Pairs<'a, f64>> for KernelDmdConfig {
+    type Output = KoopmanFit;
+
+    fn check(&self, data: &Pairs<'a, f64>) -> Result<()> {
+        self.validate()?;
+        check_pairs(data)
+    }
+
+    fn fit_checked(&self, (x, y): Pairs<'a, f64>) -> Result<KoopmanFit> {
+        kernel_fit(x, y, self)
+    }
+}
+
+fn kernel_fit(
+    x: MatRef<'_, f64>,
+    y: MatRef<'_, f64>,
+    config: &KernelDmdConfig,
+) -> Result<KoopmanFit> {
     let (n, m) = (x.nrows(), x.ncols());
     let s2 = 2.0 * config.bandwidth * config.bandwidth;
     let kernel = |a: MatRef<'_, f64>, i: usize, b: MatRef<'_, f64>, j: usize| -> f64 {

@@ -20,7 +20,8 @@
 //! # Ok(()) }
 //! ```
 
-use super::{check_pair, FitMethod, KoopmanFit};
+use super::estimator::{check_pairs, Fit, Pairs};
+use super::{FitMethod, KoopmanFit};
 use crate::complex::c64;
 use crate::error::{CoreError, Result};
 use crate::linalg::{self, Scalar};
@@ -133,14 +134,34 @@ pub fn choose_rank(s: &[f64], n: usize, m: usize, policy: &RankPolicy) -> Result
     Ok(r)
 }
 
-/// Exact DMD of the pair `(X, Y)`; see the [module documentation](self).
+/// Exact DMD of the pair `(X, Y)`; see the [module documentation](self). The same as
+/// `config.fit((x, y))` ([`Fit`]).
 pub fn exact_dmd<T: Scalar>(
     x: MatRef<'_, T>,
     y: MatRef<'_, T>,
     config: &ExactDmdConfig,
 ) -> Result<KoopmanFit> {
-    config.validate()?;
-    check_pair(x, y)?;
+    config.fit((x, y))
+}
+
+impl<'a, T: Scalar> Fit<Pairs<'a, T>> for ExactDmdConfig {
+    type Output = KoopmanFit;
+
+    fn check(&self, data: &Pairs<'a, T>) -> Result<()> {
+        self.validate()?;
+        check_pairs(data)
+    }
+
+    fn fit_checked(&self, (x, y): Pairs<'a, T>) -> Result<KoopmanFit> {
+        exact_fit(x, y, self)
+    }
+}
+
+fn exact_fit<T: Scalar>(
+    x: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    config: &ExactDmdConfig,
+) -> Result<KoopmanFit> {
     let (n, m) = (x.nrows(), x.ncols());
     let svd = linalg::thin_svd(x)?;
     let r = choose_rank(&svd.s, n, m, &config.rank)?;

@@ -19,7 +19,8 @@
 //! # Ok(()) }
 //! ```
 
-use super::{dmd_rrr, exact_dmd, ExactDmdConfig, FitMethod, KoopmanFit, RrrConfig};
+use super::estimator::Fit;
+use super::{ExactDmdConfig, FitMethod, KoopmanFit, RrrConfig};
 use crate::error::{CoreError, Result};
 use crate::linalg::{self, Scalar};
 use faer::{Mat, MatRef};
@@ -123,18 +124,32 @@ pub fn delay_embed<T: Scalar>(
 
 /// Hankel DMD: [`delay_embed`] followed by the configured estimator. Modes live in the
 /// delay-embedded space (dimension `delays * d`); the first `d` rows are the current state.
+/// The same as `config.fit(trajectories)` ([`Fit`]).
 pub fn hankel_dmd<T: Scalar>(
     trajectories: &[MatRef<'_, T>],
     config: &HankelConfig,
 ) -> Result<KoopmanFit> {
-    config.validate()?;
-    let (x, y) = delay_embed(trajectories, config.delays)?;
-    let mut fit = match &config.estimator {
-        HankelEstimator::Exact(c) => exact_dmd(x.as_ref(), y.as_ref(), c)?,
-        HankelEstimator::Rrr(c) => dmd_rrr(x.as_ref(), y.as_ref(), c)?,
-    };
-    fit.method = FitMethod::Hankel {
-        delays: config.delays,
-    };
-    Ok(fit)
+    config.fit(trajectories)
+}
+
+impl<'a, T: Scalar> Fit<&'a [MatRef<'a, T>]> for HankelConfig {
+    type Output = KoopmanFit;
+
+    /// The settings; the trajectories are checked as they are embedded.
+    fn check(&self, _: &&'a [MatRef<'a, T>]) -> Result<()> {
+        self.validate()
+    }
+
+    fn fit_checked(&self, trajectories: &'a [MatRef<'a, T>]) -> Result<KoopmanFit> {
+        let (x, y) = delay_embed(trajectories, self.delays)?;
+        let pairs = (x.as_ref(), y.as_ref());
+        let mut fit = match &self.estimator {
+            HankelEstimator::Exact(c) => c.fit(pairs)?,
+            HankelEstimator::Rrr(c) => c.fit(pairs)?,
+        };
+        fit.method = FitMethod::Hankel {
+            delays: self.delays,
+        };
+        Ok(fit)
+    }
 }

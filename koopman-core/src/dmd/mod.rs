@@ -54,12 +54,14 @@ use faer::{Mat, MatRef};
 use std::path::Path;
 
 pub mod edmd;
+pub mod estimator;
 pub mod exact;
 pub mod finite_section;
 pub mod hankel;
 pub mod rrr;
 
 pub use edmd::{edmd, kernel_dmd, Dictionary, EdmdConfig, KernelDmdConfig};
+pub use estimator::{Fit, Pairs};
 pub use exact::{choose_rank, exact_dmd, ExactDmdConfig, RankPolicy};
 pub use finite_section::{
     finite_section, finite_section_batched, finite_section_batched_tensor, finite_section_operator,

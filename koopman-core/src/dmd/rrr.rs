@@ -29,7 +29,8 @@
 //! # Ok(()) }
 //! ```
 
-use super::{check_pair, FitMethod, KoopmanFit};
+use super::estimator::{check_pairs, Fit, Pairs};
+use super::{FitMethod, KoopmanFit};
 use crate::complex::c64;
 use crate::error::{CoreError, Result};
 use crate::linalg::{self, Scalar};
@@ -122,13 +123,33 @@ fn residual(r: MatRef<'_, c64>, k: usize, lambda: c64, w: &[c64]) -> f64 {
 
 /// DMD_RRR of the pair `(X, Y)`; see the [module documentation](self). The fit carries the
 /// residual of every Ritz pair; modes are the unit Ritz vectors `U_k w_i`.
+/// The same as `config.fit((x, y))` ([`Fit`]).
 pub fn dmd_rrr<T: Scalar>(
     x: MatRef<'_, T>,
     y: MatRef<'_, T>,
     config: &RrrConfig,
 ) -> Result<KoopmanFit> {
-    config.validate()?;
-    check_pair(x, y)?;
+    config.fit((x, y))
+}
+
+impl<'a, T: Scalar> Fit<Pairs<'a, T>> for RrrConfig {
+    type Output = KoopmanFit;
+
+    fn check(&self, data: &Pairs<'a, T>) -> Result<()> {
+        self.validate()?;
+        check_pairs(data)
+    }
+
+    fn fit_checked(&self, (x, y): Pairs<'a, T>) -> Result<KoopmanFit> {
+        rrr_fit(x, y, self)
+    }
+}
+
+fn rrr_fit<T: Scalar>(
+    x: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    config: &RrrConfig,
+) -> Result<KoopmanFit> {
     let n = x.nrows();
     // 1. column scaling, dropping zero columns
     let norms: Vec<f64> = (0..x.ncols())

@@ -18,6 +18,17 @@ pub enum CoreError {
     /// An argument is outside its admissible range (a tolerance <= 0, a Krylov dimension of 0, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A number outside its allowed range (see [`crate::validate`]): names the setting or
+    /// argument, the value given and what it must be.
+    #[error("{name} must be {requirement}, got {value}")]
+    OutOfRange {
+        /// The setting or argument.
+        name: String,
+        /// The value given.
+        value: f64,
+        /// What it must be (`"finite and > 0"`, ...).
+        requirement: &'static str,
+    },
     /// A computation would need more memory than its limit allows (refused before allocating).
     #[error("too large: {0}")]
     TooLarge(String),

@@ -20,6 +20,7 @@
 //! | [`spectrum`] | [`Spectrum`]: unit-circle distances, Wasserstein-1 between spectra, subset matching, permutation test |
 //! | [`operator`] | the [`LinearOperator`] trait and [`DenseOperator`] |
 //! | [`toeplitz`] | [`ToeplitzGenerator`]: `L = t sum_k A^k_1 ... A^k_R D_k`, applied by gathers |
+//! | [`validate`] | shared checks of settings (`positive`, `non_negative`), failing with a typed [`CoreError::OutOfRange`] |
 //! | [`matrix_exp`] | dense `exp(A)` by scaling and squaring (Taylor, Paterson–Stockmeyer) |
 //! | [`arnoldi`] | the fused Arnoldi process of a one-gather operator (one custom op per Krylov basis, CPU and CUDA) |
 //! | [`expv`](mod@expv) | Krylov `exp(tA) v`: Arnoldi/Lanczos, sub-stepping to a tolerance, a report |
@@ -66,6 +67,7 @@ pub mod spectrum;
 pub mod taylor;
 pub mod testing;
 pub mod toeplitz;
+pub mod validate;
 
 pub use candle_core;
 pub use candle_nn;

@@ -278,12 +278,7 @@ impl SolveOptions {
                 )));
             }
         }
-        if !(self.ridge.is_finite() && self.ridge >= 0.0) {
-            return Err(CoreError::InvalidArgument(format!(
-                "ridge must be finite and >= 0, got {}",
-                self.ridge
-            )));
-        }
+        crate::validate::non_negative("ridge", self.ridge)?;
         Ok(())
     }
 

@@ -712,7 +712,7 @@ fn bad_input_gives_clear_errors() -> Result<()> {
     ));
     assert!(matches!(
         fit.continuous_eigenvalues(0.0),
-        Err(CoreError::InvalidArgument(_))
+        Err(CoreError::OutOfRange { ref name, value, .. }) if name == "time step" && value == 0.0
     ));
     Ok(())
 }

@@ -161,12 +161,7 @@ impl ScaledLayer {
                 config.layers
             )));
         }
-        if !(config.huber_delta.is_finite() && config.huber_delta > 0.0) {
-            return Err(LayersError::InvalidArgument(format!(
-                "Huber delta must be finite and > 0, got {}",
-                config.huber_delta
-            )));
-        }
+        koopman_core::validate::positive("Huber delta", config.huber_delta)?;
         let (n, features) = x.dims2().map_err(|_| {
             LayersError::InvalidArgument(format!(
                 "inputs must be (samples, features), got {:?}",

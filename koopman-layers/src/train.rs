@@ -244,23 +244,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(LayersError::InvalidArgument(format!(
-                "learning rate must be finite and > 0, got {}",
-                self.lr
-            )));
-        }
+        koopman_core::validate::positive("learning rate", self.lr)?;
         for (w, name) in [
             (self.norm_weight, "norm weight"),
             (self.continuity_weight, "continuity weight"),
             (self.coefficient_decay, "coefficient decay"),
             (self.init_std, "initial std"),
         ] {
-            if !(w.is_finite() && w >= 0.0) {
-                return Err(LayersError::InvalidArgument(format!(
-                    "{name} must be finite and >= 0, got {w}"
-                )));
-            }
+            koopman_core::validate::non_negative(name, w)?;
         }
         if self.batch_size == Some(0) {
             return Err(LayersError::InvalidArgument("batch size 0".into()));

@@ -170,11 +170,7 @@ impl Dictionary {
                         c.len()
                     )));
                 }
-                if !(width.is_finite() && *width > 0.0) {
-                    return Err(CoreError::InvalidArgument(format!(
-                        "RBF width must be finite and > 0, got {width}"
-                    )));
-                }
+                crate::validate::positive("RBF width", *width)?;
             }
             Self::Custom { len, .. } if *len == 0 => {
                 return Err(CoreError::Empty(
@@ -362,12 +358,7 @@ impl Default for KernelDmdConfig {
 impl KernelDmdConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.bandwidth.is_finite() && self.bandwidth > 0.0) {
-            return Err(CoreError::InvalidArgument(format!(
-                "kernel bandwidth must be finite and > 0, got {}",
-                self.bandwidth
-            )));
-        }
+        crate::validate::positive("kernel bandwidth", self.bandwidth)?;
         if self.rank == 0 {
             return Err(CoreError::InvalidArgument(
                 "rank 0 requested: kernel DMD needs at least one component".into(),

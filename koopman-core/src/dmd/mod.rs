@@ -153,11 +153,7 @@ impl KoopmanFit {
     /// Continuous-time eigenvalues `ln(lambda) / dt` (principal logarithm); `lambda = 0` gives a
     /// real part of `-inf`.
     pub fn continuous_eigenvalues(&self, dt: f64) -> Result<Vec<c64>> {
-        if !(dt.is_finite() && dt > 0.0) {
-            return Err(CoreError::InvalidArgument(format!(
-                "time step must be finite and > 0, got {dt}"
-            )));
-        }
+        crate::validate::positive("time step", dt)?;
         Ok(self.eigenvalues.iter().map(|l| l.ln() / dt).collect())
     }
 

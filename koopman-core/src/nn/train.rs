@@ -46,24 +46,9 @@ impl MinibatchConfig {
                 self.epochs, self.batch_size
             )));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(CoreError::InvalidArgument(format!(
-                "learning rate must be finite and > 0, got {}",
-                self.lr
-            )));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(CoreError::InvalidArgument(format!(
-                "weight decay must be finite and >= 0, got {}",
-                self.weight_decay
-            )));
-        }
-        if !(self.final_lr_fraction.is_finite() && self.final_lr_fraction > 0.0) {
-            return Err(CoreError::InvalidArgument(format!(
-                "final learning-rate fraction must be finite and > 0, got {}",
-                self.final_lr_fraction
-            )));
-        }
+        crate::validate::positive("learning rate", self.lr)?;
+        crate::validate::non_negative("weight decay", self.weight_decay)?;
+        crate::validate::positive("final learning-rate fraction", self.final_lr_fraction)?;
         Ok(())
     }
 }

@@ -219,11 +219,7 @@ fn check_signal(values: &[f64], dx: f64) -> Result<()> {
             values.len()
         )));
     }
-    if !(dx.is_finite() && dx > 0.0) {
-        return Err(TrainError::InvalidArgument(format!(
-            "sample spacing must be finite and > 0, got {dx}"
-        )));
-    }
+    koopman_core::validate::positive("sample spacing", dx)?;
     if let Some(j) = values.iter().position(|v| !v.is_finite()) {
         return Err(TrainError::NonFinite(format!("signal sample {j}")));
     }
@@ -348,11 +344,8 @@ pub fn scale_from_frequency(f: f64) -> f64 {
 
 /// `L = min{l : rho^l gamma_0 >= gamma_max}` (0 when `gamma_0 >= gamma_max`).
 pub fn depth_for_scales(gamma_0: f64, gamma_max: f64, rho: f64) -> Result<usize> {
-    if !(gamma_0.is_finite() && gamma_0 > 0.0 && gamma_max.is_finite() && gamma_max > 0.0) {
-        return Err(TrainError::InvalidArgument(format!(
-            "scales must be finite and > 0, got gamma_0 = {gamma_0}, gamma_max = {gamma_max}"
-        )));
-    }
+    koopman_core::validate::positive("scale gamma_0", gamma_0)?;
+    koopman_core::validate::positive("scale gamma_max", gamma_max)?;
     if !(rho.is_finite() && rho > 1.0) {
         return Err(TrainError::InvalidArgument(format!(
             "scale ratio rho must be finite and > 1, got {rho}"

@@ -265,12 +265,7 @@ impl ConvergenceConfig {
                 "the number of important eigenvalues must be >= 1".into(),
             ));
         }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "distance to 1 must be finite and > 0, got {}",
-                self.tol
-            )));
-        }
+        koopman_core::validate::positive("distance to 1", self.tol)?;
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return Err(TrainError::InvalidArgument(format!(
                 "firing fraction must lie in (0, 1], got {}",

@@ -72,18 +72,8 @@ impl Default for PruningConfig {
 impl PruningConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "pruning threshold epsilon must be finite and >= 0, got {}",
-                self.epsilon
-            )));
-        }
-        if !(self.one_tol.is_finite() && self.one_tol > 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "eigenvalue-1 tolerance must be finite and > 0, got {}",
-                self.one_tol
-            )));
-        }
+        koopman_core::validate::non_negative("pruning threshold epsilon", self.epsilon)?;
+        koopman_core::validate::positive("eigenvalue-1 tolerance", self.one_tol)?;
         Ok(self.rrr.validate()?)
     }
 }
@@ -178,11 +168,7 @@ pub struct PruningMask {
 impl PruningMask {
     /// Masks `|y| >= epsilon` from values `y` flattened in the order of `vars`.
     pub fn from_values(vars: &[(String, Var)], y: &[f64], epsilon: f64) -> Result<Self> {
-        if !(epsilon.is_finite() && epsilon >= 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "pruning threshold epsilon must be finite and >= 0, got {epsilon}"
-            )));
-        }
+        koopman_core::validate::non_negative("pruning threshold epsilon", epsilon)?;
         let total: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
         if total != y.len() {
             return Err(TrainError::ShapeMismatch(format!(

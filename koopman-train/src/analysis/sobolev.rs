@@ -90,18 +90,8 @@ impl Default for SobolevConfig {
 impl SobolevConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(self.period.is_finite() && self.period > 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "period must be finite and > 0, got {}",
-                self.period
-            )));
-        }
-        if !(self.exponent.is_finite() && self.exponent >= 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "weight exponent must be finite and >= 0, got {}",
-                self.exponent
-            )));
-        }
+        koopman_core::validate::positive("period", self.period)?;
+        koopman_core::validate::non_negative("weight exponent", self.exponent)?;
         Ok(())
     }
 }

@@ -173,17 +173,11 @@ impl Default for ClassifierTrialConfig {
 impl ClassifierTrialConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 || !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(TrainError::InvalidArgument(
-                "batch size and learning rate must be > 0".into(),
-            ));
+        if self.batch_size == 0 {
+            return Err(TrainError::InvalidArgument("batch size must be > 0".into()));
         }
-        if !(self.gamma.is_finite() && self.gamma > 0.0) {
-            return Err(TrainError::InvalidArgument(format!(
-                "gamma must be > 0, got {}",
-                self.gamma
-            )));
-        }
+        koopman_core::validate::positive("learning rate", self.lr)?;
+        koopman_core::validate::positive("gamma", self.gamma)?;
         if self.t1_epoch >= self.t2_epoch {
             return Err(TrainError::InvalidArgument(format!(
                 "t1 (epoch {}) must be before t2 (epoch {})",

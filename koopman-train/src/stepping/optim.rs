@@ -79,11 +79,7 @@ fn float_vars(vars: Vec<Var>) -> Vec<Var> {
 }
 
 fn check_positive(what: &str, x: f64) -> candle_core::Result<()> {
-    if x.is_finite() && x > 0.0 {
-        Ok(())
-    } else {
-        candle_core::bail!("{what} must be finite and > 0, got {x}")
-    }
+    koopman_core::validate::positive(what, x).map_err(candle_core::Error::wrap)
 }
 
 /// Settings of [`Adagrad`] (PyTorch defaults).

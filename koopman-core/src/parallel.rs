@@ -24,8 +24,7 @@ pub const THREADS_VARIABLE: &str = "RAYON_NUM_THREADS";
 /// candle 0.11 asks for its thread count on every CPU matmul and, unless `RAYON_NUM_THREADS`
 /// is set, recounts the physical cores each time (on Linux by parsing `/proc/cpuinfo`). For the
 /// small matmuls of an MLP optimizer step or a Krylov iteration that recount costs more than
-/// the product: measured on two cores, an NN DE solver optimizer step took 0.93 ms instead of
-/// 0.25 ms and the `layered_damped` experiment 50 s instead of 21 s. When the variable is unset
+/// the product (the measured cost is in `koopman-bench/results/`). When the variable is unset
 /// this sets it to the count candle would have chosen (the physical cores); a value the user set
 /// is kept.
 ///

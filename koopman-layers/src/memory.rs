@@ -7,9 +7,9 @@
 //! those bytes from the sizes alone, and [`crate::DeepKoopmanLayeredBuilder::build`] refuses a
 //! model above its limit with [`LayersError::MemoryLimit`], naming the sizes and the limit.
 //!
-//! The per-entry constants below were measured on the CPU (release, f64): `koopman fit` with
-//! `D = 5`, `|N| = 3,124`, `|M| = 242`, `J = 2` peaked at 0.94 GB resident, against 1.16 GB
-//! estimated here (the estimate errs on the large side).
+//! The per-entry constants below come from the peak resident memory of `koopman fit` on the CPU
+//! (release, f64), rounded up so that the estimate errs on the large side (the measurement is in
+//! `koopman-bench/results/`).
 //!
 //! ```
 //! use std::sync::Arc;

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 /// The DE trial timed by `perf`: the paper's Adadelta setting (rho 0.999, schedule
 /// `8 / (1000 + t)`) with every step count divided by 8, as the quick `stepping_de` experiment:
-/// t1 = 4,375, t2 = 5,625, T = 312 (about 10 s of training in release on two cores).
+/// t1 = 4,375, t2 = 5,625, T = 312.
 pub fn stepping_perf_trial() -> DeTrialConfig {
     let c = DeTrialConfig::paper(OptimizerKind::Adadelta { rho: 0.999 });
     DeTrialConfig {

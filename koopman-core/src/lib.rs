@@ -12,6 +12,7 @@
 //! | [`complex`] | [`ComplexTensor`]: a pair of real tensors `(re, im)` with differentiable ops |
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
+//! | [`kernels`] | the compute kernels apart from the algorithms: SIMD host loops, the streamed LQ factorisation |
 //! | [`gather`] | the one-pass weighted-gather kernels, CPU and CUDA (candle custom ops with backward), and the fused Taylor action |
 //! | [`mlp`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW training loop |
 //! | [`mnist`] | the MNIST IDX loader (gzip or raw) |
@@ -55,6 +56,7 @@ pub mod expv;
 pub mod gather;
 pub mod index_set;
 pub mod io;
+pub mod kernels;
 pub mod linalg;
 pub mod matrix_exp;
 pub mod mlp;

@@ -12,7 +12,7 @@
 //! | [`complex`] | [`ComplexTensor`]: a pair of real tensors `(re, im)` with differentiable ops |
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
-//! | [`kernels`] | the compute kernels apart from the algorithms: SIMD host loops, the streamed LQ factorisation |
+//! | [`kernels`] | the compute kernels apart from the algorithms: SIMD host loops, the streamed LQ factorisation, the gather and Arnoldi kernels with their CUDA launches |
 //! | [`gather`] | the one-pass weighted-gather kernels, CPU and CUDA (candle custom ops with backward), and the fused Taylor action |
 //! | [`mlp`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW training loop |
 //! | [`mnist`] | the MNIST IDX loader (gzip or raw) |

@@ -414,6 +414,36 @@ mod tests {
         values,
     };
 
+    /// [`Gather::run`] with these operands into a new output of `len` values.
+    #[allow(clippy::too_many_arguments)]
+    fn gather<T: WithDType>(
+        y: Option<&[T]>,
+        w: &[T],
+        table: &[u32],
+        n: usize,
+        k: usize,
+        (mode, conj): (WeightMode, bool),
+        (scale_in, scale_out): (f64, f64),
+        base: Option<&[T]>,
+        len: usize,
+    ) -> Vec<T> {
+        let mut out = vec![T::from_f64(f64::NAN); len];
+        Gather {
+            y,
+            w,
+            table,
+            n,
+            k,
+            mode,
+            conj,
+            scale_in,
+            base,
+            scale_out,
+        }
+        .run(&mut out);
+        out
+    }
+
     /// `(n, shifts, b)`: a small pattern, and one whose work is above [`PARALLEL_WORK`] (the
     /// parallel blocks, with a last block that is not full).
     fn cases() -> Vec<(usize, Vec<isize>, usize)> {
@@ -466,49 +496,40 @@ mod tests {
                         })
                         .collect();
                     let (yp, wp, bp) = (pack(&y), pack(w), pack(&base));
-                    let mut gather = Gather {
-                        y: Some(&yp[..]),
-                        w: &wp,
-                        table: &table,
+                    let (how, scales, len) = ((mode, conj), (scale_in, scale_out), 2 * b * n);
+                    let out = gather(
+                        Some(&yp[..]),
+                        &wp,
+                        &table,
                         n,
                         k,
-                        mode,
-                        conj,
-                        scale_in,
-                        base: Some(&bp),
-                        scale_out,
-                    };
-                    let mut out = vec![f64::NAN; 2 * b * n];
-                    gather.run(&mut out);
+                        how,
+                        scales,
+                        Some(&bp),
+                        len,
+                    );
                     let err = max_diff(&unpack(&out), &want);
                     let what = format!("n = {n}, {mode:?}, conj {conj}");
                     assert!(err <= 1e-14 * k as f64, "{what}: {err:e}");
-                    gather.y = None;
-                    gather.run(&mut out);
+                    let out = gather(None, &wp, &table, n, k, how, scales, Some(&bp), len);
                     let scaled: Vec<c64> = base.iter().map(|q| q * scale_out).collect();
                     assert!(
                         max_diff(&unpack(&out), &scaled) <= 1e-15,
                         "{what}, base only"
                     );
-                    let (y32, w32, b32): (Vec<f32>, Vec<f32>, Vec<f32>) = (
-                        yp.iter().map(|&v| v as f32).collect(),
-                        wp.iter().map(|&v| v as f32).collect(),
-                        bp.iter().map(|&v| v as f32).collect(),
-                    );
-                    let mut out32 = vec![f32::NAN; 2 * b * n];
-                    Gather {
-                        y: Some(&y32[..]),
-                        w: &w32,
-                        table: &table,
+                    let to32 = |x: &[f64]| -> Vec<f32> { x.iter().map(|&v| v as f32).collect() };
+                    let (y32, w32, b32) = (to32(&yp), to32(&wp), to32(&bp));
+                    let out32 = gather(
+                        Some(&y32[..]),
+                        &w32,
+                        &table,
                         n,
                         k,
-                        mode,
-                        conj,
-                        scale_in,
-                        base: Some(&b32),
-                        scale_out,
-                    }
-                    .run(&mut out32);
+                        how,
+                        scales,
+                        Some(&b32),
+                        len,
+                    );
                     let out32: Vec<f64> = out32.iter().map(|&v| f64::from(v)).collect();
                     let err = max_diff(&unpack(&out32), &want);
                     assert!(err <= 4e-7 * k as f64, "{what}, f32: {err:e}");
@@ -536,20 +557,18 @@ mod tests {
                 let dir = Direction::adjoint(shared);
                 assert!(dir.transposed && dir.reversed() == Direction::forward(shared));
                 let (yp, wp) = (pack(&y), pack(&w));
-                let mut out = vec![f64::NAN; 2 * b * n];
-                Gather {
-                    y: Some(&yp),
-                    w: &wp,
-                    table: &transpose,
+                let how = (dir.mode, dir.conj);
+                let out = gather(
+                    Some(&yp[..]),
+                    &wp,
+                    &transpose,
                     n,
                     k,
-                    mode: dir.mode,
-                    conj: dir.conj,
-                    scale_in: 1.0,
-                    base: None,
-                    scale_out: 1.0,
-                }
-                .run(&mut out);
+                    how,
+                    (1.0, 1.0),
+                    None,
+                    2 * b * n,
+                );
                 let err = max_diff(&unpack(&out), &want);
                 assert!(err <= 1e-14 * k as f64, "n = {n}, shared {shared}: {err:e}");
             }

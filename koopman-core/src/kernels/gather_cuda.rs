@@ -12,7 +12,7 @@
 //! ([`GatherPattern::on_device`]); outputs are fresh allocations that every kernel writes in full
 //! before any read.
 
-use super::gather::{Direction, WeightMode};
+use super::gather::{dispatch_float, Direction, WeightMode};
 use crate::gather::{GatherPattern, TaylorSteps};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -166,24 +166,6 @@ pub(crate) fn base_address<T: DeviceRepr>(out: &mut CudaSlice<T>, dev: &CudaDevi
     ptr
 }
 
-macro_rules! dispatch {
-    ($dtype:expr, |$t:ident| $body:expr) => {
-        match $dtype {
-            DType::F64 => {
-                type $t = f64;
-                $body
-            }
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            d => Err(err(format!(
-                "gather kernels support f32 and f64, got {d:?}"
-            ))),
-        }
-    };
-}
-
 pub(crate) fn gather(
     pattern: &GatherPattern,
     dir: Direction,
@@ -195,7 +177,7 @@ pub(crate) fn gather(
     let dev = &s1.device;
     let kernels = Kernels::new(dev, s1.dtype())?;
     let (table, _keep) = table_address(pattern, dir.transposed)?;
-    dispatch!(s1.dtype(), |T| {
+    dispatch_float!(s1.dtype(), "gather kernels", |T| {
         let (y, len) = address::<T>(s1, l1)?;
         let (w, _) = address::<T>(s2, l2)?;
         let rows = len / (2 * pattern.len());
@@ -231,7 +213,7 @@ pub(crate) fn structured(
     let (table, _keep) = table_address(pattern, false)?;
     let (n, k) = (pattern.len(), pattern.columns());
     let d = l3.dims()[1];
-    dispatch!(s1.dtype(), |T| {
+    dispatch_float!(s1.dtype(), "gather kernels", |T| {
         let (y, len) = address::<T>(s1, l1)?;
         let (a, _) = address::<T>(s2, l2)?;
         let (f, _) = address::<T>(s3, l3)?;
@@ -279,7 +261,7 @@ pub(crate) fn weight_grad(
     let (table, _keep) = table_address(pattern, false)?;
     let (n, k) = (pattern.len(), pattern.columns());
     let out_rows = if shared { 1 } else { n };
-    dispatch!(s1.dtype(), |T| {
+    dispatch_float!(s1.dtype(), "gather kernels", |T| {
         let (y, len) = address::<T>(s1, l1)?;
         let (g, _) = address::<T>(s2, l2)?;
         let rows = (len / (2 * n)) as u32;
@@ -338,7 +320,7 @@ pub(crate) fn taylor(
     let (table, _keep) = table_address(pattern, dir.transposed)?;
     let (n, k, m) = (pattern.len(), pattern.columns(), steps.degree);
     let terms = steps.terms();
-    dispatch!(s1.dtype(), |T| {
+    dispatch_float!(s1.dtype(), "gather kernels", |T| {
         let (input, len) = address::<T>(s1, l1)?;
         let (w, _) = address::<T>(s2, l2)?;
         // The adjoint of per-row weights: transpose them once, then every gather of the

@@ -13,8 +13,8 @@
 //! Few groups share the time range between the cores (the partial factors merged by one more
 //! sweep); many groups, whose blocks would not stay in cache together, are split over the cores
 //! in tiles whose blocks fit in the L2 cache, each streaming the whole range. The sizes below
-//! were tuned on the workspace's `partitioned_fit` bench (the NN DE solver's fit and an MNIST
-//! wrapper window, two cores; koopman-bench/results/).
+//! were tuned on koopman-bench's `partitioned_fit` bench (the NN DE solver's fit and an MNIST
+//! wrapper window); its timings are in koopman-bench/results/.
 
 use super::householder::householder_l;
 use crate::error::Result;

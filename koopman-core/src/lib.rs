@@ -12,6 +12,7 @@
 //! | [`complex`] | [`ComplexTensor`]: a pair of real tensors `(re, im)` with differentiable ops |
 //! | [`index_set`] | finite multi-index sets over `Z^d` (boxes with exclusions) |
 //! | [`io`] | atomic file writes, `.npy` read/write |
+//! | [`kernels`] | the compute kernels apart from the algorithms: SIMD host loops, the streamed LQ factorisation, the gather and Arnoldi kernels with their CUDA launches |
 //! | [`gather`] | the one-pass weighted-gather kernels, CPU and CUDA (candle custom ops with backward), and the fused Taylor action |
 //! | [`nn`] | [`Mlp`]: Linear + activation stacks, PyTorch-named safetensors I/O, AdamW mini-batch training (apart from the numerics) |
 //! | [`data`] | the MNIST IDX loader (gzip or raw, with the bundled subset) and the seeded Yin-Yang generator |
@@ -56,6 +57,7 @@ pub mod expv;
 pub mod gather;
 pub mod index_set;
 pub mod io;
+pub mod kernels;
 pub mod linalg;
 pub mod matrix_exp;
 pub mod nn;

@@ -292,7 +292,9 @@ fn is_coefficient(name: &str) -> bool {
     name.contains("coef") && (name.ends_with(".re") || name.ends_with(".im"))
 }
 
-/// Saves all variables of `varmap` to a safetensors file, atomically (temporary file + rename).
+/// Saves all variables of `varmap` to a safetensors file, atomically (koopman-core's
+/// [`save_tensors_atomic`](koopman_core::mlp::save_tensors_atomic): temporary file, `fsync`,
+/// rename).
 pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<()> {
     let tensors: HashMap<String, Tensor> = {
         let data = varmap
@@ -303,19 +305,7 @@ pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<()> {
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect()
     };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| LayersError::InvalidArgument(format!("bad path {}", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| LayersError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    koopman_core::mlp::save_tensors_atomic(&tensors, path)?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //!
 //! - [`optim`]: Adagrad, Adadelta and the schedule `8 / (1000 + t)`;
 //! - [`Recorder`], [`PartitionPlan`], [`fit()`] / [`KoopmanStepper`]: the method;
+//! - [`evolution`]: the weights continued by the fitted operators (step by step, by a jump or by
+//!   eigendecompositions), and the straight-line baseline; [`cast`]: the same in f32;
 //! - [`metrics`]: `T_eq`, success, speedup, prediction errors;
 //! - [`de_solver`], [`classifier`] (MNIST), [`perceptron`]: the paper's problems, each with a
 //!   trial that measures Koopman stepping against the optimizer and the straight-line baseline;
@@ -29,8 +31,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cast;
 pub mod classifier;
 pub mod de_solver;
+pub mod evolution;
 pub mod fit;
 pub mod metrics;
 pub mod optim;
@@ -39,9 +43,9 @@ pub mod perceptron;
 pub mod recorder;
 pub mod wrapper;
 
-pub use fit::{
-    fit, straight_line, CastStepper, Evolution, FitConfig, FitSolver, KoopmanStepper, OperatorBatch,
-};
+pub use cast::CastStepper;
+pub use evolution::{straight_line, to_host, Evolution, OperatorBatch};
+pub use fit::{fit, FitConfig, FitSolver, KoopmanStepper};
 pub use optim::{Adadelta, Adagrad, AnyOptimizer, LrSchedule, OptimizerKind};
 pub use partition::{Partition, PartitionPlan, PartitionSpec};
 pub use recorder::{named_vars, ParamInfo, Recorder};

@@ -293,7 +293,7 @@ fn is_coefficient(name: &str) -> bool {
 }
 
 /// Saves all variables of `varmap` to a safetensors file, atomically (koopman-core's
-/// [`save_tensors_atomic`](koopman_core::mlp::save_tensors_atomic): temporary file, `fsync`,
+/// [`save_tensors_atomic`](koopman_core::nn::save_tensors_atomic): temporary file, `fsync`,
 /// rename).
 pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<()> {
     let tensors: HashMap<String, Tensor> = {
@@ -305,7 +305,7 @@ pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<()> {
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect()
     };
-    koopman_core::mlp::save_tensors_atomic(&tensors, path)?;
+    koopman_core::nn::save_tensors_atomic(&tensors, path)?;
     Ok(())
 }
 

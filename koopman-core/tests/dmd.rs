@@ -7,8 +7,9 @@ use koopman_core::dmd::{
     delay_embed, dmd_rrr, edmd, exact_dmd, finite_section, finite_section_batched,
     finite_section_batched_tensor, finite_section_operator, finite_section_partitioned, hankel_dmd,
     kernel_dmd, snapshots_from_csv, snapshots_from_npy, snapshots_from_tensor, trajectory_pairs,
-    Dictionary, EdmdConfig, ExactDmdConfig, FiniteSectionConfig, HankelConfig, HankelEstimator,
-    KernelDmdConfig, RankPolicy, RefineSelection, RrrConfig, StateLayout,
+    Batch, Dictionary, EdmdConfig, ExactDmdConfig, FiniteSectionConfig, Fit, HankelConfig,
+    HankelEstimator, KernelDmdConfig, Pairs, Partitioned, RankPolicy, RefineSelection, RrrConfig,
+    StateLayout,
 };
 use koopman_core::io::{write_npy, NpyData};
 use koopman_core::linalg::{frobenius, thin_qr, SolveOptions};
@@ -82,6 +83,124 @@ fn assert_same_spectrum(fit: &KoopmanFit, expected: &[c64], tol: f64, what: &str
         d < tol,
         "{what}: Wasserstein distance {d:e} to the true spectrum"
     );
+    Ok(())
+}
+
+/// One estimator through the `Fit` interface: it recovers the known system, and data of two shapes
+/// are refused by `check`, before any work.
+fn fit_through_trait<'a, E>(
+    estimator: &E,
+    pairs: Pairs<'a, f64>,
+    bad: Pairs<'a, f64>,
+    expected: &[c64],
+    what: &str,
+) -> Result<()>
+where
+    E: Fit<Pairs<'a, f64>, Output = KoopmanFit>,
+{
+    assert!(
+        matches!(estimator.check(&bad), Err(CoreError::ShapeMismatch(_))),
+        "{what}: X and Y of two shapes passed the check"
+    );
+    assert!(estimator.fit(bad).is_err(), "{what}");
+    let fit = estimator.fit(pairs)?;
+    assert_contains(&fit, expected, 1e-10, what);
+    Ok(())
+}
+
+// Every DMD-family estimator is used the same way (settings, then `fit` on its data), gives the
+// same fit as its free function, and checks settings and data before any work.
+#[test]
+fn every_estimator_fits_through_one_interface() -> Result<()> {
+    let (a, expected) = known_system();
+    let x = random_mat(4, 30, 1);
+    let y = &a * &x;
+    let y_short = y.as_ref().subcols(0, 29);
+    let (pairs, bad) = ((x.as_ref(), y.as_ref()), (x.as_ref(), y_short));
+    fit_through_trait(
+        &FiniteSectionConfig::default(),
+        pairs,
+        bad,
+        &expected,
+        "finite section",
+    )?;
+    fit_through_trait(
+        &ExactDmdConfig::default(),
+        pairs,
+        bad,
+        &expected,
+        "exact DMD",
+    )?;
+    fit_through_trait(&RrrConfig::default(), pairs, bad, &expected, "DMD_RRR")?;
+    let edmd_config = EdmdConfig {
+        dictionary: Dictionary::Monomials { degree: 2 },
+        ..Default::default()
+    };
+    fit_through_trait(&edmd_config, pairs, bad, &expected, "EDMD")?;
+    // Kernel DMD's Gaussian features do not span the linear observables: only the checks.
+    let kernel = KernelDmdConfig::default();
+    assert!(matches!(
+        kernel.check(&bad),
+        Err(CoreError::ShapeMismatch(_))
+    ));
+    assert_eq!(
+        kernel.fit(pairs)?.eigenvalues,
+        kernel_dmd(x.as_ref(), y.as_ref(), &kernel)?.eigenvalues
+    );
+    // Settings are checked before the data are touched.
+    let bad_settings = RrrConfig {
+        tol: 2.0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        bad_settings.check(&pairs),
+        Err(CoreError::InvalidArgument(_))
+    ));
+    let bad_kernel = KernelDmdConfig {
+        bandwidth: -1.0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        bad_kernel.fit(pairs),
+        Err(CoreError::OutOfRange { ref name, .. }) if name == "kernel bandwidth"
+    ));
+    // Hankel DMD on trajectories.
+    let traj = trajectory(a.as_ref(), &[1.0, -0.5, 0.25, 2.0], 20);
+    let trajs = [traj.as_ref()];
+    let hankel = HankelConfig {
+        delays: 2,
+        ..Default::default()
+    };
+    assert_same_spectrum(&hankel.fit(&trajs[..])?, &expected, 1e-10, "Hankel DMD")?;
+    // The batched and partitioned finite sections: one operator per data set / group.
+    let xs = [x.as_ref(), x.as_ref()];
+    let ys = [y.as_ref(), y.as_ref()];
+    let fs = FiniteSectionConfig::default();
+    let us = fs.fit(Batch { xs: &xs, ys: &ys })?;
+    assert_eq!(us.len(), 2);
+    assert!(frobenius((&us[0] - &a).as_ref()) < 1e-10);
+    let ys_bad = [y.as_ref(), y_short];
+    assert!(fs
+        .check(&Batch {
+            xs: &xs,
+            ys: &ys_bad
+        })
+        .is_err());
+    let states: Vec<Vec<f64>> = (0..traj.ncols())
+        .map(|k| (0..4).map(|i| traj[(i, k)]).collect())
+        .collect();
+    let snaps: Vec<&[f64]> = states.iter().map(|s| s.as_slice()).collect();
+    let groups: [&[usize]; 1] = [&[0, 1, 2, 3]];
+    let whole = fs.fit(Partitioned {
+        snapshots: &snaps,
+        groups: &groups,
+    })?;
+    assert_eq!(
+        whole,
+        finite_section_partitioned(&snaps, &groups, &fs)?,
+        "the trait and the free function differ"
+    );
+    assert!(frobenius((&whole[0] - &a).as_ref()) < 1e-8);
     Ok(())
 }
 

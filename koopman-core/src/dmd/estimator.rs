@@ -4,9 +4,11 @@
 //!
 //! | settings | data | output |
 //! |---|---|---|
-//! | [`ExactDmdConfig`](super::ExactDmdConfig), [`RrrConfig`](super::RrrConfig), [`FiniteSectionConfig`](super::FiniteSectionConfig) | [`Pairs`] of any [`Scalar`] | [`KoopmanFit`] |
-//! | [`EdmdConfig`](super::EdmdConfig), [`KernelDmdConfig`](super::KernelDmdConfig) | [`Pairs`] of `f64` | [`KoopmanFit`] |
-//! | [`HankelConfig`](super::HankelConfig) | trajectories `&[MatRef<T>]` | [`KoopmanFit`] |
+//! | [`ExactDmdConfig`](super::ExactDmdConfig), [`RrrConfig`](super::RrrConfig), [`FiniteSectionConfig`](super::FiniteSectionConfig) | [`Pairs`] of any [`Scalar`] | [`KoopmanFit`](super::KoopmanFit) |
+//! | [`EdmdConfig`](super::EdmdConfig), [`KernelDmdConfig`](super::KernelDmdConfig) | [`Pairs`] of `f64` | [`KoopmanFit`](super::KoopmanFit) |
+//! | [`HankelConfig`](super::HankelConfig) | trajectories `&[MatRef<T>]` | [`KoopmanFit`](super::KoopmanFit) |
+//! | [`FiniteSectionConfig`](super::FiniteSectionConfig) | [`Batch`](super::Batch) of data sets of one shape | `Vec<Mat<T>>`, one operator each |
+//! | [`FiniteSectionConfig`](super::FiniteSectionConfig) | [`Partitioned`](super::Partitioned) snapshots (paper 000's hot path) | `Vec<Mat<f64>>`, one operator per group |
 //!
 //! The free functions ([`exact_dmd`](super::exact_dmd), [`dmd_rrr`](super::dmd_rrr), ...) are
 //! the same fits called with the settings last.

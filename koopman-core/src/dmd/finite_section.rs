@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::estimator::{check_pairs, Fit, Pairs};
 use super::{check_pair, FitMethod, KoopmanFit};
 use crate::complex::c64;
 use crate::error::{CoreError, Result};
@@ -160,7 +161,37 @@ pub fn finite_section_partitioned(
     groups: &[&[usize]],
     config: &FiniteSectionConfig,
 ) -> Result<Vec<Mat<f64>>> {
-    config.validate()?;
+    config.fit(Partitioned { snapshots, groups })
+}
+
+/// Snapshots of one state vector and a partition of its entries into groups: the data of the
+/// partitioned finite section (one operator per group, [`finite_section_partitioned`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Partitioned<'a> {
+    /// Consecutive snapshots, each a whole state vector.
+    pub snapshots: &'a [&'a [f64]],
+    /// Each group's entries of the state vector.
+    pub groups: &'a [&'a [usize]],
+}
+
+impl<'a> Fit<Partitioned<'a>> for FiniteSectionConfig {
+    type Output = Vec<Mat<f64>>;
+
+    /// The settings; the snapshots and groups are checked as they are streamed.
+    fn check(&self, _: &Partitioned<'a>) -> Result<()> {
+        self.validate()
+    }
+
+    fn fit_checked(&self, data: Partitioned<'a>) -> Result<Vec<Mat<f64>>> {
+        partitioned_fit(data.snapshots, data.groups, self)
+    }
+}
+
+fn partitioned_fit(
+    snapshots: &[&[f64]],
+    groups: &[&[usize]],
+    config: &FiniteSectionConfig,
+) -> Result<Vec<Mat<f64>>> {
     if snapshots.len() < 2 {
         return Err(CoreError::Empty(format!(
             "the partitioned finite section needs at least two snapshots, got {}",
@@ -245,7 +276,28 @@ pub fn finite_section<T: Scalar>(
     y: MatRef<'_, T>,
     config: &FiniteSectionConfig,
 ) -> Result<KoopmanFit> {
-    let u = finite_section_operator(x, y, config)?;
+    config.fit((x, y))
+}
+
+impl<'a, T: Scalar> Fit<Pairs<'a, T>> for FiniteSectionConfig {
+    type Output = KoopmanFit;
+
+    fn check(&self, data: &Pairs<'a, T>) -> Result<()> {
+        self.validate()?;
+        check_pairs(data)
+    }
+
+    fn fit_checked(&self, (x, y): Pairs<'a, T>) -> Result<KoopmanFit> {
+        finite_section_fit(x, y, self)
+    }
+}
+
+fn finite_section_fit<T: Scalar>(
+    x: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    config: &FiniteSectionConfig,
+) -> Result<KoopmanFit> {
+    let u = solve_one(x, y, &config.solve)?;
     let (values, vectors) = linalg::eig(u.as_ref())?;
     let x0: Vec<c64> = (0..x.nrows()).map(|i| x[(i, 0)].to_c64()).collect();
     KoopmanFit::assemble(
@@ -266,7 +318,39 @@ pub fn finite_section_batched<T: Scalar>(
     ys: &[MatRef<'_, T>],
     config: &FiniteSectionConfig,
 ) -> Result<Vec<Mat<T>>> {
-    config.validate()?;
+    config.fit(Batch { xs, ys })
+}
+
+/// Many data sets `(X_b, Y_b)` of one shape: the data of the batched finite section (one
+/// operator per data set, [`finite_section_batched`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a, T> {
+    /// The `X_b`.
+    pub xs: &'a [MatRef<'a, T>],
+    /// The `Y_b`.
+    pub ys: &'a [MatRef<'a, T>],
+}
+
+impl<'a, T: Scalar> Fit<Batch<'a, T>> for FiniteSectionConfig {
+    type Output = Vec<Mat<T>>;
+
+    fn check(&self, data: &Batch<'a, T>) -> Result<()> {
+        self.validate()?;
+        check_batch(data.xs, data.ys)
+    }
+
+    fn fit_checked(&self, data: Batch<'a, T>) -> Result<Vec<Mat<T>>> {
+        let pairs: Vec<Pairs<'_, T>> = data
+            .xs
+            .iter()
+            .copied()
+            .zip(data.ys.iter().copied())
+            .collect();
+        parallel_map(&pairs, |(x, y)| solve_one(*x, *y, &self.solve))
+    }
+}
+
+fn check_batch<T: Scalar>(xs: &[MatRef<'_, T>], ys: &[MatRef<'_, T>]) -> Result<()> {
     if xs.is_empty() {
         return Err(CoreError::Empty(
             "no data sets for the batched finite section".into(),
@@ -294,9 +378,7 @@ pub fn finite_section_batched<T: Scalar>(
             other => other,
         })?;
     }
-    let pairs: Vec<(MatRef<'_, T>, MatRef<'_, T>)> =
-        xs.iter().copied().zip(ys.iter().copied()).collect();
-    parallel_map(&pairs, |(x, y)| solve_one(*x, *y, &config.solve))
+    Ok(())
 }
 
 /// The batched finite section on tensors: `x` and `y` of shape `(batch, d, m)` on any device;

@@ -65,7 +65,7 @@ pub use estimator::{Fit, Pairs};
 pub use exact::{choose_rank, exact_dmd, ExactDmdConfig, RankPolicy};
 pub use finite_section::{
     finite_section, finite_section_batched, finite_section_batched_tensor, finite_section_operator,
-    finite_section_partitioned, FiniteSectionConfig,
+    finite_section_partitioned, Batch, FiniteSectionConfig, Partitioned,
 };
 pub use hankel::{delay_embed, hankel_dmd, HankelConfig, HankelEstimator};
 pub use rrr::{dmd_rrr, RefineSelection, RrrConfig};

@@ -2,12 +2,12 @@
 //! optimizer against the fit and the three evolutions, f32 against f64 batched evolution.
 
 use crate::device::timed;
+use crate::experiments::p000_stepping::trials::de_solver::{
+    evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
+};
 use crate::report::sci;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
-use koopman_train::stepping::de_solver::{
-    evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
-};
 use koopman_train::stepping::fit::to_host;
 use koopman_train::stepping::{fit, Evolution, FitConfig, FitSolver, OptimizerKind, PartitionPlan};
 use serde::Serialize;

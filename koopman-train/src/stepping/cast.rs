@@ -10,7 +10,7 @@
 //! over `s` steps for operators of spectral radius <= 1: the bound `(s + 1) (d + 1) eps_f32`
 //! (7.2e-4 at `s = 1000`, `d = 5`), which the test `f32_evolution_against_f64` checks for the
 //! step-wise loop and the jump by squaring (it prints the errors it measures, far below the
-//! bound). On the DE solver trained in f32 (see [`de_solver`](super::de_solver)), the test
+//! bound). On the DE solver trained in f32 (paper 000's DE-solver trial in koopman-bench), the test
 //! `f32_trial_against_f64` there bounds the difference of the Koopman weights and loss from an
 //! all-f64 trial.
 

@@ -8,8 +8,9 @@
 //! - [`evolution`]: the weights continued by the fitted operators (step by step, by a jump or by
 //!   eigendecompositions), and the straight-line baseline; [`cast`]: the same in f32;
 //! - [`metrics`]: `T_eq`, success, speedup, prediction errors;
-//! - [`de_solver`], [`classifier`] (MNIST), [`perceptron`]: the paper's problems, each with a
-//!   trial that measures Koopman stepping against the optimizer and the straight-line baseline;
+//!
+//! The paper's own problems (the NN DE solver, the MNIST classifier, the perceptron) and their
+//! trials live with its experiments in `koopman-bench` (`experiments::p000_stepping::trials`).
 //! - [`wrapper`]: a training loop that alternates optimizer steps and Koopman jumps.
 //!
 //! ```
@@ -32,14 +33,11 @@
 //! ```
 
 pub mod cast;
-pub mod classifier;
-pub mod de_solver;
 pub mod evolution;
 pub mod fit;
 pub mod metrics;
 pub mod optim;
 pub mod partition;
-pub mod perceptron;
 pub mod recorder;
 pub mod wrapper;
 

@@ -1,13 +1,13 @@
 //! `stepping_de`: the NN differential-equation solver of paper 000 (S8.1, Figure 2), Koopman stepping against Adam / Adagrad / Adadelta and the straight line.
 
 use super::{pct, timing_note};
+use crate::experiments::p000_stepping::trials::de_solver::{
+    evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
+};
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
-use koopman_train::stepping::de_solver::{
-    evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
-};
 use koopman_train::stepping::metrics::median;
 use koopman_train::stepping::{FitConfig, FitSolver, OptimizerKind};
 

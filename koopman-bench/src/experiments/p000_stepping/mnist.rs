@@ -3,14 +3,14 @@
 use super::de::gram;
 use super::torch_peer::{TorchPeer, PAPER_LOOP, TENSOR_LOOP};
 use super::{pct, timing_note};
+use crate::experiments::p000_stepping::trials::classifier::{
+    evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierOutcome,
+    ClassifierTrialConfig,
+};
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
-use koopman_train::stepping::classifier::{
-    evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierOutcome,
-    ClassifierTrialConfig,
-};
 use koopman_train::stepping::metrics::{median, WorkCount};
 use koopman_train::stepping::{FitConfig, Partition, PartitionSpec};
 

@@ -15,6 +15,7 @@ pub mod de;
 pub mod mnist;
 pub mod perceptron;
 pub mod torch_peer;
+pub mod trials;
 pub mod wrapper;
 
 use koopman_train::stepping::metrics::{TIMING_RUNS, TIMING_SECONDS};

@@ -1,10 +1,12 @@
 //! `stepping_perceptron`: the perceptron of paper 000 (S8.3): steps to asymptotic performance with single-weight, node and network partitions.
 
+use crate::experiments::p000_stepping::trials::perceptron::{
+    run_perceptron, PerceptronConfig, PerceptronResult,
+};
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
-use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig, PerceptronResult};
 
 /// Sizes of `stepping_perceptron`.
 #[derive(Clone, Copy, Debug)]

@@ -22,8 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+use crate::experiments::p000_stepping::trials::classifier::ClassifierTrialConfig;
 use crate::{BenchError, Result};
-use koopman_train::stepping::classifier::ClassifierTrialConfig;
 use koopman_train::stepping::metrics::equivalent_time;
 use koopman_train::stepping::OptimizerKind;
 use serde::Deserialize;

@@ -1,13 +1,15 @@
 //! `stepping_wrapper`: the training wrapper (optimizer steps alternating with Koopman jumps) on the DE solver and MNIST, against the plain optimizer in wall time.
 
 use super::mnist::{classifier_config, SteppingMnist};
+use crate::experiments::p000_stepping::trials::de_solver::{
+    paper_partition, DeSolver, DeSolverConfig,
+};
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 use koopman_train::koopman_core::candle_core;
 use koopman_train::koopman_core::candle_nn::{self, Optimizer};
-use koopman_train::stepping::de_solver::{paper_partition, DeSolver, DeSolverConfig};
 use koopman_train::stepping::wrapper::{
     KoopmanTrainer, StepEvent, WrapperConfig, WrapperStats, WrapperTimings,
 };

@@ -15,7 +15,7 @@
 //!
 //! [`DeSolverConfig::dtype`] is F64 by default (the paper); F32 runs the network, the grid and
 //! the optimizer in f32 (the fast path on a GPU) while the recorder and the fit stay f64, and
-//! the operators evolve in f32 through [`KoopmanStepper::cast`](super::KoopmanStepper::cast).
+//! the operators evolve in f32 through [`KoopmanStepper::cast`](koopman_train::stepping::KoopmanStepper::cast).
 //! Measured on one seed (Adadelta, t1 = 300, t2 = 400, T = 50, test `f32_trial_against_f64`):
 //! the f32 weights at `t2` differ from the f64 ones by 4.4e-7 (relative 2-norm), the
 //! Koopman-evolved weights by 2.3e-6 and their loss by 1.1e-5, against bounds of 1.2e-4 and
@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use candle_core::Device;
-//! use koopman_train::stepping::de_solver::{DeSolver, DeSolverConfig};
+//! use koopman_bench::experiments::p000_stepping::trials::de_solver::{DeSolver, DeSolverConfig};
 //!
 //! # fn main() -> koopman_train::Result<()> {
 //! let solver = DeSolver::new(&DeSolverConfig::default(), 0, &Device::Cpu)?;
@@ -32,18 +32,18 @@
 //! # Ok(()) }
 //! ```
 
-use super::fit::{fit, straight_line, to_host, Evolution, FitConfig};
-use super::metrics::{
-    equivalent_time, prediction_error, t_eq, timed_runs, PredictionError, TEq, TIMING_RUNS,
-};
-use super::optim::{LrSchedule, OptimizerKind};
-use super::partition::{Partition, PartitionPlan, PartitionSpec};
-use super::recorder::Recorder;
-use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
 use koopman_core::nn::{init_seeded, Activation, Mlp};
+use koopman_train::stepping::fit::{fit, straight_line, to_host, Evolution, FitConfig};
+use koopman_train::stepping::metrics::{
+    equivalent_time, prediction_error, t_eq, timed_runs, PredictionError, TEq, TIMING_RUNS,
+};
+use koopman_train::stepping::optim::{LrSchedule, OptimizerKind};
+use koopman_train::stepping::partition::{Partition, PartitionPlan, PartitionSpec};
+use koopman_train::stepping::recorder::Recorder;
+use koopman_train::{Result, TrainError};
 use std::time::Instant;
 
 /// The oscillator and the grid.
@@ -509,7 +509,7 @@ pub fn evaluate_de(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stepping::metrics::median;
+    use koopman_train::stepping::metrics::median;
 
     fn body_tangent_matches_fd(dev: &Device) -> Result<()> {
         let s = DeSolver::new(&DeSolverConfig::default(), 3, dev)?;
@@ -611,12 +611,12 @@ mod tests {
     /// The f32 path against f64 on one seed: the same trial (Adadelta, t1 = 300, t2 = 400,
     /// T = 50, the paper's partition, largest operator d = 11) trained in f32 and in f64 from the
     /// same initial weights, fitted (f64 on the host, as always) and evolved in the training
-    /// dtype ([`KoopmanStepper::cast`](crate::stepping::KoopmanStepper::cast)).
+    /// dtype ([`KoopmanStepper::cast`](koopman_train::stepping::KoopmanStepper::cast)).
     ///
     /// Bounds, relative 2-norm differences: f32 training rounds the weights and computes the
     /// update in f32 at every step, `<= eps_f32` per step when training does not amplify
     /// perturbations, so `<= t2 eps_f32` at `t2`; the f32 evolution adds `(T + 1) (d + 1)
-    /// eps_f32` (see [`CastStepper`](crate::stepping::CastStepper)), so the Koopman weights
+    /// eps_f32` (see [`CastStepper`](koopman_train::stepping::CastStepper)), so the Koopman weights
     /// differ by at most `(t2 + (T + 1) (d + 1)) eps_f32 = 1.2e-4`. The loss moves by at most
     /// `kappa` times that (`kappa = ||grad L|| ||w|| / L`, measured on the f64 run: 34) plus the
     /// f32 evaluation of the mean over the grid (`points eps_f32`). Measured (CPU, seed 2): w(t2)

@@ -11,7 +11,7 @@
 //! 16 input patterns, averaged over the simulations.
 //!
 //! ```
-//! use koopman_train::stepping::perceptron::{run_perceptron, PerceptronConfig};
+//! use koopman_bench::experiments::p000_stepping::trials::perceptron::{run_perceptron, PerceptronConfig};
 //!
 //! # fn main() -> koopman_train::Result<()> {
 //! let cfg = PerceptronConfig { simulations: 20, steps: 300, ..Default::default() };
@@ -23,13 +23,13 @@
 //! # Ok(()) }
 //! ```
 
-use super::fit::{fit, Evolution, FitConfig};
-use super::metrics::median;
-use super::partition::PartitionPlan;
-use super::recorder::Recorder;
-use crate::error::{Result, TrainError};
 use candle_core::Device;
 use koopman_core::c64;
+use koopman_train::stepping::fit::{fit, Evolution, FitConfig};
+use koopman_train::stepping::metrics::median;
+use koopman_train::stepping::partition::PartitionPlan;
+use koopman_train::stepping::recorder::Recorder;
+use koopman_train::{Result, TrainError};
 use rand::{Rng, SeedableRng};
 
 /// Settings (defaults: the paper's Table S3, Koopman after 100 steps).

@@ -4,7 +4,7 @@
 //! printed reason otherwise.
 
 use candle_core::Device;
-use koopman_train::stepping::classifier::{
+use koopman_bench::experiments::p000_stepping::trials::classifier::{
     evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierTrialConfig,
 };
 use koopman_train::stepping::{FitConfig, Partition, PartitionSpec};

@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use candle_core::Device;
-//! use koopman_train::stepping::classifier::{evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierTrialConfig};
+//! use koopman_bench::experiments::p000_stepping::trials::classifier::{evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierTrialConfig};
 //! use koopman_train::stepping::FitConfig;
 //!
 //! # fn main() -> koopman_train::Result<()> {
@@ -26,16 +26,16 @@
 //! # Ok(()) }
 //! ```
 
-use super::fit::{fit, straight_line, to_host, Evolution, FitConfig};
-use super::metrics::{equivalent_time, t_eq, timed_runs, TEq, TIMING_RUNS};
-use super::optim::OptimizerKind;
-use super::partition::{Partition, PartitionPlan, PartitionSpec};
-use super::recorder::Recorder;
-use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
 use koopman_core::nn::{init_seeded, Activation, Mlp};
+use koopman_train::stepping::fit::{fit, straight_line, to_host, Evolution, FitConfig};
+use koopman_train::stepping::metrics::{equivalent_time, t_eq, timed_runs, TEq, TIMING_RUNS};
+use koopman_train::stepping::optim::OptimizerKind;
+use koopman_train::stepping::partition::{Partition, PartitionPlan, PartitionSpec};
+use koopman_train::stepping::recorder::Recorder;
+use koopman_train::{Result, TrainError};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::time::Instant;

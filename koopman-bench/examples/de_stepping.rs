@@ -3,11 +3,13 @@
 //! (default cut-off, paper-style cut-off, Gram solve).
 //!
 //! ```text
-//! cargo run --release -p koopman-train --example de_stepping -- --optimizer adadelta --seeds 2
+//! cargo run --release -p koopman-bench --example de_stepping -- --optimizer adadelta --seeds 2
 //! ```
 
 use candle_core::Device;
-use koopman_train::stepping::de_solver::{evaluate_de, paper_partition, train_de, DeTrialConfig};
+use koopman_bench::experiments::p000_stepping::trials::de_solver::{
+    evaluate_de, paper_partition, train_de, DeTrialConfig,
+};
 use koopman_train::stepping::{FitConfig, FitSolver, OptimizerKind};
 
 fn main() -> koopman_train::Result<()> {

@@ -57,14 +57,6 @@ pub enum LayersError {
         /// Layers `J`.
         layers: usize,
     },
-    /// Reading or writing a file failed.
-    #[error("i/o on {path}: {message}")]
-    Io {
-        /// The file involved.
-        path: std::path::PathBuf,
-        /// What went wrong.
-        message: String,
-    },
 }
 
 /// Result alias for koopman-layers.

@@ -20,6 +20,7 @@
 
 use crate::error::{LayersError, Result};
 use koopman_core::io::{read_npy, NpyData};
+use koopman_core::CoreError;
 use std::path::Path;
 
 /// Trajectories of equal length, row-major `trajectory x time x dimension`.
@@ -35,11 +36,9 @@ pub struct Series {
     pub dim: usize,
 }
 
-fn io_error(path: &Path, e: impl std::fmt::Display) -> LayersError {
-    LayersError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+/// A series file that is not a series: a [`CoreError::Format`] naming the file.
+fn format_error(path: &Path, what: impl std::fmt::Display) -> LayersError {
+    CoreError::Format(format!("{}: {what}", path.display())).into()
 }
 
 impl Series {
@@ -48,7 +47,7 @@ impl Series {
     pub fn read(path: &Path) -> Result<Series> {
         let series = read_series(path)?;
         if series.values.is_empty() || series.n_time == 0 || series.dim == 0 {
-            return Err(io_error(path, "holds no data"));
+            return Err(format_error(path, "holds no data"));
         }
         if let Some(k) = series.values.iter().position(|v| !v.is_finite()) {
             return Err(LayersError::NonFinite(format!(
@@ -81,7 +80,10 @@ fn read_series(path: &Path) -> Result<Series> {
             dim: shape[2],
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut trajectories: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
     for (line_no, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -94,7 +96,10 @@ fn read_series(path: &Path) -> Result<Series> {
             if line_no == 0 {
                 continue; // header
             }
-            return Err(io_error(path, format!("line {}: not numeric", line_no + 1)));
+            return Err(format_error(
+                path,
+                format!("line {}: not numeric", line_no + 1),
+            ));
         };
         match trajectories.last_mut() {
             Some((id, rows)) if id == fields[0] => rows.push(row),
@@ -102,7 +107,7 @@ fn read_series(path: &Path) -> Result<Series> {
         }
     }
     let Some((_, first)) = trajectories.first() else {
-        return Err(io_error(path, "no data rows"));
+        return Err(format_error(path, "no data rows"));
     };
     let (n_time, dim) = (first.len(), first[0].len());
     let mut values = Vec::new();

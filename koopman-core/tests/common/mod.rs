@@ -49,3 +49,36 @@ pub fn generator(
     let (n_set, m_set) = paper_sets(radius)?;
     ToeplitzGenerator::random(n_set, vec![m_set], scale, 1.0, seed, dtype, dev)
 }
+
+/// A seeded generator.
+pub fn rng(seed: u64) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// A seeded matrix with entries uniform in `[-1, 1)`.
+pub fn random_mat(r: usize, c: usize, seed: u64) -> faer::Mat<f64> {
+    use rand::Rng;
+    let mut g = rng(seed);
+    faer::Mat::from_fn(r, c, |_, _| g.random_range(-1.0..1.0))
+}
+
+/// `A = P B P^T` with `P` orthogonal and `B` block diagonal: eigenvalues 0.9, 0.5, 0.7 ± 0.2i.
+pub fn known_system() -> (faer::Mat<f64>, Vec<c64>) {
+    let (p, _) = koopman_core::linalg::thin_qr(random_mat(4, 4, 7).as_ref());
+    let mut b = faer::Mat::<f64>::zeros(4, 4);
+    b[(0, 0)] = 0.9;
+    b[(1, 1)] = 0.5;
+    b[(2, 2)] = 0.7;
+    b[(3, 3)] = 0.7;
+    b[(2, 3)] = -0.2;
+    b[(3, 2)] = 0.2;
+    let a = &p * &b * p.transpose();
+    let eig = vec![
+        c64::new(0.9, 0.0),
+        c64::new(0.5, 0.0),
+        c64::new(0.7, 0.2),
+        c64::new(0.7, -0.2),
+    ];
+    (a, eig)
+}

@@ -15,6 +15,7 @@ pub mod p003_layered;
 pub mod p004_conjugacy;
 mod paper;
 mod sizes;
+pub mod verdict;
 
 pub use paper::Paper;
 pub use sizes::BySize;

@@ -9,6 +9,7 @@
 pub mod mnist;
 pub mod yinyang;
 
+use crate::experiments::verdict::mean_sd;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
 use koopman_core::candle_nn::{VarBuilder, VarMap};
@@ -92,13 +93,6 @@ fn best(points: Vec<GridPoint>) -> Option<GridPoint> {
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
 }
 
 fn fmt_ms(v: &[f64]) -> String {

@@ -1,6 +1,7 @@
 //! `yinyang`: replacing the layers of a trained Yin-Yang MLP by delay-embedded linear operators (paper 002, its Yin-Yang figures).
 
-use super::{best, config_label, fmt_ms, mean_sd, pct, sweep, train_mlp_restarts, Split};
+use super::{best, config_label, fmt_ms, pct, sweep, train_mlp_restarts, Split};
+use crate::experiments::verdict::mean_sd;
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;

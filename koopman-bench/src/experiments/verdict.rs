@@ -1,0 +1,143 @@
+//! The criteria behind `reproduce`'s verdicts, as pure functions of measured values, so that each
+//! is tested on both sides (a figure that meets it and one that does not) apart from the runs
+//! that produce the figures.
+//!
+//! ```
+//! use koopman_bench::experiments::verdict::{falls_along_layers, lower_beyond_standard_error};
+//!
+//! // Five seeds: the regularised errors are lower by more than the standard error of the
+//! // paired differences.
+//! let with = [0.10, 0.11, 0.09, 0.10, 0.12];
+//! let without = [0.13, 0.12, 0.12, 0.14, 0.13];
+//! assert!(lower_beyond_standard_error(&with, &without).holds);
+//! // Shares of eigenvalues inside the unit circle, layer by layer.
+//! assert!(falls_along_layers(&[0.6, 0.5, 0.5, 0.3, 0.2]));
+//! assert!(!falls_along_layers(&[0.0; 5])); // an untrained model (every |lambda| = 1)
+//! ```
+
+use koopman_core::c64;
+
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = v.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, var.sqrt())
+}
+
+/// A paired comparison over seeds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairedDifference {
+    /// Mean of `without - with` over the seeds.
+    pub mean: f64,
+    /// Its standard error (sample standard deviation over `sqrt(n)`).
+    pub standard_error: f64,
+    /// Whether `with` is lower by more than the standard error (needs two seeds or more).
+    pub holds: bool,
+}
+
+/// Whether the values `with` (one per seed) are lower than `without` (same seeds, same order) by
+/// more than the standard error of the paired differences: the mean of `without - with` exceeds
+/// its standard error. Fewer than two seeds, or lengths that differ, never hold.
+pub fn lower_beyond_standard_error(with: &[f64], without: &[f64]) -> PairedDifference {
+    let d: Vec<f64> = without.iter().zip(with).map(|(b, a)| b - a).collect();
+    let (mean, sd) = mean_sd(&d);
+    let standard_error = sd / (d.len() as f64).sqrt();
+    let valid = d.len() >= 2 && with.len() == without.len() && d.iter().all(|x| x.is_finite());
+    PairedDifference {
+        mean,
+        standard_error,
+        holds: valid && mean > standard_error,
+    }
+}
+
+/// The share of `eigenvalues` strictly inside the unit circle: `|lambda| < 1 - margin`.
+pub fn share_inside(eigenvalues: &[c64], margin: f64) -> f64 {
+    if eigenvalues.is_empty() {
+        return 0.0;
+    }
+    eigenvalues
+        .iter()
+        .filter(|z| z.norm() < 1.0 - margin)
+        .count() as f64
+        / eigenvalues.len() as f64
+}
+
+/// Whether `shares` (one per layer, in order) fall as the layer index grows: the last is below
+/// the first, and more pairs of layers fall than rise (Kendall's statistic below zero).
+pub fn falls_along_layers(shares: &[f64]) -> bool {
+    if shares.len() < 2 || shares.iter().any(|s| !s.is_finite()) {
+        return false;
+    }
+    let mut s = 0i64;
+    for i in 0..shares.len() {
+        for j in i + 1..shares.len() {
+            s += match shares[j].partial_cmp(&shares[i]) {
+                Some(std::cmp::Ordering::Less) => -1,
+                Some(std::cmp::Ordering::Greater) => 1,
+                _ => 0,
+            };
+        }
+    }
+    shares[shares.len() - 1] < shares[0] && s < 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_difference_both_sides() {
+        let without = [1.0, 1.1, 0.9, 1.0, 1.05];
+        // Lower on every seed: holds.
+        let with: Vec<f64> = without.iter().map(|x| x - 0.1).collect();
+        let d = lower_beyond_standard_error(&with, &without);
+        assert!(d.holds && (d.mean - 0.1).abs() < 1e-12, "{d:?}");
+        // Equal: the mean difference 0 does not exceed its standard error 0.
+        assert!(!lower_beyond_standard_error(&without, &without).holds);
+        // Higher: fails.
+        let worse: Vec<f64> = without.iter().map(|x| x + 0.1).collect();
+        assert!(!lower_beyond_standard_error(&worse, &without).holds);
+        // Lower on average but within the noise of the seeds: fails.
+        let noisy = [0.5, 1.6, 0.4, 1.5, 1.0];
+        let d = lower_beyond_standard_error(&noisy, &without);
+        assert!(d.mean > 0.0 && !d.holds, "{d:?}");
+        // One seed, or mismatched lengths, or NaN: never holds.
+        assert!(!lower_beyond_standard_error(&[0.0], &[1.0]).holds);
+        assert!(!lower_beyond_standard_error(&[0.0, 0.0], &[1.0, 1.0, 1.0]).holds);
+        assert!(!lower_beyond_standard_error(&[f64::NAN, 0.0], &[1.0, 1.0]).holds);
+    }
+
+    #[test]
+    fn shares_inside_and_their_trend() {
+        let eig = [
+            c64::new(0.5, 0.0),
+            c64::new(0.0, 0.999),
+            c64::new(1.0, 0.0),
+            c64::new(0.0, 1.2),
+        ];
+        assert_eq!(share_inside(&eig, 1e-3), 0.25);
+        assert_eq!(share_inside(&[], 1e-3), 0.0);
+        assert!(falls_along_layers(&[0.5, 0.4, 0.45, 0.3, 0.1]));
+        // Flat, rising, or falling only at the start and rising after: fail.
+        assert!(!falls_along_layers(&[0.3; 5]));
+        assert!(!falls_along_layers(&[0.1, 0.2, 0.3, 0.4, 0.5]));
+        assert!(!falls_along_layers(&[0.5, 0.1, 0.2, 0.3, 0.4]));
+        assert!(!falls_along_layers(&[0.5]));
+        assert!(!falls_along_layers(&[0.5, f64::NAN]));
+    }
+
+    #[test]
+    fn mean_and_sd() {
+        let (m, s) = mean_sd(&[1.0, 2.0, 3.0]);
+        assert!((m - 2.0).abs() < 1e-15 && (s - 1.0).abs() < 1e-15);
+        assert_eq!(mean_sd(&[4.0]), (4.0, 0.0));
+        assert!(mean_sd(&[]).0.is_nan());
+    }
+}

@@ -88,6 +88,20 @@ pub fn falls_along_layers(shares: &[f64]) -> bool {
     shares[shares.len() - 1] < shares[0] && s < 0
 }
 
+/// The smallest, over the sets, of the largest `|arg lambda|` in a set: how far every layer's
+/// spectrum reaches around the circle (0 for the identity, whose eigenvalues are all 1).
+pub fn least_phase_reach(sets: &[Vec<c64>]) -> f64 {
+    sets.iter()
+        .map(|s| s.iter().map(|z| z.arg().abs()).fold(0.0f64, f64::max))
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Whether a model's error `error` is at most `fraction` of a baseline's (both finite, the
+/// baseline above zero).
+pub fn below_fraction_of(error: f64, baseline: f64, fraction: f64) -> bool {
+    error.is_finite() && baseline.is_finite() && baseline > 0.0 && error <= fraction * baseline
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +145,19 @@ mod tests {
         assert!(!falls_along_layers(&[0.5, 0.1, 0.2, 0.3, 0.4]));
         assert!(!falls_along_layers(&[0.5]));
         assert!(!falls_along_layers(&[0.5, f64::NAN]));
+    }
+
+    #[test]
+    fn circle_phase_and_baseline_criteria() {
+        let on = vec![c64::from_polar(1.0, 0.5), c64::from_polar(1.0, -2.0)];
+        let off = vec![c64::from_polar(0.8, 0.5), c64::from_polar(1.3, -2.0)];
+        // The identity reaches nowhere around the circle; a rotation does.
+        assert_eq!(least_phase_reach(&[vec![c64::new(1.0, 0.0); 3]]), 0.0);
+        assert!((least_phase_reach(&[on.clone(), off]) - 2.0).abs() < 1e-12);
+        assert!(below_fraction_of(0.2, 1.0, 0.5));
+        assert!(!below_fraction_of(0.6, 1.0, 0.5));
+        assert!(!below_fraction_of(0.0, 0.0, 0.5));
+        assert!(!below_fraction_of(f64::NAN, 1.0, 0.5));
     }
 
     #[test]

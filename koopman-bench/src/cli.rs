@@ -18,7 +18,7 @@ use crate::report::{write_reports, Outcome, RunContext};
 use crate::{BenchError, Result, Size};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The parsed command line.
 #[derive(Parser)]
@@ -78,6 +78,9 @@ enum Command {
         #[arg(long)]
         no_torch_peer: bool,
     },
+    /// File a run's results under koopman-bench/results and write the README's results table.
+    #[command(subcommand)]
+    Results(ResultsAction),
     /// Timed runs (ratios measured in one process), printed and written as JSON.
     Perf {
         /// Device to compute on.
@@ -123,6 +126,59 @@ enum Command {
         #[arg(long)]
         skip_stepping: bool,
     },
+}
+
+/// What `results` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum ResultsAction {
+    /// File every experiment of a quick or full run (its report.json) as the current result of
+    /// that experiment and size, with its figures, then rewrite the README's results table.
+    Store {
+        /// The run's report.json.
+        report: PathBuf,
+    },
+    /// Rewrite the README's results table from the committed results (`--check`: only say
+    /// whether it is current, failing when not).
+    Table {
+        /// Fail instead of writing when the README's table is not the generated one.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// The workspace's results folder and README (the tree this binary was built from).
+fn results_paths() -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    (root.join("results"), root.join("..").join("README.md"))
+}
+
+fn results(action: &ResultsAction) -> Result<bool> {
+    let (dir, readme_path) = results_paths();
+    if let ResultsAction::Store { report } = action {
+        let written = crate::results::store(report, &dir)?;
+        println!("stored {} files under {}", written.len(), dir.display());
+    }
+    let readme =
+        std::fs::read_to_string(&readme_path).map_err(|source| koopman_core::CoreError::Io {
+            path: readme_path.clone(),
+            source,
+        })?;
+    let updated = crate::results::with_table(&readme, &crate::results::results_table(&dir)?)?;
+    if matches!(action, ResultsAction::Table { check: true }) {
+        if updated != readme {
+            eprintln!(
+                "{}: the results table is not the one the committed results give; run \
+                 `cargo run -p koopman-bench -- results table`",
+                readme_path.display()
+            );
+            return Ok(false);
+        }
+        println!("{}: results table is current", readme_path.display());
+        return Ok(true);
+    }
+    koopman_core::io::write_atomic(&readme_path, updated.as_bytes())?;
+    println!("wrote the results table of {}", readme_path.display());
+    Ok(true)
 }
 
 fn bar(multi: &MultiProgress, name: &str) -> ProgressBar {
@@ -277,6 +333,7 @@ fn run(cli: Cli) -> Result<bool> {
             }
             reproduce(ctx, selected)
         }
+        Command::Results(action) => results(&action),
         Command::Perf {
             device,
             radii,

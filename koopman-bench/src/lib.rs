@@ -28,11 +28,13 @@ pub mod dmd_command;
 pub mod experiments;
 pub mod fit_command;
 pub mod perf;
+pub mod provenance;
 pub mod replace_command;
 pub mod report;
+pub mod results;
 
 /// How large the experiments are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Size {
     /// Tiny sizes that exercise every code path of every experiment in about a minute; a run
     /// check, not a reproduction: figures are not expected to meet the papers'.

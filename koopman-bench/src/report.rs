@@ -1,9 +1,10 @@
 //! Run context and reports: paper-versus-measured tables written as Markdown and JSON.
 
 use crate::device::device_name;
+use crate::provenance::Provenance;
 use crate::{Result, Size};
 use candle_core::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Everything an experiment needs to know about the run.
@@ -26,6 +27,10 @@ pub struct RunContext {
     /// A Python with torch and torchvision for the PyTorch peer of `stepping_mnist` (the paper's
     /// speed comparison), if one is to be run.
     pub torch_python: Option<PathBuf>,
+    /// Commit, date and machine of the run.
+    pub provenance: Provenance,
+    /// When the run started (its wall time is reported).
+    pub started: std::time::Instant,
 }
 
 impl RunContext {
@@ -39,6 +44,8 @@ impl RunContext {
             seed: 0,
             data_required: koopman_core::testing::data_required(),
             torch_python: None,
+            provenance: Provenance::now(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -90,7 +97,7 @@ impl RunContext {
 }
 
 /// One headline quantity: what the paper reports and what this run measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Comparison {
     /// What is compared.
     pub quantity: String,
@@ -103,7 +110,7 @@ pub struct Comparison {
 }
 
 /// A plain table of measurements.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Table {
     /// Caption.
     pub title: String,
@@ -114,7 +121,7 @@ pub struct Table {
 }
 
 /// What one experiment produced.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExperimentReport {
     /// Registry name.
     pub name: String,
@@ -135,7 +142,7 @@ pub struct ExperimentReport {
 }
 
 /// The fate of one experiment in a run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
     /// It ran.
@@ -156,18 +163,26 @@ pub enum Outcome {
     },
 }
 
-#[derive(Serialize)]
-struct RunSummary<'a> {
-    device: &'static str,
-    size: Size,
+/// What `report.json` holds: the run's settings and provenance, and every experiment's outcome.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The device the experiments computed on.
+    pub device: String,
+    /// Smoke, quick or full.
+    pub size: Size,
     /// Base seed of the run (`--seed`).
-    seed: u64,
+    pub seed: u64,
+    /// Commit, date and machine.
+    pub provenance: Provenance,
+    /// Wall-clock seconds of the whole run.
+    pub seconds: f64,
     /// Set for smoke runs: the figures are a run check, not a reproduction.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// The files this run wrote beside the reports.
-    files: Vec<String>,
-    outcomes: &'a [Outcome],
+    pub files: Vec<String>,
+    /// Every experiment's outcome, in run order.
+    pub outcomes: Vec<Outcome>,
 }
 
 fn markdown_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
@@ -187,60 +202,76 @@ pub const SMOKE_NOTE: &str =
 
 /// Renders all outcomes as one Markdown document.
 pub fn render_markdown(ctx: &RunContext, outcomes: &[Outcome]) -> String {
+    let p = &ctx.provenance;
     let mut md = format!(
-        "# koopman-bench reproduce\n\nDevice: {}; sizes: {:?}.\n\n",
+        "# koopman-bench reproduce\n\nDevice: {}; sizes: {:?}; seed {}. Commit {}, {}, on {} \
+         ({} threads); {:.0} s in all.\n\n",
         device_name(&ctx.device),
-        ctx.size
+        ctx.size,
+        ctx.seed,
+        p.short_commit(),
+        p.date,
+        p.machine,
+        p.threads,
+        ctx.started.elapsed().as_secs_f64()
     );
     if ctx.size == Size::Smoke {
         md.push_str(&format!("**{SMOKE_NOTE}**\n\n"));
     }
     for outcome in outcomes {
-        match outcome {
-            Outcome::Ran(r) => {
-                md.push_str(&format!(
-                    "## {} — {}\n\nPaper: {}. Took {:.1} s.\n\n",
-                    r.name, r.title, r.paper, r.seconds
-                ));
-                let header = ["quantity", "paper", "measured", "holds"].map(String::from);
-                let rows: Vec<Vec<String>> = r
-                    .comparisons
-                    .iter()
-                    .map(|c| {
-                        let holds = match c.holds {
-                            Some(true) => "yes",
-                            Some(false) => "no",
-                            None => "-",
-                        };
-                        vec![
-                            c.quantity.clone(),
-                            c.paper.clone(),
-                            c.measured.clone(),
-                            holds.into(),
-                        ]
-                    })
-                    .collect();
-                markdown_table(&mut md, &header, &rows);
-                for t in &r.tables {
-                    md.push_str(&format!("**{}**\n\n", t.title));
-                    markdown_table(&mut md, &t.header, &t.rows);
-                }
-                for n in &r.notes {
-                    md.push_str(&format!("- {n}\n"));
-                }
-                for f in &r.files {
-                    if f.ends_with(".svg") || f.ends_with(".png") {
-                        md.push_str(&format!("\n![{f}]({f})\n"));
-                    }
-                }
-                md.push('\n');
+        md.push_str(&render_outcome(outcome));
+    }
+    md
+}
+
+/// One experiment's section of the Markdown report: its paper-versus-measured table, tables,
+/// notes and figures.
+pub fn render_outcome(outcome: &Outcome) -> String {
+    let mut md = String::new();
+    match outcome {
+        Outcome::Ran(r) => {
+            md.push_str(&format!(
+                "## {} — {}\n\nPaper: {}. Took {:.1} s.\n\n",
+                r.name, r.title, r.paper, r.seconds
+            ));
+            let header = ["quantity", "paper", "measured", "holds"].map(String::from);
+            let rows: Vec<Vec<String>> = r
+                .comparisons
+                .iter()
+                .map(|c| {
+                    let holds = match c.holds {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "-",
+                    };
+                    vec![
+                        c.quantity.clone(),
+                        c.paper.clone(),
+                        c.measured.clone(),
+                        holds.into(),
+                    ]
+                })
+                .collect();
+            markdown_table(&mut md, &header, &rows);
+            for t in &r.tables {
+                md.push_str(&format!("**{}**\n\n", t.title));
+                markdown_table(&mut md, &t.header, &t.rows);
             }
-            Outcome::Skipped { name, reason } => {
-                md.push_str(&format!("## {name} — skipped\n\n{reason}\n\n"));
+            for n in &r.notes {
+                md.push_str(&format!("- {n}\n"));
             }
-            Outcome::Failed { name, error } => {
-                md.push_str(&format!("## {name} — FAILED\n\n```\n{error}\n```\n\n"));
+            for f in &r.files {
+                if f.ends_with(".svg") || f.ends_with(".png") {
+                    md.push_str(&format!("\n![{f}]({f})\n"));
+                }
             }
+            md.push('\n');
+        }
+        Outcome::Skipped { name, reason } => {
+            md.push_str(&format!("## {name} — skipped\n\n{reason}\n\n"));
+        }
+        Outcome::Failed { name, error } => {
+            md.push_str(&format!("## {name} — FAILED\n\n```\n{error}\n```\n\n"));
         }
     }
     md
@@ -260,12 +291,14 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
     let files = ctx.staging().publish()?;
     koopman_core::io::write_atomic(&md_path, render_markdown(ctx, outcomes).as_bytes())?;
     let summary = RunSummary {
-        device: device_name(&ctx.device),
+        device: device_name(&ctx.device).into(),
         size: ctx.size,
         seed: ctx.seed,
-        note: (ctx.size == Size::Smoke).then_some(SMOKE_NOTE),
+        provenance: ctx.provenance.clone(),
+        seconds: ctx.started.elapsed().as_secs_f64(),
+        note: (ctx.size == Size::Smoke).then(|| SMOKE_NOTE.to_string()),
         files,
-        outcomes,
+        outcomes: outcomes.to_vec(),
     };
     write_json(&json_path, &summary)?;
     Ok((md_path, json_path))

@@ -1,0 +1,51 @@
+//! README's results table is the one the committed results give (no hand-typed figures), and
+//! filing a run's results refuses what cannot be traced.
+
+use koopman_bench::results::{results_table, store, with_table, TABLE_BEGIN, TABLE_END};
+use std::path::Path;
+
+#[test]
+fn readme_table_is_generated_from_the_committed_results() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("../README.md")).unwrap();
+    let table = results_table(&root.join("results")).unwrap();
+    assert_eq!(
+        with_table(&readme, &table).unwrap(),
+        readme,
+        "README's results table is not the generated one: run `cargo run -p koopman-bench -- results table`"
+    );
+}
+
+#[test]
+fn markers_are_required_and_the_table_replaces_what_is_between_them() {
+    assert!(with_table("no markers", "t").is_err());
+    let doc = format!("a\n{TABLE_BEGIN}\nold\n{TABLE_END}\nb\n");
+    assert_eq!(
+        with_table(&doc, "new\n").unwrap(),
+        format!("a\n{TABLE_BEGIN}\nnew\n{TABLE_END}\nb\n")
+    );
+}
+
+#[test]
+fn smoke_runs_and_untraceable_runs_are_not_stored() {
+    let dir = std::env::temp_dir().join(format!("koopman-results-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |size: &str, dirty: bool| {
+        let path = dir.join(format!("report-{size}-{dirty}.json"));
+        let json = format!(
+            r#"{{"device":"cpu","size":"{size}","seed":0,"provenance":{{"commit":"abc","dirty":{dirty},"date":"2026-12-05T00:00:00Z","machine":"m","threads":1}},"seconds":1.0,"files":[],"outcomes":[]}}"#
+        );
+        std::fs::write(&path, json).unwrap();
+        path
+    };
+    let results = dir.join("results");
+    let err = store(&write("Smoke", false), &results).unwrap_err();
+    assert!(err.to_string().contains("smoke"), "{err}");
+    let err = store(&write("Quick", true), &results).unwrap_err();
+    assert!(err.to_string().contains("uncommitted"), "{err}");
+    assert!(store(&write("Quick", false), &results).unwrap().is_empty());
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, b"{").unwrap();
+    assert!(store(&bad, &results).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -311,7 +311,10 @@ fn mnist_last_layer_direct_readout_keeps_accuracy() -> R {
         },
     )?;
     let it = accuracy(&iterated, &data.test_images, &data.test_labels)?;
-    assert!((0.0..=1.0).contains(&it));
+    println!("original {orig}, direct {acc}, iterated {it}");
+    // The iterated map must carry the layer: at least three times the 10% of chance that a
+    // broken operator (or a hybrid that ignores its input) gives on ten balanced classes.
+    assert!(it >= 0.3, "iterated hybrid {it} (original {orig})");
     Ok(())
 }
 

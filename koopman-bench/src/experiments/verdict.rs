@@ -102,6 +102,15 @@ pub fn below_fraction_of(error: f64, baseline: f64, fraction: f64) -> bool {
     error.is_finite() && baseline.is_finite() && baseline > 0.0 && error <= fraction * baseline
 }
 
+/// Whether an accuracy `measured` on `n_test` test samples reaches the paper's `paper` within the
+/// sampling error of such a test set: `measured >= paper - 2 sqrt(paper (1 - paper) / n_test)`.
+pub fn reaches_within_sampling_error(measured: f64, paper: f64, n_test: usize) -> bool {
+    if !(measured.is_finite() && (0.0..=1.0).contains(&paper)) || n_test == 0 {
+        return false;
+    }
+    measured >= paper - 2.0 * (paper * (1.0 - paper) / n_test as f64).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +167,18 @@ mod tests {
         assert!(!below_fraction_of(0.6, 1.0, 0.5));
         assert!(!below_fraction_of(0.0, 0.0, 0.5));
         assert!(!below_fraction_of(f64::NAN, 1.0, 0.5));
+    }
+
+    #[test]
+    fn accuracy_against_the_paper_within_sampling_error() {
+        // 1,000 test samples at 91.3%: two standard errors are 1.8 points.
+        assert!(reaches_within_sampling_error(0.90, 0.913, 1000));
+        assert!(!reaches_within_sampling_error(0.89, 0.913, 1000));
+        assert!(reaches_within_sampling_error(0.95, 0.913, 1000));
+        // A larger test set leaves less room.
+        assert!(!reaches_within_sampling_error(0.90, 0.913, 100_000));
+        assert!(!reaches_within_sampling_error(f64::NAN, 0.9, 1000));
+        assert!(!reaches_within_sampling_error(0.9, 0.9, 0));
     }
 
     #[test]

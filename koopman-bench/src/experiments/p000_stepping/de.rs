@@ -144,19 +144,12 @@ impl Experiment for SteppingDe {
                 OptimizerKind::Adam {
                     betas: (0.999, 0.9999),
                 },
-                "84%",
-                "0.85",
-                "98x",
-                0.8,
+                0.84,
+                0.85,
+                98.0,
             ),
-            (OptimizerKind::Adagrad, "92%", "1.00", "132x", 0.9),
-            (
-                OptimizerKind::Adadelta { rho: 0.999 },
-                "100%",
-                "1.00",
-                "141x",
-                0.9,
-            ),
+            (OptimizerKind::Adagrad, 0.92, 1.00, 132.0),
+            (OptimizerKind::Adadelta { rho: 0.999 }, 1.00, 1.00, 141.0),
         ];
         let variants = fit_variants();
         let spec = paper_partition(3);
@@ -167,7 +160,8 @@ impl Experiment for SteppingDe {
         let mut main_rows = Vec::new();
         let mut speed_rows = Vec::new();
         let mut cut_rows = Vec::new();
-        for (kind, p_succ, p_teq, p_speed, need) in optimizers {
+        // The paper's Table 1 per optimizer: success, median T_eq / T, median speedup.
+        for (kind, p_succ, p_teq, p_speed) in optimizers {
             let cfg = scale(DeTrialConfig::paper(kind));
             let mut per_variant: Vec<Vec<DeOutcome>> = vec![Vec::new(); variants.len()];
             for s in 0..seeds {
@@ -239,38 +233,52 @@ impl Experiment for SteppingDe {
             }
             let [loop_fit, _, _, jump_nofit, _, eigen_nofit] = speeds[0];
             let gram_loop_fit = speeds[1][0];
+            // The first (cold) fit of each seed in place of the median of the repeated fits.
+            let cold = median(
+                &outs
+                    .iter()
+                    .map(|o| o.optimizer_seconds / (o.loop_seconds + o.fit_first_seconds))
+                    .collect::<Vec<_>>(),
+            );
             comparisons.push(Comparison {
-                quantity: format!("{name}: success (Koopman / straight line)"),
-                paper: p_succ.into(),
+                quantity: format!(
+                    "{name}: success, T_eq > 0 (Koopman / straight line; {seeds} seeds)"
+                ),
+                paper: format!("Table 1: {}", pct(p_succ)),
                 measured: format!("{} / {}", pct(ko.success), pct(base.success)),
-                holds: Some(ko.success >= need),
+                holds: Some(ko.success >= p_succ),
             });
             comparisons.push(Comparison {
-                quantity: format!("{name}: median T_eq/T (Koopman / straight line)"),
-                paper: p_teq.into(),
+                quantity: format!(
+                    "{name}: median T_eq/T (Koopman / straight line; ours: within 0.05 of the paper's two-digit median)"
+                ),
+                paper: format!("Table 1: {p_teq:.2}"),
                 measured: format!("{:.3} / {:.3}", ko.teq_ratio, base.teq_ratio),
-                holds: (name != "adam").then_some(ko.teq_ratio >= 0.95),
+                holds: Some(ko.teq_ratio >= p_teq - 0.05),
             });
             comparisons.push(Comparison {
                 quantity: format!(
-                    "{name}: median |error| / |true change| over t2..t2+T (Koopman / straight line)"
+                    "{name}: median |error| / |true change| over t2..t2+T (Koopman / straight line; all seeds, the paper's ten best)"
                 ),
-                paper: if name == "adadelta" { "0.0044" } else { "-" }.into(),
+                paper: if name == "adadelta" {
+                    "Sec. 4.2, Fig. 2e: \"the median ratio between them is 0.0044\""
+                } else {
+                    "- (Adadelta only)"
+                }
+                .into(),
                 measured: format!("{} / {}", sci(ko.err), sci(base.err)),
-                holds: (name != "adam").then_some(ko.err <= 0.01 && ko.err < base.err),
+                holds: (name == "adadelta").then_some(ko.err <= 0.0044),
             });
             comparisons.push(Comparison {
                 quantity: format!(
-                    "{name}: speedup, step-wise incl. fit (SVD / Gram fit); jump excl. fit (squaring / eigen)"
+                    "{name}: median speedup, T_eq optimizer steps against T step-wise Koopman steps incl. the default (SVD) fit, same process; \
+                     beside it (no verdict): cold first fit, Gram fit, jumps excl. fit (squaring / eigen)"
                 ),
-                paper: format!("{p_speed} (step-wise)"),
+                paper: format!("Table 1: {p_speed:.0}x (against PyTorch's {name})"),
                 measured: format!(
-                    "{loop_fit:.0}x / {gram_loop_fit:.0}x; {jump_nofit:.0}x / {eigen_nofit:.0}x"
+                    "{loop_fit:.0}x; cold {cold:.0}x, Gram {gram_loop_fit:.0}x; jumps {jump_nofit:.0}x / {eigen_nofit:.0}x"
                 ),
-                holds: (name != "adam").then_some(
-                    loop_fit.max(gram_loop_fit) >= 100.0
-                        && jump_nofit.max(eigen_nofit) >= 10_000.0,
-                ),
+                holds: Some(loop_fit >= p_speed),
             });
         }
         let c = scale(DeTrialConfig::paper(OptimizerKind::Adagrad));

@@ -57,6 +57,18 @@ pub fn lower_beyond_standard_error(with: &[f64], without: &[f64]) -> PairedDiffe
     }
 }
 
+/// Whether `values` (one per seed, higher is better) are comparable to or better than
+/// `reference` (the same seeds): their mean is at least the reference's mean minus the reference's
+/// spread over the seeds (sample standard deviation). Needs two seeds or more.
+pub fn comparable_or_better(values: &[f64], reference: &[f64]) -> bool {
+    if values.len() < 2 || reference.len() < 2 {
+        return false;
+    }
+    let (m, _) = mean_sd(values);
+    let (r, sd) = mean_sd(reference);
+    m.is_finite() && r.is_finite() && m >= r - sd
+}
+
 /// The share of `eigenvalues` strictly inside the unit circle: `|lambda| < 1 - margin`.
 pub fn share_inside(eigenvalues: &[c64], margin: f64) -> f64 {
     if eigenvalues.is_empty() {
@@ -179,6 +191,15 @@ mod tests {
         assert!(!reaches_within_sampling_error(0.90, 0.913, 100_000));
         assert!(!reaches_within_sampling_error(f64::NAN, 0.9, 1000));
         assert!(!reaches_within_sampling_error(0.9, 0.9, 0));
+    }
+
+    #[test]
+    fn comparable_or_better_both_sides() {
+        let base = [0.90, 0.92, 0.91];
+        assert!(comparable_or_better(&[0.905, 0.91, 0.90], &base));
+        assert!(comparable_or_better(&[0.95, 0.96, 0.94], &base));
+        assert!(!comparable_or_better(&[0.85, 0.86, 0.84], &base));
+        assert!(!comparable_or_better(&[0.95], &[0.9]));
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub fn comparable_or_better(values: &[f64], reference: &[f64]) -> bool {
     m.is_finite() && r.is_finite() && m >= r - sd
 }
 
+/// Whether a monitor that `fired` (epoch, or never) did so at or after the `plateau` epoch and
+/// at most `slack` epochs after it.
+pub fn fires_in_window(fired: Option<usize>, plateau: usize, slack: usize) -> bool {
+    fired.is_some_and(|e| e >= plateau && e <= plateau + slack)
+}
+
 /// The share of `eigenvalues` strictly inside the unit circle: `|lambda| < 1 - margin`.
 pub fn share_inside(eigenvalues: &[c64], margin: f64) -> f64 {
     if eigenvalues.is_empty() {
@@ -200,6 +206,15 @@ mod tests {
         assert!(comparable_or_better(&[0.95, 0.96, 0.94], &base));
         assert!(!comparable_or_better(&[0.85, 0.86, 0.84], &base));
         assert!(!comparable_or_better(&[0.95], &[0.9]));
+    }
+
+    #[test]
+    fn monitor_window_both_sides() {
+        assert!(fires_in_window(Some(12), 10, 5));
+        assert!(fires_in_window(Some(10), 10, 5));
+        assert!(!fires_in_window(Some(9), 10, 5)); // before the plateau
+        assert!(!fires_in_window(Some(16), 10, 5)); // too late
+        assert!(!fires_in_window(None, 10, 5)); // never
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl Experiment for DepthTable {
             comparisons: vec![
                 Comparison {
                     quantity: "layers for x + sin(2πx⁴) on [0, 2], FFT, rho = 2, gamma_{l+1} = rho gamma_l (formula as printed)".into(),
-                    paper: "7".into(),
+                    paper: "Sec. 5: \"Applied to the signal h(x) = x + sin(2 pi x^4) on the interval [0,2] and using rho = 2 gives the number of layers as 7\"".into(),
                     measured: format!(
                         "{} (f = {:.1}..{:.1}, gamma_max / gamma_0 = {:.0})",
                         fg.layers,
@@ -232,7 +232,7 @@ impl Experiment for DepthTable {
                 },
                 Comparison {
                     quantity: "same, rho applied to the Gaussian width sigma = 1/(6f) (gamma_{l+1} = rho² gamma_l)".into(),
-                    paper: "7".into(),
+                    paper: "Sec. 5 (as above): 7".into(),
                     measured: fw.layers.to_string(),
                     holds: Some(fw.layers == 7),
                 },

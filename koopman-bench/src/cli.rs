@@ -149,7 +149,11 @@ pub enum ResultsAction {
 /// The workspace's results folder and README (the tree this binary was built from).
 fn results_paths() -> (PathBuf, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    (root.join("results"), root.join("..").join("README.md"))
+    let readme = root.join("..").join("README.md");
+    (
+        root.join("results"),
+        readme.canonicalize().unwrap_or(readme),
+    )
 }
 
 fn results(action: &ResultsAction) -> Result<bool> {

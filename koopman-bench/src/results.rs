@@ -177,7 +177,7 @@ pub fn results_table(results: &Path) -> Result<String> {
         let misses: Vec<String> = judged
             .iter()
             .filter(|c| c.holds == Some(false))
-            .map(|c| c.quantity.replace('|', "\\|"))
+            .map(|c| short_label(&c.quantity))
             .collect();
         md.push_str(&format!(
             "| [`{name}`](koopman-bench/results/{size}/{name}.md) | {paper} | {size} | {held} / {} | {} | {}, {}, {:.0} s |\n",
@@ -191,6 +191,24 @@ pub fn results_table(results: &Path) -> Result<String> {
         ));
     }
     Ok(md)
+}
+
+/// A row's quantity cut to its first clause (before " (" or "; "), at most 60 characters, for
+/// the table's misses column.
+fn short_label(quantity: &str) -> String {
+    let end = [" (", "; "]
+        .iter()
+        .filter_map(|s| quantity.find(s))
+        .min()
+        .unwrap_or(quantity.len());
+    let clause = &quantity[..end];
+    let cut: String = clause.chars().take(60).collect();
+    let cut = if cut.len() < clause.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    };
+    cut.replace('|', "\\|")
 }
 
 /// `readme` with the text between [`TABLE_BEGIN`] and [`TABLE_END`] replaced by `table`; an error

@@ -210,8 +210,30 @@ pub fn fit(args: &FitArgs) -> Result<FitManifest> {
         seed: args.seed,
         ..Default::default()
     };
-    // Built (or refused by its memory estimate) before the output folder is made.
-    let mut trainer = Trainer::new(builder, &config)?;
+    // Built (or refused by its memory estimate) before the output folder is made; a refusal
+    // names the flags that change it.
+    let mut trainer = Trainer::new(builder, &config).map_err(|e| match e {
+        koopman_layers::LayersError::MemoryLimit {
+            needed,
+            limit,
+            n,
+            layers,
+            ..
+        } => BenchError::Usage(format!(
+            "the model needs about {:.1} GB (|N| = {n} from --radius {}, J = {layers} from \
+             --layers), above the limit of {:.1} GB ({}): lower --radius or --layers, or set \
+             --mem-limit",
+            needed as f64 / 1e9,
+            args.radius,
+            limit as f64 / 1e9,
+            if args.mem_limit.is_some() {
+                "--mem-limit"
+            } else {
+                "the memory available"
+            }
+        )),
+        other => other.into(),
+    })?;
     staging.path("model.safetensors")?;
     let report = trainer.train(&data, &config)?;
     let loss = (

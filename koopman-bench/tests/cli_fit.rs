@@ -130,7 +130,7 @@ fn fit_then_predict_and_refuse_mixed_or_wrong_inputs() {
             "--out",
             s(&big),
         ]),
-        "above the limit",
+        "lower --radius or --layers, or set --mem-limit",
     );
     assert!(!big.exists(), "the refused fit created its folder");
     // A series with NaN.

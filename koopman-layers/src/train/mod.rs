@@ -334,7 +334,7 @@ impl Trainer {
         let bar = if config.progress {
             let bar = indicatif::ProgressBar::new(config.steps as u64);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "train [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                "train [{elapsed_precise}] {bar:30} {pos}/{len} (about {eta} left) {msg}",
             ) {
                 bar.set_style(style);
             }

@@ -152,58 +152,77 @@ pub fn stored_results(results: &Path) -> Result<Vec<StoredResult>> {
     Ok(out)
 }
 
-/// The README's results table: one row per experiment and size, its paper, the verdicts that
-/// hold against those judged, the rows that miss, and where and when it ran.
+/// The README's results table: one row per judged claim of every stored result (experiment and
+/// paper, where the claim stands in the paper or "ours", the quantity, the measured figure and the
+/// verdict), then a line per run saying where and when it was made. Rows without a verdict stay in
+/// the linked per-experiment files.
 pub fn results_table(results: &Path) -> Result<String> {
     let papers: Vec<(&str, Paper)> = crate::experiments::registry()
         .iter()
         .map(|e| (e.name(), e.paper()))
         .collect();
     let mut md = String::from(
-        "| experiment | paper | size | verdicts held | misses | run |\n|---|---|---|---|---|---|\n",
+        "| experiment | claim (where) | quantity | measured | holds |\n|---|---|---|---|---|\n",
     );
+    let mut runs: Vec<String> = Vec::new();
     for r in stored_results(results)? {
         let paper = papers
             .iter()
             .find(|(n, _)| *n == r.report.name)
             .map_or("?".to_string(), |(_, p)| p.number().to_string());
-        let judged: Vec<_> = r
-            .report
-            .comparisons
-            .iter()
-            .filter(|c| c.holds.is_some())
-            .collect();
-        let held = judged.iter().filter(|c| c.holds == Some(true)).count();
-        let misses: Vec<String> = judged
-            .iter()
-            .filter(|c| c.holds == Some(false))
-            .map(|c| short_label(&c.quantity))
-            .collect();
-        md.push_str(&format!(
-            "| [`{name}`](koopman-bench/results/{size}/{name}.md) | {paper} | {size} | {held} / {} | {} | {}, {}, {:.0} s |\n",
-            judged.len(),
-            if misses.is_empty() { "-".to_string() } else { misses.join("; ") },
-            r.provenance.date.get(..10).unwrap_or(&r.provenance.date),
+        for c in r.report.comparisons.iter().filter(|c| c.holds.is_some()) {
+            md.push_str(&format!(
+                "| [`{name}`](koopman-bench/results/{size}/{name}.md) ({paper}, {size}) | {} | {} | {} | {} |\n",
+                claim_place(&c.paper),
+                clip(first_clause(&c.quantity), 60),
+                clip(&c.measured, 48),
+                if c.holds == Some(true) { "yes" } else { "**no**" },
+                name = r.report.name,
+                size = size_folder(r.size),
+            ));
+        }
+        let run = format!(
+            "{} runs: commit {}, {}, {}",
+            size_folder(r.size),
             r.provenance.short_commit(),
-            r.report.seconds,
-            name = r.report.name,
-            size = size_folder(r.size),
-        ));
+            r.provenance.date,
+            r.provenance.machine
+        );
+        if !runs.contains(&run) {
+            runs.push(run);
+        }
+    }
+    md.push('\n');
+    for run in runs {
+        md.push_str(&format!("- {run}.\n"));
     }
     Ok(md)
 }
 
-/// A row's quantity cut to its first clause (before " (" or "; "), at most 60 characters, for
-/// the table's misses column.
-fn short_label(quantity: &str) -> String {
+/// Where a claim stands in the paper: the paper column up to its first ':' ("Table 1",
+/// "Fig. 3(B)", "Sec. 5"), or "ours" for our own criteria.
+fn claim_place(paper: &str) -> String {
+    let p = paper.trim();
+    if p.starts_with('-') {
+        return "ours".into();
+    }
+    clip(p.split(':').next().unwrap_or(p), 32)
+}
+
+/// The text before the first " (" or "; ".
+fn first_clause(s: &str) -> &str {
     let end = [" (", "; "]
         .iter()
-        .filter_map(|s| quantity.find(s))
+        .filter_map(|p| s.find(p))
         .min()
-        .unwrap_or(quantity.len());
-    let clause = &quantity[..end];
-    let cut: String = clause.chars().take(60).collect();
-    let cut = if cut.len() < clause.len() {
+        .unwrap_or(s.len());
+    s[..end].trim_end_matches([',', ';', ' '])
+}
+
+/// `s` cut to `n` characters (with an ellipsis), its pipes escaped for a Markdown table.
+fn clip(s: &str, n: usize) -> String {
+    let cut: String = s.chars().take(n).collect();
+    let cut = if cut.chars().count() < s.chars().count() {
         format!("{cut}…")
     } else {
         cut

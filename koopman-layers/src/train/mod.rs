@@ -366,6 +366,16 @@ impl Trainer {
             };
             losses.push(value);
             if let Some(bar) = &bar {
+                if step == 0 && config.steps > 1 {
+                    // The time estimate, from the first step (it includes one-time preparation, so
+                    // the estimate errs on the long side).
+                    let first = start.elapsed().as_secs_f64();
+                    bar.println(format!(
+                        "first step {first:.2} s: about {:.0} s for all {} steps",
+                        first * config.steps as f64,
+                        config.steps
+                    ));
+                }
                 bar.set_message(format!("loss {value:.3e}"));
                 bar.inc(1);
             }

@@ -1,7 +1,8 @@
 //! `layered_damped`: the damped forced oscillator of paper 003 (Figure 3): layer eigenvalues inside the unit disk, changing along the layers.
 
 use super::{
-    mean, spectrum_shift, window_run, write_svg, WindowSizes, WindowTraining, WINDOW_SIZES,
+    mean, spectrum_shift, window_baselines, window_run, write_svg, WindowBaselines, WindowSizes,
+    WindowTraining, WINDOW_SIZES,
 };
 use crate::experiments::verdict::{falls_along_layers, share_inside};
 use crate::experiments::{Experiment, Paper};
@@ -9,11 +10,7 @@ use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 use koopman_core::c64;
-use koopman_core::dmd::KernelDmdConfig;
-use koopman_layers::analysis::{
-    geometric_mean_modulus, state_dictionary, unit_determinant_tolerance, window_edmd_eigenvalues,
-    window_kernel_dmd_eigenvalues,
-};
+use koopman_layers::analysis::{geometric_mean_modulus, unit_determinant_tolerance};
 use koopman_layers::systems::{damped_forced_trajectories, DampedForced};
 use koopman_layers::{CoordinateFunction, TorusNormalization};
 use std::f64::consts::FRAC_PI_2;
@@ -74,16 +71,7 @@ impl Experiment for LayeredDamped {
         let inside = |s: &[c64]| share_inside(s, INSIDE_MARGIN);
         // EDMD and kernel DMD on each window separately, on the same data (the paper's Figure 3
         // puts them beside the layers).
-        let dictionary = state_dictionary(index_set, 2)?;
-        let edmd = window_edmd_eigenvalues(&run.data, dictionary.clone())?;
-        progress.inc(1);
-        let kdmd_config = KernelDmdConfig {
-            bandwidth: 1.0,
-            rank: dictionary.len().min(60),
-            rcond: 1e-10,
-        };
-        let kdmd = window_kernel_dmd_eigenvalues(&run.data, &kdmd_config, 1000)?;
-        progress.inc(1);
+        let WindowBaselines { edmd, kdmd, .. } = window_baselines(&run.data, index_set, progress)?;
         let shares = |sets: &[Vec<c64>]| sets.iter().map(|s| inside(s)).collect::<Vec<f64>>();
         let (layer_shares, edmd_shares, kdmd_shares) =
             (shares(&run.trained), shares(&edmd), shares(&kdmd));

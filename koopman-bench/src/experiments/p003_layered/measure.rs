@@ -1,7 +1,8 @@
 //! `layered_measure`: the measure-preserving flow on the torus of paper 003 (Figure 2): layer eigenvalues on the unit circle, per-window EDMD / kernel DMD off it.
 
 use super::{
-    window_builder, window_loss, window_run, write_svg, WindowSizes, WindowTraining, WINDOW_SIZES,
+    window_baselines, window_builder, window_loss, window_run, write_svg, WindowBaselines,
+    WindowSizes, WindowTraining, WINDOW_SIZES,
 };
 use crate::experiments::verdict::{below_fraction_of, least_phase_reach};
 use crate::experiments::{BySize, Experiment, Paper};
@@ -9,11 +10,7 @@ use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 use koopman_core::c64;
-use koopman_core::dmd::KernelDmdConfig;
-use koopman_layers::analysis::{
-    mean_unit_circle_distance, state_dictionary, window_edmd_eigenvalues,
-    window_kernel_dmd_eigenvalues,
-};
+use koopman_layers::analysis::mean_unit_circle_distance;
 use koopman_layers::systems::{measure_preserving_trajectories, MeasurePreserving};
 use koopman_layers::train::{SnapshotData, TrainConfig, Trainer};
 use koopman_layers::{CoordinateFunction, TorusNormalization};
@@ -87,16 +84,12 @@ impl Experiment for LayeredMeasure {
         };
         let reference = window_run(ctx, &sizes, &traj, &torus, function, undecayed)?;
         progress.inc(1);
-        let dictionary = state_dictionary(index_set, 2)?;
-        let edmd = window_edmd_eigenvalues(&run.data, dictionary.clone())?;
-        progress.inc(1);
-        let kdmd_config = KernelDmdConfig {
-            bandwidth: 1.0,
-            rank: dictionary.len().min(60),
-            rcond: 1e-10,
-        };
-        let kdmd = window_kernel_dmd_eigenvalues(&run.data, &kdmd_config, 1000)?;
-        progress.inc(1);
+        let WindowBaselines {
+            dictionary,
+            edmd,
+            kdmd_config,
+            kdmd,
+        } = window_baselines(&run.data, index_set, progress)?;
         let d_layers = mean_unit_circle_distance(&run.trained);
         let d_init = mean_unit_circle_distance(&run.initial);
         let d_reference = mean_unit_circle_distance(&reference.trained);

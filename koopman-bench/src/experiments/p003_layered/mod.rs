@@ -18,8 +18,13 @@ pub mod vdp;
 use crate::experiments::BySize;
 use crate::report::RunContext;
 use crate::Result;
+use indicatif::ProgressBar;
+use koopman_core::dmd::KernelDmdConfig;
 use koopman_core::{c64, IndexSet};
-use koopman_layers::analysis::{layer_eigenvalues, unit_circle_svg};
+use koopman_layers::analysis::{
+    layer_eigenvalues, state_dictionary, unit_circle_svg, window_edmd_eigenvalues,
+    window_kernel_dmd_eigenvalues,
+};
 use koopman_layers::train::{data_loss, Loss, SnapshotData, TrainConfig, Trainer};
 use koopman_layers::{
     CoordinateFunction, DeepKoopmanLayered, DeepKoopmanLayeredBuilder, TorusNormalization,
@@ -175,6 +180,42 @@ impl WindowSizes {
             IndexSet::product_of_ranges(&[(-r, r), (-r, r), (-2, 2)])?.without_origin()?,
         ))
     }
+}
+
+/// EDMD and kernel DMD of each window separately, on the windows a layered model trains on (the
+/// paper's comparison in Figures 2 and 3).
+struct WindowBaselines {
+    /// EDMD's dictionary: `exp(i n.x)` for the state frequencies of `N`.
+    dictionary: Arc<IndexSet>,
+    /// EDMD's eigenvalues per window.
+    edmd: Vec<Vec<c64>>,
+    /// Kernel DMD's settings (Gaussian kernel, bandwidth 1, rank up to 60).
+    kdmd_config: KernelDmdConfig,
+    /// Kernel DMD's eigenvalues per window (first 1000 samples of each).
+    kdmd: Vec<Vec<c64>>,
+}
+
+fn window_baselines(
+    data: &SnapshotData,
+    index_set: &IndexSet,
+    progress: &ProgressBar,
+) -> Result<WindowBaselines> {
+    let dictionary = state_dictionary(index_set, 2)?;
+    let edmd = window_edmd_eigenvalues(data, dictionary.clone())?;
+    progress.inc(1);
+    let kdmd_config = KernelDmdConfig {
+        bandwidth: 1.0,
+        rank: dictionary.len().min(60),
+        rcond: 1e-10,
+    };
+    let kdmd = window_kernel_dmd_eigenvalues(data, &kdmd_config, 1000)?;
+    progress.inc(1);
+    Ok(WindowBaselines {
+        dictionary,
+        edmd,
+        kdmd_config,
+        kdmd,
+    })
 }
 
 /// Mean absolute difference of the sorted moduli of two spectra of equal size.

@@ -152,10 +152,11 @@ pub fn stored_results(results: &Path) -> Result<Vec<StoredResult>> {
     Ok(out)
 }
 
-/// The README's results table: one row per judged claim of every stored result (experiment and
-/// paper, where the claim stands in the paper or "ours", the quantity, the measured figure and the
-/// verdict), then a line per run saying where and when it was made. Rows without a verdict stay in
-/// the linked per-experiment files.
+/// The README's results table: one row per judged claim of each experiment's stored result at the
+/// largest size stored (the paper's size where it has been run, else quick), with the experiment
+/// and paper, where the claim stands in the paper or "ours", the quantity, the measured figure and
+/// the verdict; then a line per run saying where and when it was made. Rows without a verdict,
+/// and the other size, stay in the linked per-experiment files.
 pub fn results_table(results: &Path) -> Result<String> {
     let papers: Vec<(&str, Paper)> = crate::experiments::registry()
         .iter()
@@ -165,7 +166,14 @@ pub fn results_table(results: &Path) -> Result<String> {
         "| experiment | claim (where) | quantity | measured | holds |\n|---|---|---|---|---|\n",
     );
     let mut runs: Vec<String> = Vec::new();
-    for r in stored_results(results)? {
+    // Per experiment, its result at the largest size stored (the paper's where it has been run).
+    let all = stored_results(results)?;
+    let shown = all.iter().filter(|r| {
+        !all.iter().any(|o| {
+            o.report.name == r.report.name && size_folder(o.size) == "full" && r.size != o.size
+        })
+    });
+    for r in shown {
         let paper = papers
             .iter()
             .find(|(n, _)| *n == r.report.name)

@@ -62,6 +62,33 @@ pub const SIZES: BySize<VdpSetup> = BySize {
     },
 };
 
+/// Points of the test-error curve (after every tenth of the steps).
+const CURVE_POINTS: usize = 10;
+
+/// One trained model: its final test and training RMSE and its test RMSE along training.
+struct VdpRun {
+    test: f64,
+    train: f64,
+    curve: Vec<f64>,
+}
+
+/// Mean and mean ± sd over seeds of equally long curves, as named series for a plot.
+fn spread_series(label: &str, curves: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
+    let len = curves.iter().map(Vec::len).min().unwrap_or(0);
+    let (mut m, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..len {
+        let (mean, sd) = mean_sd(&curves.iter().map(|c| c[k]).collect::<Vec<_>>());
+        m.push(mean);
+        lo.push(mean - sd);
+        hi.push(mean + sd);
+    }
+    vec![
+        (format!("{label} (mean)"), m),
+        (format!("{label} - sd"), lo),
+        (format!("{label} + sd"), hi),
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 fn vdp_test_error(
     ctx: &RunContext,
@@ -72,7 +99,7 @@ fn vdp_test_error(
     norm_weight: f64,
     steps: usize,
     seed: u64,
-) -> Result<(f64, f64)> {
+) -> Result<VdpRun> {
     let system = VanDerPol::default();
     // the declared data range: a large clean sample of the system (fixed seed)
     let (r0, rt) = van_der_pol_pairs(&system, 2000, 0.0, 999_999);
@@ -92,11 +119,22 @@ fn vdp_test_error(
         progress: false,
         ..Default::default()
     };
+    config.validate()?;
     let mut trainer = Trainer::on(builder, &config, candle_core::DType::F64, &ctx.device)?;
-    trainer.train(&data, &config)?;
-    let test = rmse(&trainer.model, &norm.forward(&t0)?, &norm.forward(&tt)?)?;
+    let (t0, tt) = (norm.forward(&t0)?, norm.forward(&tt)?);
+    // Full-batch steps (as Trainer::train takes them), with the test error after every tenth of
+    // the run: Figure 1's curves.
+    let every = (steps / CURVE_POINTS).max(1);
+    let mut curve = Vec::new();
+    for s in 0..steps {
+        trainer.step(&data, &config, s as u64)?;
+        if (s + 1) % every == 0 {
+            curve.push(rmse(&trainer.model, &t0, &tt)?);
+        }
+    }
+    let test = rmse(&trainer.model, &t0, &tt)?;
     let train = rmse(&trainer.model, &data.snapshots()[0], &data.snapshots()[1])?;
-    Ok((test, train))
+    Ok(VdpRun { test, train, curve })
 }
 
 impl Experiment for LayeredVdp {
@@ -117,10 +155,12 @@ impl Experiment for LayeredVdp {
         progress.set_length((2 * seeds.len() + 2 * reg_seeds.len()) as u64);
         let mut rows = Vec::new();
         let mut by_j = Vec::new();
+        let mut curves_j: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
         for layers in [1usize, 2] {
             let mut errs = Vec::new();
+            let mut curves = Vec::new();
             for &s in &seeds {
-                let (test, train) = vdp_test_error(
+                let VdpRun { test, train, curve } = vdp_test_error(
                     ctx,
                     &setup,
                     layers,
@@ -137,22 +177,60 @@ impl Experiment for LayeredVdp {
                     sci(test),
                 ]);
                 errs.push(test);
+                curves.push(curve);
                 progress.inc(1);
             }
             by_j.push(mean(&errs));
+            curves_j.push((format!("J = {layers}"), curves));
         }
         let mut reg_rows = Vec::new();
         let mut by_reg = Vec::new();
         let reg_steps = setup.steps;
+        let mut curves_reg: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
         for weight in [0.0, 1e-5] {
             let mut errs = Vec::new();
+            let mut curves = Vec::new();
             for &s in &reg_seeds {
-                let (test, train) = vdp_test_error(ctx, &setup, 3, 30, 0.03, weight, reg_steps, s)?;
+                let VdpRun { test, train, curve } =
+                    vdp_test_error(ctx, &setup, 3, 30, 0.03, weight, reg_steps, s)?;
                 reg_rows.push(vec![sci(weight), s.to_string(), sci(train), sci(test)]);
                 errs.push(test);
+                curves.push(curve);
                 progress.inc(1);
             }
             by_reg.push(errs);
+            curves_reg.push((
+                if weight > 0.0 {
+                    "J = 3, regulariser 1e-5".to_string()
+                } else {
+                    "J = 3, no regulariser".to_string()
+                },
+                curves,
+            ));
+        }
+        // Figure 1 (a) and (b): test RMSE along training, mean ± sd over the seeds.
+        let mut files = Vec::new();
+        for (file, title, sets) in [
+            (
+                "layered_vdp_depth.svg",
+                "Fig. 1(a): test RMSE along training, J = 1 and J = 2 (mean ± sd over seeds)",
+                &curves_j,
+            ),
+            (
+                "layered_vdp_regulariser.svg",
+                "Fig. 1(b): test RMSE along training, 30 noisy samples, J = 3 (mean ± sd over seeds)",
+                &curves_reg,
+            ),
+        ] {
+            let series: Vec<(String, Vec<f64>)> = sets
+                .iter()
+                .flat_map(|(label, c)| spread_series(label, c))
+                .collect();
+            let refs: Vec<(&str, &[f64])> = series
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            files.push(ctx.write_file(file, &crate::report::curves_svg(title, &refs, &[]))?);
         }
         let reg = lower_beyond_standard_error(&by_reg[1], &by_reg[0]);
         let ((m_with, sd_with), (m_without, sd_without)) =
@@ -217,7 +295,7 @@ impl Experiment for LayeredVdp {
                  coefficients, R = 1, AdamW lr 1e-3, weight decay 0."
                     .into(),
             ],
-            files: vec![],
+            files,
             seconds: start.elapsed().as_secs_f64(),
         })
     }

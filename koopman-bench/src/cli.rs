@@ -137,8 +137,8 @@ pub enum ResultsAction {
         /// The run's report.json.
         report: PathBuf,
     },
-    /// Rewrite the README's results table from the committed results (`--check`: only say
-    /// whether it is current, failing when not).
+    /// Rewrite the README's results table (and each stored result's Markdown) from the committed
+    /// results (`--check`: only say whether the table is current, failing when not).
     Table {
         /// Fail instead of writing when the README's table is not the generated one.
         #[arg(long)]
@@ -158,9 +158,16 @@ fn results_paths() -> (PathBuf, PathBuf) {
 
 fn results(action: &ResultsAction) -> Result<bool> {
     let (dir, readme_path) = results_paths();
-    if let ResultsAction::Store { report } = action {
-        let written = crate::results::store(report, &dir)?;
-        println!("stored {} files under {}", written.len(), dir.display());
+    match action {
+        ResultsAction::Store { report } => {
+            let written = crate::results::store(report, &dir)?;
+            println!("stored {} files under {}", written.len(), dir.display());
+        }
+        ResultsAction::Table { check: false } => {
+            let n = crate::results::render_stored(&dir)?;
+            println!("rendered the Markdown of {n} stored results");
+        }
+        ResultsAction::Table { check: true } => {}
     }
     let readme =
         std::fs::read_to_string(&readme_path).map_err(|source| koopman_core::CoreError::Io {

@@ -185,11 +185,17 @@ pub struct RunSummary {
     pub outcomes: Vec<Outcome>,
 }
 
+/// A Markdown table; pipes inside cells (`|lambda|`, `|N|`) are escaped so that they do not
+/// split columns.
 fn markdown_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
-    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    let line = |cells: &[String]| {
+        let escaped: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+        format!("| {} |\n", escaped.join(" | "))
+    };
+    out.push_str(&line(header));
     out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
     for row in rows {
-        out.push_str(&format!("| {} |\n", row.join(" | ")));
+        out.push_str(&line(row));
     }
     out.push('\n');
 }

@@ -233,10 +233,9 @@ impl VectorObservable {
     }
 
     /// `cos` and `sin` of the phases `n . (x_b, y_k)`, each `(B * d, |N|)` with row `b * d + k`,
-    /// computed where they are used: on a GPU as one matrix product of the sample points with the
-    /// frequencies of `N` and two element-wise kernels (only the `B d (d + 1)` points are copied
-    /// to the device), on the CPU with one `sin_cos` per entry, in parallel. Phases are formed in
-    /// f64 and the features converted to `dtype`.
+    /// computed where they are used: on a GPU by [`features_tensor`](Self::features_tensor) (only
+    /// the `B d` samples are copied to the device), on the CPU with one `sin_cos` per entry, in
+    /// parallel. Phases are formed in f64 and the features converted to `dtype`.
     pub fn features(&self, z: &[f64], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
         let d = self.state_dim;
         if z.is_empty() || z.len() % d != 0 {
@@ -249,6 +248,9 @@ impl VectorObservable {
             return Err(LayersError::NonFinite(format!("samples (entry {i})")));
         }
         let b = z.len() / d;
+        if !device.is_cpu() {
+            return self.features_tensor(&Tensor::from_slice(z, (b, d), device)?, dtype);
+        }
         let n = self.coefficients.len();
         // The sample points (x_b, y_k), one row per output: (B d, d + 1).
         let mut points = Vec::with_capacity(b * d * (d + 1));
@@ -257,15 +259,6 @@ impl VectorObservable {
                 points.extend_from_slice(row);
                 points.push(y);
             }
-        }
-        if !device.is_cpu() {
-            let points = Tensor::from_vec(points, (b * d, d + 1), device)?;
-            let freqs = Tensor::from_slice(&self.frequencies, (n, d + 1), device)?;
-            let phases = koopman_core::complex::matmul(&points, &freqs.t()?)?;
-            return Ok((
-                phases.cos()?.to_dtype(dtype)?,
-                phases.sin()?.to_dtype(dtype)?,
-            ));
         }
         use rayon::prelude::*;
         let mut cos = vec![0.0; b * d * n];

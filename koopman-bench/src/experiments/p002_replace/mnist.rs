@@ -168,7 +168,6 @@ impl Experiment for MnistReplace {
         ]);
         let mut eigen_rows = Vec::new();
         let mut files = Vec::new();
-        let label_of = |layer: usize| format!("Linear {layer}");
         for (layer, label) in [
             (1usize, "first hidden layer 64x32"),
             (3, "last hidden layer 32x10"),
@@ -210,7 +209,7 @@ impl Experiment for MnistReplace {
             for (label, eigs) in &named {
                 let moduli: Vec<f64> = eigs.iter().map(|z| z.norm()).collect();
                 eigen_rows.push(vec![
-                    label_of(layer),
+                    format!("Linear {layer}"),
                     label.clone(),
                     eigs.len().to_string(),
                     format!("{:.4}", moduli.iter().copied().fold(0.0, f64::max)),

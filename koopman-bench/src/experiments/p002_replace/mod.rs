@@ -112,6 +112,18 @@ fn config_label(p: &GridPoint) -> String {
     }
 }
 
+/// A trained MLP frozen into plain tensors (detached copies of its variables).
+fn frozen(mlp: &Mlp) -> Result<Mlp> {
+    Ok(Mlp::from_tensors(
+        &mlp.tensors()
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.detach().copy()?)))
+            .collect::<Result<_>>()?,
+        Activation::Relu,
+        "trained MLP",
+    )?)
+}
+
 fn train_mlp(
     sizes: &[usize],
     x: &Tensor,
@@ -128,15 +140,7 @@ fn train_mlp(
     // candle's initialisers draw from an unseeded RNG: overwrite them from the seed.
     reseed(&vm, config.seed)?;
     train_classifier(&mlp, vm.all_vars(), x, y, config)?;
-    // Freeze into plain tensors.
-    Ok(Mlp::from_tensors(
-        &mlp.tensors()
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.detach().copy()?)))
-            .collect::<Result<_>>()?,
-        Activation::Relu,
-        "trained MLP",
-    )?)
+    frozen(&mlp)
 }
 
 /// Trains `restarts` candidates (seeds `config.seed * 100 + i`) for `screen_epochs` each,
@@ -174,14 +178,7 @@ fn train_mlp_restarts(
     }
     let (_, vm, mlp) = best.ok_or_else(|| crate::BenchError::Usage("no restart trained".into()))?;
     train_classifier(&mlp, vm.all_vars(), train.0, train.1, config)?;
-    Ok(Mlp::from_tensors(
-        &mlp.tensors()
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.detach().copy()?)))
-            .collect::<Result<_>>()?,
-        Activation::Relu,
-        "trained MLP",
-    )?)
+    frozen(&mlp)
 }
 
 /// Re-initialises every variable of `vm` from `seed`: weights Kaiming normal (fan-in), biases

@@ -124,7 +124,7 @@ pub fn sweep(
 pub fn global_and_local(global: &[f64], local: &[f64], tol: f64) -> (bool, bool) {
     let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let quarter = (local.len() / 4).max(1);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mean = |v: &[f64]| crate::experiments::verdict::mean_sd(v).0;
     let global_holds = !global.is_empty() && max(global) <= tol;
     let local_holds = local.len() >= 4
         && mean(&local[local.len() - quarter..]) >= 5.0 * mean(&local[..quarter])

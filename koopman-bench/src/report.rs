@@ -31,6 +31,10 @@ pub struct RunContext {
     pub provenance: Provenance,
     /// When the run started (its wall time is reported).
     pub started: std::time::Instant,
+    /// Test hook: each experiment runs on its deliberately broken input
+    /// ([`Experiment::broken_input`](crate::experiments::Experiment::broken_input) says which),
+    /// so that the tests can show its verdicts fail. Never set by the command line.
+    pub broken_input: bool,
 }
 
 impl RunContext {
@@ -46,6 +50,7 @@ impl RunContext {
             torch_python: None,
             provenance: Provenance::now(),
             started: std::time::Instant::now(),
+            broken_input: false,
         }
     }
 

@@ -72,7 +72,18 @@ pub fn run_experiment(exp: &dyn Experiment, ctx: &RunContext, progress: &Progres
         };
     }
     match exp.run(ctx, progress) {
-        Ok(report) => Outcome::Ran(report),
+        Ok(mut report) => {
+            if ctx.broken_input {
+                report.notes.insert(
+                    0,
+                    format!(
+                        "Broken input (a test that the verdicts can fail, not a result): {}.",
+                        exp.broken_input()
+                    ),
+                );
+            }
+            Outcome::Ran(report)
+        }
         Err(e) => Outcome::Failed {
             name: exp.name().into(),
             error: e.to_string(),
@@ -92,6 +103,10 @@ pub trait Experiment {
     fn missing_data(&self, _ctx: &RunContext) -> Option<String> {
         None
     }
+    /// The deliberately broken input the experiment runs on when
+    /// [`RunContext::broken_input`] is set (an untrained model, the identity operator, random
+    /// spectra, ...): its paper verdicts must fail on it, and a test shows that they do.
+    fn broken_input(&self) -> &'static str;
     /// Runs the experiment, advancing `progress`.
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport>;
 }

@@ -5,7 +5,9 @@
 //! loss after `i` steps past `t2` (`l_0` = loss at `t2`) and `l_KO` the Koopman loss, the
 //! paper's fractional definition (supplement S10) is `T_eq = Q + R`, `Q = max{i : l_i > l_KO}`,
 //! `R = (l_Q - l_KO) / (l_Q - l_{Q+1})`. Success is `T_eq > 0` (the Koopman weights lowered the
-//! loss below `l_0`). When the optimizer never reaches `l_KO` within the recorded losses `T_eq`
+//! loss below `l_0`): a Koopman loss at or above `l_0` gives `T_eq = 0` even where the
+//! optimizer's loss rises above `l_0` later (a non-monotone loss), so that weights left where
+//! they were at `t2` never count as a success. When the optimizer never reaches `l_KO` within the recorded losses `T_eq`
 //! is the recorded length, flagged as capped. The equivalent optimizer time is
 //! `sum_{i <= Q} tau_i + R tau_{Q+1}`, and speedup = that time / the Koopman time.
 //!
@@ -53,6 +55,13 @@ pub fn t_eq(losses: &[f64], koopman_loss: f64) -> Result<TEq> {
     }
     if !koopman_loss.is_finite() {
         // Blown-up weights: a failure, not an error.
+        return Ok(TEq {
+            value: 0.0,
+            capped: false,
+        });
+    }
+    if koopman_loss >= losses[0] {
+        // No better than at t2: the optimizer needs no step to get there.
         return Ok(TEq {
             value: 0.0,
             capped: false,
@@ -303,6 +312,13 @@ mod tests {
         let te = t_eq(&l, 0.6)?;
         assert!((te.value - (2.0 + 0.3 / 0.5)).abs() < 1e-12);
         assert_eq!(t_eq(&l, f64::NAN)?.value, 0.0);
+        // A non-monotone optimizer loss that rises above l_0 later: the weights at t2 (the
+        // identity operator's prediction, l_KO = l_0) and anything worse are no success.
+        let bumpy = [1.0, 0.9, 1.2, 0.8, 0.7];
+        assert_eq!(t_eq(&bumpy, 1.0)?.value, 0.0);
+        assert_eq!(t_eq(&bumpy, 1.1)?.value, 0.0);
+        // Below l_0 the last crossing counts: l_2 = 1.2 > 0.95 > l_3 = 0.8.
+        assert!((t_eq(&bumpy, 0.95)?.value - (2.0 + 0.25 / 0.4)).abs() < 1e-12);
         assert!(t_eq(&[1.0], 0.5).is_err());
         assert!(t_eq(&[1.0, f64::NAN], 0.5).is_err());
         assert!(equivalent_time(&[1.0], 2.0).is_err());

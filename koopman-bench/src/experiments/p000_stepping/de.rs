@@ -4,6 +4,7 @@ use super::{pct, timing_note};
 use crate::experiments::p000_stepping::trials::de_solver::{
     evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
 };
+use crate::experiments::p000_stepping::trials::Operators;
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -126,6 +127,10 @@ impl Experiment for SteppingDe {
         "NN DE solver: Koopman stepping vs Adam/Adagrad/Adadelta and the straight line; speedups"
     }
 
+    fn broken_input(&self) -> &'static str {
+        "the identity operator in place of the fitted Koopman operators (the weights stay at w(t2), so T_eq = 0)"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
@@ -136,6 +141,7 @@ impl Experiment for SteppingDe {
                 t2: c.t2 / divisor,
                 horizon: c.horizon / divisor,
                 after: c.after / divisor,
+                operators: Operators::for_run(ctx),
                 ..c
             }
         };

@@ -7,6 +7,7 @@ use crate::experiments::p000_stepping::trials::classifier::{
     evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierOutcome,
     ClassifierTrialConfig,
 };
+use crate::experiments::p000_stepping::trials::Operators;
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -83,6 +84,10 @@ impl Experiment for SteppingMnist {
         crate::experiments::mnist_missing(ctx)
     }
 
+    fn broken_input(&self) -> &'static str {
+        "the identity operator in place of the fitted Koopman operators (the weights stay at w(t2), so T_eq = 0)"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
@@ -95,7 +100,10 @@ impl Experiment for SteppingMnist {
             m.test_labels.clone(),
         )?;
         let seeds = sizes.seeds;
-        let cfg = classifier_config(sizes);
+        let cfg = ClassifierTrialConfig {
+            operators: Operators::for_run(ctx),
+            ..classifier_config(sizes)
+        };
         let epochs = cfg.t2_epoch + cfg.after_epochs;
         progress.set_length((seeds * epochs) as u64);
         progress.set_message("MNIST");

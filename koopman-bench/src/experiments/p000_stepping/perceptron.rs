@@ -3,6 +3,7 @@
 use crate::experiments::p000_stepping::trials::perceptron::{
     run_perceptron, PerceptronConfig, PerceptronResult,
 };
+use crate::experiments::p000_stepping::trials::Operators;
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
@@ -49,6 +50,10 @@ impl Experiment for SteppingPerceptron {
         "perceptron (S8): steps to asymptotic performance, single-weight vs node vs network operators"
     }
 
+    fn broken_input(&self) -> &'static str {
+        "the identity operator in place of the fitted Koopman operators (the weights stay at w(t2) and never reach the rule's asymptote)"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         progress.set_length(1);
@@ -57,6 +62,7 @@ impl Experiment for SteppingPerceptron {
             simulations: SIZES.at(ctx.size).simulations,
             steps: SIZES.at(ctx.size).steps,
             seed: ctx.seed,
+            operators: Operators::for_run(ctx),
             ..Default::default()
         };
         let r = run_perceptron(&cfg, &ctx.device)?;

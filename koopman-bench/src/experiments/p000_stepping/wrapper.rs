@@ -46,6 +46,21 @@ pub const SIZES: BySize<WrapperSizes> = BySize {
 /// The registered experiment `stepping_wrapper`.
 pub struct SteppingWrapper;
 
+/// `cfg`, or on a broken-input run ([`RunContext::broken_input`]) `cfg` with a basin test that no
+/// window passes: every eigenvalue would have to lie exactly on the unit circle, so the wrapper
+/// never jumps.
+fn basin_for_run(ctx: &RunContext, cfg: WrapperConfig) -> WrapperConfig {
+    if ctx.broken_input {
+        WrapperConfig {
+            important: 0.0,
+            basin_tolerance: 0.0,
+            ..cfg
+        }
+    } else {
+        cfg
+    }
+}
+
 /// Plain Adadelta vs the wrapper on the DE solver: (plain seconds, target, wrapper seconds or
 /// None, wrapper steps, stats).
 fn wrapper_de(
@@ -84,7 +99,7 @@ fn wrapper_de(
         partition: paper_partition(3),
         ..Default::default()
     };
-    let mut tr = KoopmanTrainer::from_varmap(&solver.varmap, opt, cfg)?;
+    let mut tr = KoopmanTrainer::from_varmap(&solver.varmap, opt, basin_for_run(ctx, cfg))?;
     let start = std::time::Instant::now();
     let mut reached = None;
     let mut n = 0;
@@ -192,7 +207,7 @@ fn wrapper_mnist(
             ("6".into(), Partition::Node),
         ]),
     };
-    let mut tr = KoopmanTrainer::from_varmap(&vm, opt, wcfg)?;
+    let mut tr = KoopmanTrainer::from_varmap(&vm, opt, basin_for_run(ctx, wcfg))?;
     let start = std::time::Instant::now();
     let mut reached = None;
     let mut e = 0;
@@ -246,6 +261,10 @@ impl Experiment for SteppingWrapper {
         SteppingMnist.missing_data(ctx)
     }
 
+    fn broken_input(&self) -> &'static str {
+        "a basin test that no window passes (every eigenvalue exactly on the unit circle): the wrapper never jumps, so it needs the plain run's optimizer steps"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let WrapperSizes { de_steps, epochs } = *SIZES.at(ctx.size);
@@ -254,7 +273,10 @@ impl Experiment for SteppingWrapper {
         let (dp, dt, dw, dn, ds, dtm) = wrapper_de(ctx, de_steps, progress)?;
         let (mp, mt, mw, me, ms, mtm) = wrapper_mnist(ctx, epochs, progress)?;
         let show = |w: Option<f64>| w.map_or("not reached".to_string(), |v| format!("{v:.2} s"));
-        let faster = |p: f64, w: Option<f64>| w.is_some_and(|w| w < p);
+        // Faster in wall time, and with fewer optimizer steps than the plain run: the time was
+        // saved by Koopman jumps, not by timing noise.
+        let faster =
+            |p: f64, w: Option<f64>, fewer_steps: bool| fewer_steps && w.is_some_and(|w| w < p);
         let stats = |s: WrapperStats| {
             format!(
                 "{} optimizer steps, {} jumps ({} steps jumped), {} windows not in a basin, {} worse",
@@ -278,16 +300,16 @@ impl Experiment for SteppingWrapper {
             paper: self.paper().to_string(),
             comparisons: vec![
                 Comparison {
-                    quantity: format!("DE solver: wall time to Adadelta's loss after {de_steps} steps ({dt:.3e}), plain / wrapper"),
+                    quantity: format!("DE solver: wall time to Adadelta's loss after {de_steps} steps ({dt:.3e}), plain / wrapper (ours: holds if sooner and in fewer optimizer steps)"),
                     paper: "-".into(),
-                    measured: format!("{dp:.2} s / {}", show(dw)),
-                    holds: Some(faster(dp, dw)),
+                    measured: format!("{dp:.2} s / {}; {} of {de_steps} optimizer steps", show(dw), ds.optimizer_steps),
+                    holds: Some(faster(dp, dw, ds.optimizer_steps < de_steps)),
                 },
                 Comparison {
-                    quantity: format!("MNIST MLP: wall time to Adadelta's evaluation loss after {epochs} epochs ({mt:.4}), plain / wrapper"),
+                    quantity: format!("MNIST MLP: wall time to Adadelta's evaluation loss after {epochs} epochs ({mt:.4}), plain / wrapper (ours: holds if sooner and in fewer optimizer epochs)"),
                     paper: "-".into(),
-                    measured: format!("{mp:.2} s / {}", show(mw)),
-                    holds: Some(faster(mp, mw)),
+                    measured: format!("{mp:.2} s / {}; {me:.2} of {epochs} optimizer epochs", show(mw)),
+                    holds: Some(faster(mp, mw, me < epochs as f64)),
                 },
             ],
             tables: vec![Table {

@@ -7,6 +7,7 @@ use indicatif::ProgressBar;
 use koopman_train::analysis::depth::{
     estimate_depth, sample, AmplitudeThreshold, DepthConfig, FrequencyMethod, ScaleStep,
 };
+use rand::{Rng, SeedableRng};
 use std::f64::consts::PI;
 
 /// One function of the supplementary depth table with the paper's layer counts.
@@ -150,6 +151,10 @@ impl Experiment for DepthTable {
         "Depth from spectra: FFT and Hankel-DMD frequencies, gamma = (6f)^2, rho = 2, the supplementary table"
     }
 
+    fn broken_input(&self) -> &'static str {
+        "white noise in place of each signal (its spectrum is flat, not the signal's bands)"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let n = 2048;
@@ -169,7 +174,12 @@ impl Experiment for DepthTable {
             (0, 0, 0, 0);
         for case in &cases {
             progress.set_message(case.name);
-            let (v, dx) = sample(case.f, 0.0, 2.0, n)?;
+            let (mut v, dx) = sample(case.f, 0.0, 2.0, n)?;
+            if ctx.broken_input {
+                // White noise of the same length in place of the signal.
+                let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed);
+                v.iter_mut().for_each(|x| *x = rng.random_range(-1.0..1.0));
+            }
             let fg = estimate_depth(&v, dx, &cfg(FrequencyMethod::Fft, ScaleStep::Gamma))?;
             let fw = estimate_depth(&v, dx, &cfg(FrequencyMethod::Fft, ScaleStep::Width))?;
             // A signal without oscillatory DMD modes (a polynomial: eigenvalues at 1) has no

@@ -180,6 +180,10 @@ impl Experiment for SobolevNoise {
         "Noise rejection: x + sin(2πx⁴) with noise 0.05/0.5/1.0, L2 vs negative-Sobolev losses 1 and 2 (9 x 20 network)"
     }
 
+    fn broken_input(&self) -> &'static str {
+        "loss 1 trained on its targets shuffled across the inputs (the pairing of x and h(x) broken), the other losses on the true targets"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         use rand_distr::Distribution;
         let start = std::time::Instant::now();
@@ -228,6 +232,13 @@ impl Experiment for SobolevNoise {
                 .map_err(|e| BenchError::Usage(format!("noise distribution: {e}")))?;
             let noisy: Vec<f64> = clean.iter().map(|c| c + noise.sample(&mut rng)).collect();
             let y_train = pick(&train_idx, &noisy)?;
+            // A broken-input run trains loss 1 on the same targets shuffled across the inputs.
+            let mut shuffled_idx = train_idx.clone();
+            rand::seq::SliceRandom::shuffle(
+                shuffled_idx.as_mut_slice(),
+                &mut rand::rngs::StdRng::seed_from_u64(ctx.seed + 8 + li as u64),
+            );
+            let y_shuffled = pick(&shuffled_idx, &noisy)?;
             let noisy_val: Vec<f64> = val_idx.iter().map(|&i| noisy[i]).collect();
             let mut row = vec![format!("{level}")];
             let mut series: Vec<(String, Vec<f64>)> = vec![
@@ -241,7 +252,11 @@ impl Experiment for SobolevNoise {
                 let fit = fit_signal(
                     kind,
                     &x_train,
-                    &y_train,
+                    if ctx.broken_input && kind == LossKind::Sobolev1 {
+                        &y_shuffled
+                    } else {
+                        &y_train
+                    },
                     &eval,
                     (&clean_test, &noisy_val),
                     layers,

@@ -77,6 +77,10 @@ impl Experiment for TrainSpectrum {
         mnist_missing(ctx)
     }
 
+    fn broken_input(&self) -> &'static str {
+        "random weights recorded in place of the trajectory (a network re-drawn from its initialiser every epoch): no eigenvalue settles near 1 and the monitor must not fire at the plateau"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let SpectrumSizes {
@@ -88,7 +92,14 @@ impl Experiment for TrainSpectrum {
         let data = load(ctx, &data)?;
         let important = 5;
         let (vm, mlp) = new_mlp(ctx.seed, &ctx.device)?;
-        let mut obs = TrainingObserver::from_varmap(&vm, |_| true)?;
+        // A broken-input run observes a second network whose weights are drawn afresh every
+        // epoch (random weights in place of the trajectory), not the one being trained.
+        let noise = ctx
+            .broken_input
+            .then(|| new_mlp(ctx.seed + 1, &ctx.device))
+            .transpose()?;
+        let observed = noise.as_ref().map_or(&vm, |(v, _)| v);
+        let mut obs = TrainingObserver::from_varmap(observed, |_| true)?;
         let monitor_cfg = ConvergenceConfig {
             observable: Observable::Weights,
             important,
@@ -108,6 +119,9 @@ impl Experiment for TrainSpectrum {
             let l = cross_entropy(&mlp, &data.x_tr, &data.y_tr)?;
             train_loss.push(l);
             val_loss.push(cross_entropy(&mlp, &data.x_val, &data.y_val)?);
+            if noise.is_some() {
+                koopman_core::nn::init_seeded(observed, ctx.seed + 1 + e as u64)?;
+            }
             obs.record(l)?;
             // Every epoch at quick sizes; every 25th at --full (each check is a thin SVD of
             // the parameters x snapshots matrix).

@@ -102,6 +102,10 @@ impl Experiment for MnistReplace {
         mnist_missing(ctx)
     }
 
+    fn broken_input(&self) -> &'static str {
+        "an untrained MLP (as initialised): its replaced layers stay near chance, far from the paper's accuracies"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
@@ -135,7 +139,7 @@ impl Experiment for MnistReplace {
             final_lr_fraction: 0.1,
             seed: ctx.seed,
         };
-        let mlp = train_mlp(&sizes, &x_tr, &y_tr, &train_cfg, dev)?;
+        let mlp = train_mlp(ctx, &sizes, &x_tr, &y_tr, &train_cfg)?;
         let orig = accuracy(&mlp, x_te, y_te)?;
         progress.inc(1);
         let split = Split {

@@ -10,8 +10,9 @@ pub mod mnist;
 pub mod yinyang;
 
 use crate::experiments::verdict::mean_sd;
+use crate::report::RunContext;
 use crate::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use koopman_core::candle_nn::{VarBuilder, VarMap};
 use koopman_core::nn::{accuracy, train_classifier, Activation, MinibatchConfig, Mlp};
 use koopman_layers::replace::{
@@ -124,13 +125,16 @@ fn frozen(mlp: &Mlp) -> Result<Mlp> {
     )?)
 }
 
+/// Trains an MLP of `sizes` on `(x, y)`; on a broken-input run ([`RunContext::broken_input`])
+/// it is returned as initialised, untrained.
 fn train_mlp(
+    ctx: &RunContext,
     sizes: &[usize],
     x: &Tensor,
     y: &Tensor,
     config: &MinibatchConfig,
-    device: &Device,
 ) -> Result<Mlp> {
+    let device = &ctx.device;
     let vm = VarMap::new();
     let mlp = Mlp::new(
         sizes,
@@ -139,21 +143,25 @@ fn train_mlp(
     )?;
     // candle's initialisers draw from an unseeded RNG: overwrite them from the seed.
     reseed(&vm, config.seed)?;
-    train_classifier(&mlp, vm.all_vars(), x, y, config)?;
+    if !ctx.broken_input {
+        train_classifier(&mlp, vm.all_vars(), x, y, config)?;
+    }
     frozen(&mlp)
 }
 
 /// Trains `restarts` candidates (seeds `config.seed * 100 + i`) for `screen_epochs` each,
-/// keeps the one with the best validation accuracy and trains it for `config.epochs` more.
+/// keeps the one with the best validation accuracy and trains it for `config.epochs` more; on a
+/// broken-input run ([`RunContext::broken_input`]) the first candidate is returned untrained.
 fn train_mlp_restarts(
+    ctx: &RunContext,
     sizes: &[usize],
     train: (&Tensor, &Tensor),
     val: (&Tensor, &Tensor),
     config: &MinibatchConfig,
     restarts: usize,
     screen_epochs: usize,
-    device: &Device,
 ) -> Result<Mlp> {
+    let device = &ctx.device;
     let mut best: Option<(f64, VarMap, Mlp)> = None;
     for i in 0..restarts.max(1) {
         let vm = VarMap::new();
@@ -164,6 +172,9 @@ fn train_mlp_restarts(
         )?;
         let seed = config.seed * 100 + i as u64;
         reseed(&vm, seed)?;
+        if ctx.broken_input {
+            return frozen(&mlp);
+        }
         let screen = MinibatchConfig {
             epochs: screen_epochs,
             final_lr_fraction: 1.0,

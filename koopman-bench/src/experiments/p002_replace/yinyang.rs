@@ -105,6 +105,10 @@ impl Experiment for YinYangReplace {
         "Yin-Yang MLP 4-8-6-4-3: each hidden layer replaced by Hankel DMD (iterated) and the direct readout"
     }
 
+    fn broken_input(&self) -> &'static str {
+        "an untrained MLP (as initialised): neither it nor its replaced layers reach the paper's accuracies"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         let dev = &ctx.device;
@@ -152,13 +156,13 @@ impl Experiment for YinYangReplace {
                 seed,
             };
             let mlp = train_mlp_restarts(
+                ctx,
                 &sizes,
                 (&x_tr, &y_tr),
                 (&x_val, &y_val),
                 &train_cfg,
                 restarts,
                 screen_epochs,
-                dev,
             )?;
             let acc = accuracy(&mlp, &x_te, &y_te)?;
             original.push(acc);

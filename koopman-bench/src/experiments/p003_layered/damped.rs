@@ -35,6 +35,10 @@ impl Experiment for LayeredDamped {
     fn description(&self) -> &'static str {
         "damped forced oscillator: layer eigenvalues inside the unit disk, changing along the layers"
     }
+    fn broken_input(&self) -> &'static str {
+        "the layers as initialised (zero generators), never trained: every eigenvalue on the unit circle, none inside"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(3);

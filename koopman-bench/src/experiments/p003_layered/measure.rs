@@ -60,6 +60,10 @@ impl Experiment for LayeredMeasure {
     fn description(&self) -> &'static str {
         "measure-preserving flow on T^2: layer eigenvalues vs per-window EDMD / kernel DMD"
     }
+    fn broken_input(&self) -> &'static str {
+        "the layers as initialised, never trained: they do not fit the flow"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = Instant::now();
         progress.set_length(5);

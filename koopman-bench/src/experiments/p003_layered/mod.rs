@@ -90,15 +90,20 @@ fn window_run(
     let builder = window_builder(sizes, norm, function)?;
     let mut trainer = Trainer::on(builder, &config, candle_core::DType::F64, &ctx.device)?;
     let initial = layer_eigenvalues(&trainer.model, 2000)?;
-    let report = trainer.train(&data, &config)?;
+    // A broken-input run keeps the layers as initialised (no training step).
+    let losses = if ctx.broken_input {
+        vec![window_loss(&trainer.model, &data)?]
+    } else {
+        trainer.train(&data, &config)?.losses
+    };
     let trained = layer_eigenvalues(&trainer.model, 2000)?;
-    let k = report.losses.len().clamp(1, 10);
+    let k = losses.len().clamp(1, 10);
     Ok(WindowRun {
         initial,
         trained,
         data,
-        first_loss: mean(&report.losses[..k.min(report.losses.len())]),
-        last_loss: mean(&report.losses[report.losses.len().saturating_sub(k)..]),
+        first_loss: mean(&losses[..k.min(losses.len())]),
+        last_loss: mean(&losses[losses.len().saturating_sub(k)..]),
         model: trainer.model,
     })
 }

@@ -95,21 +95,27 @@ pub struct SweepPoint {
 }
 
 /// The sweep for oracle `g`: Algorithm 1 from `(0.1, 0.1)` (small), Algorithm 2 from each of
-/// `starts`, `len` outputs each, observed with noise `noise`.
+/// `starts`, `len` outputs each, observed with noise `noise`. With `random_spectra` (the broken
+/// input of the verdict tests) Algorithm 2's spectra are replaced by random ones.
 pub fn sweep(
     g: fn(f64) -> f64,
     starts: &[f64],
     len: usize,
     noise: f64,
     seed: u64,
+    random_spectra: bool,
 ) -> Result<Vec<SweepPoint>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut random = rand::rngs::StdRng::seed_from_u64(seed ^ 0xb10c);
     let delays = 6;
     let reference = spectrum(&algorithm_1([0.1, 0.1], len, g), delays, noise, &mut rng)?;
     starts
         .iter()
         .map(|&s| {
-            let b = spectrum(&algorithm_2([s, 0.0], len, g), delays, noise, &mut rng)?;
+            let mut b = spectrum(&algorithm_2([s, 0.0], len, g), delays, noise, &mut rng)?;
+            if random_spectra {
+                b = super::random_spectrum(&b, &mut random);
+            }
             Ok(SweepPoint {
                 start: s,
                 distance: wasserstein(&reference, &b)?,
@@ -165,7 +171,7 @@ mod tests {
     fn linear_oracle_is_global_and_vanishing_oracle_is_local() -> Result<()> {
         let starts: Vec<f64> = (1..=12).map(|k| 0.5 * k as f64).collect();
         let d = |g| -> Result<Vec<f64>> {
-            Ok(sweep(g, &starts, 60, 1e-4, 3)?
+            Ok(sweep(g, &starts, 60, 1e-4, 3, false)?
                 .iter()
                 .map(|p| p.distance)
                 .collect())

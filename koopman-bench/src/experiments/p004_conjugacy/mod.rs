@@ -22,6 +22,7 @@ use crate::experiments::{BySize, Experiment};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
+use koopman_core::c64;
 use koopman_core::dmd::{
     edmd, hankel_dmd, Dictionary, EdmdConfig, ExactDmdConfig, HankelConfig, HankelEstimator,
     RankPolicy,
@@ -127,13 +128,33 @@ fn hankel_spectrum(outputs: &[Mat<f64>], delays: usize) -> Result<Spectrum> {
     Ok(fit.spectrum())
 }
 
-/// Runs every pair with `trajectories` initial conditions of `len` iterates each.
+/// A spectrum of as many eigenvalues as `like`, drawn uniformly from the unit disk: the random
+/// spectra of the verdict tests' broken input.
+pub fn random_spectrum(like: &Spectrum, rng: &mut rand::rngs::StdRng) -> Spectrum {
+    Spectrum::new(
+        (0..like.len())
+            .map(|_| {
+                let (r, t) = (
+                    rng.random_range(0.0f64..1.0).sqrt(),
+                    rng.random_range(0.0..std::f64::consts::TAU),
+                );
+                c64::from_polar(r, t)
+            })
+            .collect(),
+    )
+}
+
+/// Runs every pair with `trajectories` initial conditions of `len` iterates each. With
+/// `random_spectra` (the broken input of the verdict tests) each pair's second spectrum is
+/// replaced by a random one.
 pub fn run_pairs(
     trajectories: usize,
     len: usize,
     permutations: usize,
     seed: u64,
+    random_spectra: bool,
 ) -> Result<Vec<PairOutcome>> {
+    let mut random = rand::rngs::StdRng::seed_from_u64(seed ^ 0xb10c);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut starts = |d: usize| -> Vec<Vec<f64>> {
         (0..trajectories)
@@ -145,6 +166,11 @@ pub fn run_pairs(
     let mut out = Vec::new();
     let mut finish =
         |name, relation, conjugate, estimator, a: Spectrum, b: Spectrum| -> Result<()> {
+            let b = if random_spectra {
+                random_spectrum(&b, &mut random)
+            } else {
+                b
+            };
             let t = permutation_test(&a, &b, permutations, seed ^ 0x5eed)?;
             out.push(PairOutcome {
                 name,
@@ -343,6 +369,10 @@ impl Experiment for Conjugacy {
         "Koopman spectra of conjugate algorithm pairs: Wasserstein / subset distances, p-values"
     }
 
+    fn broken_input(&self) -> &'static str {
+        "random spectra (uniform in the unit disk) in place of the second algorithm's estimated ones"
+    }
+
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
         let start = std::time::Instant::now();
         progress.set_length(1);
@@ -353,7 +383,7 @@ impl Experiment for Conjugacy {
             permutations,
             sweep_starts,
         } = *SIZES.at(ctx.size);
-        let pairs = run_pairs(trajectories, len, permutations, ctx.seed)?;
+        let pairs = run_pairs(trajectories, len, permutations, ctx.seed, ctx.broken_input)?;
         progress.inc(1);
         let worst_conjugate = pairs
             .iter()
@@ -401,13 +431,21 @@ impl Experiment for Conjugacy {
             .map(|k| 8.0 * k as f64 / sweep_starts as f64)
             .collect();
         let (sweep_len, noise) = (60, 1e-4);
-        let global = local::sweep(local::linear_gradient, &starts, sweep_len, noise, ctx.seed)?;
+        let global = local::sweep(
+            local::linear_gradient,
+            &starts,
+            sweep_len,
+            noise,
+            ctx.seed,
+            ctx.broken_input,
+        )?;
         let localc = local::sweep(
             local::vanishing_gradient,
             &starts,
             sweep_len,
             noise,
             ctx.seed,
+            ctx.broken_input,
         )?;
         let dist = |v: &[local::SweepPoint]| v.iter().map(|p| p.distance).collect::<Vec<f64>>();
         let (dg, dl) = (dist(&global), dist(&localc));
@@ -517,7 +555,7 @@ mod tests {
 
     #[test]
     fn conjugate_pairs_match_and_control_does_not() -> Result<()> {
-        let pairs = run_pairs(6, 30, 199, 3)?;
+        let pairs = run_pairs(6, 30, 199, 3, false)?;
         assert_eq!(pairs.len(), 6);
         for p in &pairs {
             if p.conjugate {

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::Operators;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
@@ -144,6 +145,8 @@ pub struct ClassifierTrialConfig {
     /// Float type of the model and its training (F32 by default; the inputs are converted per
     /// mini-batch). The recorder and the fit work in f64 whatever this is.
     pub dtype: DType,
+    /// What evolves the weights past `t2` (the fitted operators unless a verdict test breaks it).
+    pub operators: Operators,
 }
 
 impl Default for ClassifierTrialConfig {
@@ -166,6 +169,7 @@ impl Default for ClassifierTrialConfig {
             ]),
             eigen_jump: true,
             dtype: DType::F32,
+            operators: Operators::Fitted,
         }
     }
 }
@@ -359,6 +363,7 @@ pub fn evaluate_classifier(
     let (stepped, loop_timing) = timed_runs(TIMING_RUNS, || {
         to_host(&stepper.evolve(&start_tensor, horizon, Evolution::Step)?)
     })?;
+    let stepped = c.operators.apply(stepped, &w2);
     let (mut diagonalize_seconds, mut eigen_seconds) = (f64::NAN, f64::NAN);
     if c.eigen_jump {
         diagonalize_seconds = timed_runs(TIMING_RUNS, || stepper.diagonalize())?.1.median;

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::Operators;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
@@ -248,6 +249,8 @@ pub struct DeTrialConfig {
     pub horizon: usize,
     /// Optimizer steps run after `t2` (>= `horizon`; longer lets `T_eq` exceed `T`).
     pub after: usize,
+    /// What evolves the weights past `t2` (the fitted operators unless a verdict test breaks it).
+    pub operators: Operators,
 }
 
 impl DeTrialConfig {
@@ -261,6 +264,7 @@ impl DeTrialConfig {
             t2: 45_000,
             horizon: 2_500,
             after: 5_000,
+            operators: Operators::Fitted,
         }
     }
 
@@ -448,6 +452,7 @@ pub fn evaluate_de(
     let (stepped, loop_timing) = timed_runs(TIMING_RUNS, || {
         to_host(&stepper.evolve(&start_tensor, h, Evolution::Step)?)
     })?;
+    let stepped = c.operators.apply(stepped, &w2);
     let (jumped, jump_timing) = timed_runs(TIMING_RUNS, || {
         to_host(&stepper.evolve(&start_tensor, h, Evolution::Jump)?)
     })?;

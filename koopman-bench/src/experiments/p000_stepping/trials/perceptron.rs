@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::Operators;
 use candle_core::Device;
 use koopman_core::c64;
 use koopman_train::stepping::fit::{fit, Evolution, FitConfig};
@@ -49,6 +50,8 @@ pub struct PerceptronConfig {
     pub fit: FitConfig,
     /// Seed.
     pub seed: u64,
+    /// What evolves the weights past `t2` (the fitted operators unless a verdict test breaks it).
+    pub operators: Operators,
 }
 
 impl Default for PerceptronConfig {
@@ -61,6 +64,7 @@ impl Default for PerceptronConfig {
             t2: 100,
             fit: FitConfig::default(),
             seed: 0,
+            operators: Operators::Fitted,
         }
     }
 }
@@ -285,7 +289,9 @@ pub fn run_perceptron(config: &PerceptronConfig, device: &Device) -> Result<Perc
         for _ in config.t2..config.steps {
             curve.push(mean_error(&cur));
             weights.push(first(&cur));
-            cur = k.evolve_host(&cur, 1, Evolution::Step)?;
+            cur = config
+                .operators
+                .apply(k.evolve_host(&cur, 1, Evolution::Step)?, &cur);
         }
         movement.push(moved(&cur));
         curves.push((name.to_string(), curve));

@@ -28,6 +28,7 @@ pub mod dmd_command;
 pub mod experiments;
 pub mod fit_command;
 pub mod perf;
+pub mod plot;
 pub mod provenance;
 pub mod replace_command;
 pub mod report;

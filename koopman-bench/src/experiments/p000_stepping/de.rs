@@ -1,11 +1,12 @@
 //! `stepping_de`: the NN differential-equation solver of paper 000 (S8.1, Figure 2), Koopman stepping against Adam / Adagrad / Adadelta and the straight line.
 
-use super::{pct, timing_note};
+use super::{pct, timing_note, weights_figure};
 use crate::experiments::p000_stepping::trials::de_solver::{
-    evaluate_de, paper_partition, train_de, DeOutcome, DeTrialConfig,
+    de_paths, evaluate_de, paper_partition, train_de, DeOutcome, DePaths, DeTrialConfig,
 };
 use crate::experiments::p000_stepping::trials::Operators;
 use crate::experiments::{BySize, Experiment, Paper};
+use crate::plot::{lines_svg, scatter_svg, Axes};
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -114,6 +115,92 @@ fn summarize(outs: &[DeOutcome], horizon: usize, baseline: bool) -> Summary {
     }
 }
 
+/// Figure 2 (b-e) of paper 000 for one optimizer (the paper shows Adadelta; Figs. S2-S3 the
+/// others): the loss over the `T` steps past `t2` of the optimizer, Koopman stepping and the
+/// straight line (first seed); `T_eq / T` of every seed, sorted; the change of the two most
+/// dynamic weights from `w(t2)` along the three; and every weight's error at `t2 + T` against its
+/// true change for the ten seeds with the smallest mean error.
+fn figure_2(
+    ctx: &RunContext,
+    name: &str,
+    p: &DePaths,
+    outs: &[DeOutcome],
+    horizon: usize,
+) -> Result<Vec<String>> {
+    let steps = Axes::new("optimizer steps past t2", "").x_range(0.0, horizon as f64);
+    let mut files = vec![ctx.write_file(
+        &format!("stepping_de_{name}_loss.svg"),
+        &lines_svg(
+            &format!("Fig. 2b: loss over T steps past t2, {name} (seed 0)"),
+            &Axes {
+                y_label: "loss".into(),
+                ..steps.clone()
+            },
+            &[
+                (name, &p.optimizer_loss),
+                ("Koopman", &p.koopman_loss),
+                ("straight line", &p.line_loss),
+            ],
+            &[],
+        ),
+    )?];
+    let sorted = |f: &dyn Fn(&DeOutcome) -> f64| -> Vec<(f64, f64)> {
+        let mut v: Vec<f64> = outs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len().max(1) as f64;
+        v.into_iter()
+            .enumerate()
+            .map(|(i, y)| ((i as f64 + 0.5) / n, y))
+            .collect()
+    };
+    let h = horizon as f64;
+    files.push(ctx.write_file(
+        &format!("stepping_de_{name}_teq.svg"),
+        &scatter_svg(
+            &format!("Fig. 2c: T_eq / T of every seed, sorted, {name}"),
+            &Axes::new("share of seeds", "T_eq / T"),
+            &[
+                ("Koopman", &sorted(&|o| o.t_eq.value / h)),
+                ("straight line", &sorted(&|o| o.t_eq_baseline.value / h)),
+            ],
+        ),
+    )?);
+    files.push(weights_figure(
+        ctx,
+        &format!("stepping_de_{name}_weights.svg"),
+        &format!("Fig. 2d: the two most dynamic weights, {name} (seed 0)"),
+        name,
+        &p.weights,
+        steps,
+    )?);
+    // Figure 2e: the ten seeds with the smallest mean error.
+    let mean_error = |o: &DeOutcome| {
+        o.per_weight.iter().map(|p| p.1).sum::<f64>() / o.per_weight.len().max(1) as f64
+    };
+    let mut best: Vec<&DeOutcome> = outs.iter().collect();
+    best.sort_by(|a, b| mean_error(a).total_cmp(&mean_error(b)));
+    let points: Vec<(f64, f64)> = best
+        .iter()
+        .take(10)
+        .flat_map(|o| o.per_weight.iter().copied())
+        .collect();
+    files.push(ctx.write_file(
+        &format!("stepping_de_{name}_errors.svg"),
+        &scatter_svg(
+            &format!(
+                "Fig. 2e: error at t2 + T vs true change, all weights, {} best seeds, {name}",
+                best.len().min(10)
+            ),
+            &Axes::new(
+                "|w_true(t2 + T) - w_true(t2)|",
+                "|w_Koopman(t2 + T) - w_true(t2 + T)|",
+            ),
+            &[("weights", &points)],
+        ),
+    )?);
+    Ok(files)
+}
+
 impl Experiment for SteppingDe {
     fn name(&self) -> &'static str {
         "stepping_de"
@@ -166,18 +253,26 @@ impl Experiment for SteppingDe {
         let mut main_rows = Vec::new();
         let mut speed_rows = Vec::new();
         let mut cut_rows = Vec::new();
+        let mut files = Vec::new();
         // The paper's Table 1 per optimizer: success, median T_eq / T, median speedup.
         for (kind, p_succ, p_teq, p_speed) in optimizers {
             let cfg = scale(DeTrialConfig::paper(kind));
             let mut per_variant: Vec<Vec<DeOutcome>> = vec![Vec::new(); variants.len()];
+            let name = kind.name();
+            let mut paths = None;
             for s in 0..seeds {
                 let run = train_de(&cfg, ctx.seed + s as u64, dev, Some(progress))?;
                 for (k, (_, fc)) in variants.iter().enumerate() {
                     per_variant[k].push(evaluate_de(&run, &spec, fc, dev)?);
                 }
+                if s == 0 {
+                    paths = Some(de_paths(&run, &spec, &variants[0].1, dev)?);
+                }
             }
-            let name = kind.name();
             let outs = &per_variant[0];
+            if let Some(p) = &paths {
+                files.extend(figure_2(ctx, name, p, outs, cfg.horizon)?);
+            }
             let ko = summarize(outs, cfg.horizon, false);
             let base = summarize(outs, cfg.horizon, true);
             for ((label, _), o) in variants.iter().zip(&per_variant) {
@@ -362,7 +457,7 @@ impl Experiment for SteppingDe {
                 "Error ratio: per weight |w_pred - w_true(t2+T)| / |w_true(t2+T) - w_true(t2)|, median over weights then seeds (the paper's 0.0044); norm ratio: the same with Euclidean norms over all weights.".into(),
                 "Quick size divides t1, t2, T and the steps past t2 by 8 (smoke: by 100; schedule unchanged); --full uses the paper's setting (t1 = 35,000, t2 = 45,000, T = 2,500; 50,000 steps are run, the paper's last 10,000 are not needed) and 25 seeds.".into(),
             ],
-            files: Vec::new(),
+            files,
             seconds: start.elapsed().as_secs_f64(),
         })
     }

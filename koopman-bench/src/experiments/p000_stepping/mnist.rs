@@ -2,13 +2,14 @@
 
 use super::de::gram;
 use super::torch_peer::{TorchPeer, PAPER_LOOP, TENSOR_LOOP};
-use super::{pct, timing_note};
+use super::{pct, timing_note, weights_figure};
 use crate::experiments::p000_stepping::trials::classifier::{
-    evaluate_classifier, train_classifier_trial, ClassifierData, ClassifierOutcome,
-    ClassifierTrialConfig,
+    classifier_paths, evaluate_classifier, train_classifier_trial, ClassifierData,
+    ClassifierOutcome, ClassifierTrialConfig,
 };
 use crate::experiments::p000_stepping::trials::Operators;
 use crate::experiments::{BySize, Experiment, Paper};
+use crate::plot::Axes;
 use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
@@ -110,12 +111,24 @@ impl Experiment for SteppingMnist {
         let fits = [("svd", FitConfig::default()), ("gram", gram())];
         let mut outs: Vec<Vec<ClassifierOutcome>> = vec![Vec::new(), Vec::new()];
         let mut steps_per_epoch = 0;
+        let mut figure = None;
         for s in 0..seeds {
             let run =
                 train_classifier_trial(&data, &cfg, ctx.seed + s as u64, dev, Some(progress))?;
             steps_per_epoch = run.steps_per_epoch;
             for (k, (_, fc)) in fits.iter().enumerate() {
                 outs[k].push(evaluate_classifier(&run, &data, fc, dev)?);
+            }
+            if s == 0 {
+                // Figure 3b: weight trajectories of the first seed, default fit.
+                figure = Some(weights_figure(
+                    ctx,
+                    "stepping_mnist_weights.svg",
+                    "Fig. 3b: the two most dynamic weights over T past t2 (seed 0)",
+                    cfg.optimizer.name(),
+                    &classifier_paths(&run, &fits[0].1, dev)?,
+                    Axes::new("epochs past t2", "").x_range(0.0, cfg.horizon_epochs as f64),
+                )?);
             }
         }
         let h = cfg.horizon_epochs as f64;
@@ -427,7 +440,7 @@ impl Experiment for SteppingMnist {
             .into_iter()
             .chain(peer_notes)
             .collect(),
-            files: peer_files,
+            files: figure.into_iter().chain(peer_files).collect(),
             seconds: start.elapsed().as_secs_f64(),
         })
     }

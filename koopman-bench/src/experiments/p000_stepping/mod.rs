@@ -18,7 +18,56 @@ pub mod torch_peer;
 pub mod trials;
 pub mod wrapper;
 
+use crate::plot::{lines_svg, Axes};
+use crate::report::RunContext;
+use crate::Result;
 use koopman_train::stepping::metrics::{TIMING_RUNS, TIMING_SECONDS};
+use trials::WeightPaths;
+
+/// The figure of the two weights that moved most between `t2` and `t2 + T` (Figures 2d and 3b
+/// of paper 000): each one's change from `w(t2)` under the optimizer (`name`), Koopman stepping
+/// and the straight line, over the x axis `steps`. Returns the file's name.
+fn weights_figure(
+    ctx: &RunContext,
+    file: &str,
+    title: &str,
+    name: &str,
+    p: &WeightPaths,
+    steps: Axes,
+) -> Result<String> {
+    let (start, end) = (&p.optimizer[0], &p.optimizer[p.optimizer.len() - 1]);
+    let mut order: Vec<usize> = (0..start.len()).collect();
+    order.sort_by(|&a, &b| {
+        (end[b] - start[b])
+            .abs()
+            .total_cmp(&(end[a] - start[a]).abs())
+    });
+    let change = |path: &[Vec<f64>], i: usize| -> Vec<f64> {
+        path.iter().map(|w| w[i] - start[i]).collect()
+    };
+    let mut series = Vec::new();
+    for &i in order.iter().take(2) {
+        series.push((format!("weight {i}: {name}"), change(&p.optimizer, i)));
+        series.push((format!("weight {i}: Koopman"), change(&p.koopman, i)));
+        series.push((format!("weight {i}: straight line"), change(&p.line, i)));
+    }
+    let refs: Vec<(&str, &[f64])> = series
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    ctx.write_file(
+        file,
+        &lines_svg(
+            title,
+            &Axes {
+                y_label: "w(t) - w(t2)".into(),
+                ..steps
+            },
+            &refs,
+            &[],
+        ),
+    )
+}
 
 /// How the Koopman side is timed (the same in every stepping experiment).
 fn timing_note() -> String {

@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::Operators;
+use super::{path_steps, Operators, WeightPaths};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
@@ -222,6 +222,8 @@ pub struct ClassifierRun {
     pub epoch_seconds: Vec<f64>,
     /// Weights at `t2 + T` from the optimizer.
     pub truth: Vec<f64>,
+    /// The optimizer's weights at the [`path_steps`] of `T` past `t2` (Figure 3b).
+    pub path: Vec<Vec<f64>>,
 }
 
 /// Trains one seed; see the [module docs](self).
@@ -254,6 +256,8 @@ pub fn train_classifier_trial(
     let mut val_losses = Vec::new();
     let mut epoch_seconds = Vec::new();
     let mut truth = Vec::new();
+    let path_at = path_steps(config.horizon_epochs * steps_per_epoch);
+    let mut path = Vec::with_capacity(path_at.len());
     let mut step = 0;
     let epochs = config.t2_epoch + config.after_epochs;
     for epoch in 0..epochs {
@@ -271,6 +275,11 @@ pub fn train_classifier_trial(
             if (t1..=t2).contains(&step) {
                 let r = Instant::now();
                 recorder.record(step)?;
+                record_seconds += r.elapsed().as_secs_f64();
+            }
+            if step >= t2 && path_at.get(path.len()) == Some(&(step - t2)) {
+                let r = Instant::now();
+                path.push(recorder.current()?);
                 record_seconds += r.elapsed().as_secs_f64();
             }
             let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
@@ -292,6 +301,9 @@ pub fn train_classifier_trial(
     if truth.is_empty() {
         truth = recorder.current()?;
     }
+    if path_at.get(path.len()) == Some(&(step - t2)) {
+        path.push(recorder.current()?);
+    }
     if val_losses.iter().any(|l| !l.is_finite()) {
         return Err(TrainError::NonFinite(
             "validation loss during training".into(),
@@ -306,7 +318,28 @@ pub fn train_classifier_trial(
         val_losses,
         epoch_seconds,
         truth,
+        path,
     })
+}
+
+/// The weights of Figure 3b for `run`, fitted as `fit_config` says ([`WeightPaths`]).
+pub fn classifier_paths(
+    run: &ClassifierRun,
+    fit_config: &FitConfig,
+    device: &Device,
+) -> Result<WeightPaths> {
+    let c = &run.config;
+    let spe = run.steps_per_epoch;
+    WeightPaths::fit(
+        &run.recorder,
+        &PartitionPlan::build(run.recorder.params(), &c.partition)?,
+        (c.t1_epoch * spe, c.t2_epoch * spe),
+        path_steps(c.horizon_epochs * spe),
+        run.path.clone(),
+        fit_config,
+        c.operators,
+        device,
+    )
 }
 
 /// What Koopman stepping achieved on one classifier run.

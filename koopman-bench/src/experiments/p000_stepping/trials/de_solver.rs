@@ -32,7 +32,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::Operators;
+use super::{path_steps, Operators, WeightPaths};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::ProgressBar;
@@ -302,6 +302,70 @@ pub struct DeRun {
     pub step_seconds: Vec<f64>,
     /// Weights at `t2 + horizon` from the optimizer.
     pub truth: Vec<f64>,
+    /// The optimizer's weights at the [`path_steps`] past `t2` (the curves of Figure 2d).
+    pub path: Vec<Vec<f64>>,
+}
+
+impl DeRun {
+    /// The solver's loss at each of `weights` (flat, in the recorder's order); the solver's own
+    /// weights are restored afterwards. Non-finite weights or losses give `+inf`.
+    pub fn losses_at<W: AsRef<[f64]>>(&self, weights: &[W]) -> Result<Vec<f64>> {
+        let saved = self.recorder.current()?;
+        let mut out = Vec::with_capacity(weights.len());
+        for w in weights {
+            let w = w.as_ref();
+            if w.iter().any(|v| !v.is_finite()) {
+                out.push(f64::INFINITY);
+                continue;
+            }
+            self.recorder.write_back(w)?;
+            let l = self.solver.loss_value()?;
+            out.push(if l.is_finite() { l } else { f64::INFINITY });
+        }
+        self.recorder.write_back(&saved)?;
+        Ok(out)
+    }
+}
+
+/// Figure 2 (b, d) of paper 000 for one run: the weights along the steps past `t2`
+/// ([`WeightPaths`]) and their losses.
+#[derive(Clone, Debug)]
+pub struct DePaths {
+    /// The weights.
+    pub weights: WeightPaths,
+    /// Optimizer loss at each step.
+    pub optimizer_loss: Vec<f64>,
+    /// Loss of the Koopman weights at each step.
+    pub koopman_loss: Vec<f64>,
+    /// Loss of the straight-line weights at each step.
+    pub line_loss: Vec<f64>,
+}
+
+/// The trajectories of Figure 2 (b, d) for `run`, fitted as `fit_config` says; see [`DePaths`].
+pub fn de_paths(
+    run: &DeRun,
+    spec: &PartitionSpec,
+    fit_config: &FitConfig,
+    device: &Device,
+) -> Result<DePaths> {
+    let c = &run.config;
+    let steps = path_steps(c.horizon);
+    let weights = WeightPaths::fit(
+        &run.recorder,
+        &PartitionPlan::build(run.recorder.params(), spec)?,
+        (c.t1, c.t2),
+        steps.clone(),
+        run.path.clone(),
+        fit_config,
+        c.operators,
+        device,
+    )?;
+    Ok(DePaths {
+        optimizer_loss: steps.iter().map(|&s| run.losses[s]).collect(),
+        koopman_loss: run.losses_at(&weights.koopman)?,
+        line_loss: run.losses_at(&weights.line)?,
+        weights,
+    })
 }
 
 /// Trains one seed; see the [module docs](self).
@@ -322,7 +386,12 @@ pub fn train_de(
     let mut losses = Vec::with_capacity(config.after + 1);
     let mut step_seconds = Vec::with_capacity(config.after);
     let mut truth = Vec::new();
+    let path_at = path_steps(config.horizon);
+    let mut path = Vec::with_capacity(path_at.len());
     for t in 0..=end {
+        if t >= config.t2 && path_at.get(path.len()) == Some(&(t - config.t2)) {
+            path.push(recorder.current()?);
+        }
         if (config.t1..=config.t2).contains(&t) {
             recorder.record(t)?;
         }
@@ -359,6 +428,7 @@ pub fn train_de(
         losses,
         step_seconds,
         truth,
+        path,
     })
 }
 
@@ -405,6 +475,9 @@ pub struct DeOutcome {
     pub optimizer_step_seconds: f64,
     /// Eigenvalues moved onto the unit circle.
     pub projected: usize,
+    /// Per weight: `(|w_true(t2+T) - w_true(t2)|, |w_koopman - w_true(t2+T)|)`, the points of
+    /// Figure 2e.
+    pub per_weight: Vec<(f64, f64)>,
 }
 
 impl DeOutcome {
@@ -437,7 +510,6 @@ pub fn evaluate_de(
 ) -> Result<DeOutcome> {
     let c = &run.config;
     let rec = &run.recorder;
-    let saved = rec.current()?;
     let plan = PartitionPlan::build(rec.params(), spec)?;
     let w2 = rec.snapshot(c.t2)?.to_vec();
     let start_tensor = Tensor::new(w2.as_slice(), device)?;
@@ -466,17 +538,8 @@ pub fn evaluate_de(
     let step_jump_gap = gap(&jumped);
     let step_eigen_gap = gap(&eigen);
     let baseline = straight_line(&w2, rec.snapshot(c.t2 - 1)?, c.horizon as f64)?;
-    let loss_at = |w: &[f64]| -> Result<f64> {
-        if w.iter().any(|v| !v.is_finite()) {
-            return Ok(f64::INFINITY);
-        }
-        rec.write_back(w)?;
-        let l = run.solver.loss_value()?;
-        Ok(if l.is_finite() { l } else { f64::INFINITY })
-    };
-    let loss_koopman = loss_at(&stepped)?;
-    let loss_baseline = loss_at(&baseline)?;
-    rec.write_back(&saved)?;
+    let losses = run.losses_at(&[&stepped, &baseline])?;
+    let (loss_koopman, loss_baseline) = (losses[0], losses[1]);
     let te = t_eq(&run.losses, loss_koopman)?;
     let te_base = t_eq(&run.losses, loss_baseline)?;
     let finite = |w: &[f64]| w.iter().all(|v| v.is_finite());
@@ -508,6 +571,13 @@ pub fn evaluate_de(
         optimizer_step_seconds: run.step_seconds.iter().sum::<f64>()
             / run.step_seconds.len().max(1) as f64,
         projected: stepper.projected_eigenvalues(),
+        per_weight: run
+            .truth
+            .iter()
+            .zip(&w2)
+            .zip(&stepped)
+            .map(|((e, s), p)| ((e - s).abs(), (p - e).abs()))
+            .collect(),
     })
 }
 

@@ -9,6 +9,71 @@ pub mod classifier;
 pub mod de_solver;
 pub mod perceptron;
 
+use candle_core::Device;
+use koopman_train::stepping::fit::{fit, straight_line, FitConfig};
+use koopman_train::stepping::partition::PartitionPlan;
+use koopman_train::stepping::recorder::Recorder;
+use koopman_train::Result;
+
+/// Steps past `t2` at which the figures sample the trajectories: `0 ..= horizon` in at most 50
+/// equal intervals.
+pub fn path_steps(horizon: usize) -> Vec<usize> {
+    let intervals = horizon.clamp(1, 50);
+    (0..=intervals).map(|k| k * horizon / intervals).collect()
+}
+
+/// The weights along the [`path_steps`] past `t2` (Figures 2d and 3b of paper 000): from the
+/// optimizer, from Koopman stepping (evolved by jumps to each step) and from the straight line
+/// through `w(t2 - 1)` and `w(t2)`.
+#[derive(Clone, Debug)]
+pub struct WeightPaths {
+    /// Steps past `t2`.
+    pub steps: Vec<usize>,
+    /// Optimizer weights at each step.
+    pub optimizer: Vec<Vec<f64>>,
+    /// Koopman weights at each step.
+    pub koopman: Vec<Vec<f64>>,
+    /// Straight-line weights at each step.
+    pub line: Vec<Vec<f64>>,
+}
+
+impl WeightPaths {
+    /// Fits the operators of `plan` on `recorder`'s snapshots `t1 ..= t2` as `fit_config` says
+    /// and evolves `w(t2)` to each of `steps` (`operators` may replace them by the identity);
+    /// `optimizer` holds the optimizer's weights at the same steps.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit(
+        recorder: &Recorder,
+        plan: &PartitionPlan,
+        (t1, t2): (usize, usize),
+        steps: Vec<usize>,
+        optimizer: Vec<Vec<f64>>,
+        fit_config: &FitConfig,
+        operators: Operators,
+        device: &Device,
+    ) -> Result<Self> {
+        let w2 = recorder.snapshot(t2)?.to_vec();
+        let w1 = recorder.snapshot(t2 - 1)?;
+        let stepper = fit(recorder, plan, t1, t2, fit_config, device)?;
+        let horizons: Vec<u64> = steps.iter().map(|&s| s as u64).collect();
+        let koopman = stepper
+            .evolve_host_horizons(&w2, &horizons)?
+            .into_iter()
+            .map(|w| operators.apply(w, &w2))
+            .collect();
+        let line = steps
+            .iter()
+            .map(|&s| straight_line(&w2, w1, s as f64))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            steps,
+            optimizer,
+            koopman,
+            line,
+        })
+    }
+}
+
 /// What carries the weights past `t2` in a trial.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Operators {

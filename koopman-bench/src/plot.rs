@@ -1,0 +1,286 @@
+//! Self-contained SVG figures for the reports: curves over a shared x grid ([`lines_svg`],
+//! [`curves_svg`]; solid, dashed and dotted in turn) and point clouds ([`scatter_svg`]), with labelled axes and a legend. No
+//! plotting dependency: each figure is a few hundred lines of SVG that any browser opens.
+//!
+//! ```
+//! use koopman_bench::plot::{lines_svg, scatter_svg, Axes};
+//!
+//! let axes = Axes::new("steps past t2", "loss").x_range(0.0, 2500.0);
+//! let svg = lines_svg("loss", &axes, &[("optimizer", &[1.0, 0.8, 0.7])], &[]);
+//! assert!(svg.contains("steps past t2") && svg.contains("2500"));
+//! let svg = scatter_svg("errors", &Axes::new("|true change|", "|error|"), &[("seed 0", &[(0.1, 0.01)])]);
+//! assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+//! ```
+
+/// Axis labels and the x range of a figure.
+#[derive(Clone, Debug, Default)]
+pub struct Axes {
+    /// Label under the x axis.
+    pub x_label: String,
+    /// Label beside the y axis.
+    pub y_label: String,
+    /// The x values of the first and last grid point of [`lines_svg`] (the grid is uniform);
+    /// `None`: the point index.
+    pub x_range: Option<(f64, f64)>,
+}
+
+impl Axes {
+    /// Axes labelled `x_label` and `y_label`.
+    pub fn new(x_label: &str, y_label: &str) -> Self {
+        Self {
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_range: None,
+        }
+    }
+
+    /// The same axes with the x grid running from `first` to `last`.
+    pub fn x_range(self, first: f64, last: f64) -> Self {
+        Self {
+            x_range: Some((first, last)),
+            ..self
+        }
+    }
+}
+
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 380.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 56.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The finite range of `values`, widened to a unit interval when empty or flat.
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo - 0.5, lo + 0.5)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// A number for a tick label: plain for moderate magnitudes, scientific otherwise.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || (1e-2..1e4).contains(&a) {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// The plot area mapping data to pixels.
+struct Frame {
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Frame {
+    fn px(&self, x: f64) -> f64 {
+        LEFT + (x - self.x.0) / (self.x.1 - self.x.0) * (WIDTH - LEFT - RIGHT)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        TOP + (self.y.1 - y) / (self.y.1 - self.y.0) * (HEIGHT - TOP - BOTTOM)
+    }
+
+    /// The figure's opening: title, box, tick labels at the ends and middle of both axes, axis
+    /// labels; `legend` entries below the plot area.
+    fn open(&self, title: &str, axes: &Axes, legend: usize) -> String {
+        let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"18\" font-size=\"14\">{}</text>\n\
+             <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"black\"/>\n",
+            HEIGHT + 20.0 * legend as f64,
+            esc(title),
+        );
+        for k in 0..3 {
+            let f = k as f64 / 2.0;
+            let (xv, yv) = (
+                self.x.0 + f * (self.x.1 - self.x.0),
+                self.y.0 + f * (self.y.1 - self.y.0),
+            );
+            // The outer x ticks sit inside the figure's width.
+            let anchor = ["start", "middle", "end"][k];
+            svg.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+                self.px(xv),
+                TOP + h + 15.0,
+                tick(xv),
+                LEFT - 4.0,
+                self.py(yv) + 4.0,
+                tick(yv),
+            ));
+        }
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
+             <text transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
+            LEFT + w / 2.0,
+            TOP + h + 34.0,
+            esc(&axes.x_label),
+            TOP + h / 2.0,
+            esc(&axes.y_label),
+        ));
+        svg
+    }
+}
+
+/// One legend entry below the plot (entry `k`).
+fn legend_entry(k: usize, name: &str) -> String {
+    let y = HEIGHT + 20.0 * k as f64 - 8.0;
+    format!(
+        "<rect x=\"{LEFT}\" y=\"{y:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{:.0}\">{}</text>\n",
+        COLORS[k % COLORS.len()],
+        LEFT + 16.0,
+        y + 10.0,
+        esc(name)
+    )
+}
+
+/// Curves over a shared uniform x grid (point `i` of every series at the same x; the grid runs
+/// over `axes.x_range`, or the point index), with vertical markers at x positions (in the
+/// grid's x units). Non-finite points are left out.
+pub fn lines_svg(
+    title: &str,
+    axes: &Axes,
+    series: &[(&str, &[f64])],
+    markers: &[(&str, f64)],
+) -> String {
+    let n = series
+        .iter()
+        .map(|(_, s)| s.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let x = axes.x_range.unwrap_or((0.0, (n - 1) as f64));
+    let frame = Frame {
+        x,
+        y: range(series.iter().flat_map(|(_, s)| s.iter().copied())),
+    };
+    let at = |i: usize| x.0 + (x.1 - x.0) * i as f64 / (n - 1) as f64;
+    let mut svg = frame.open(title, axes, series.len());
+    for (k, (name, s)) in series.iter().enumerate() {
+        let pts: Vec<String> = s
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| format!("{:.1},{:.1}", frame.px(at(i)), frame.py(*v)))
+            .collect();
+        // Solid, dashed, dotted in turn, so that curves lying on each other stay visible.
+        let dash = ["none", "6 3", "2 3"][k % 3];
+        svg.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
+            COLORS[k % COLORS.len()],
+            pts.join(" "),
+        ));
+        svg.push_str(&legend_entry(k, name));
+    }
+    for (name, m) in markers {
+        let px = frame.px(*m);
+        svg.push_str(&format!(
+            "<line x1=\"{px:.1}\" y1=\"{TOP}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"black\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{:.1}\" y=\"{}\">{}</text>\n",
+            HEIGHT - BOTTOM,
+            px + 3.0,
+            TOP + 14.0,
+            esc(name)
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Curves over a shared x index (epochs, steps, grid points), x axis labelled by index, with
+/// optional vertical markers at index positions: [`lines_svg`] without axis labels.
+pub fn curves_svg(title: &str, series: &[(&str, &[f64])], markers: &[(&str, f64)]) -> String {
+    lines_svg(title, &Axes::new("index", ""), series, markers)
+}
+
+/// Point clouds `(x, y)`, one colour per set; an axis whose values are all `>= 0` starts at 0.
+/// Non-finite points are left out.
+pub fn scatter_svg(title: &str, axes: &Axes, sets: &[(&str, &[(f64, f64)])]) -> String {
+    let points = || sets.iter().flat_map(|(_, s)| s.iter());
+    // Magnitudes (no negative value) are drawn from 0.
+    let from_zero = |(lo, hi): (f64, f64)| if lo >= 0.0 { (0.0, hi) } else { (lo, hi) };
+    let frame = Frame {
+        x: from_zero(range(points().map(|p| p.0))),
+        y: from_zero(range(points().map(|p| p.1))),
+    };
+    let mut svg = frame.open(title, axes, sets.len());
+    for (k, (name, s)) in sets.iter().enumerate() {
+        for &(x, y) in s.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+            svg.push_str(&format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\" fill-opacity=\"0.7\"/>\n",
+                frame.px(x),
+                frame.py(y),
+                COLORS[k % COLORS.len()],
+            ));
+        }
+        svg.push_str(&legend_entry(k, name));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_land_inside_the_frame_and_labels_are_escaped() {
+        let svg = lines_svg(
+            "a < b",
+            &Axes::new("x", "y").x_range(10.0, 20.0),
+            &[("s", &[1.0, f64::NAN, 3.0])],
+            &[("m", 15.0)],
+        );
+        assert!(svg.contains("a &lt; b"));
+        // The first point at x = 10 sits on the left edge, the last at x = 20 on the right.
+        assert!(svg.contains(&format!("points=\"{LEFT:.1},")));
+        assert!(svg.contains(&format!("{:.1},{TOP:.1}\"", WIDTH - RIGHT)));
+        // The marker at x = 15 is in the middle.
+        let mid = (LEFT + WIDTH - RIGHT) / 2.0;
+        assert!(svg.contains(&format!("x1=\"{mid:.1}\"")));
+        let svg = scatter_svg(
+            "p",
+            &Axes::new("x", "y"),
+            &[("a", &[(0.0, 0.0), (1.0, 2.0)])],
+        );
+        assert_eq!(svg.matches("<circle").count(), 2);
+        assert!(svg.contains(&format!("cx=\"{LEFT:.1}\" cy=\"{:.1}\"", HEIGHT - BOTTOM)));
+        // Positive values: the axes start at 0, so (1, 1) is mid-way along x.
+        let svg = scatter_svg(
+            "q",
+            &Axes::new("x", "y"),
+            &[("a", &[(1.0, 1.0), (2.0, 2.0)])],
+        );
+        assert!(svg.contains(&format!("cx=\"{:.1}\"", (LEFT + WIDTH - RIGHT) / 2.0)));
+    }
+
+    #[test]
+    fn empty_and_flat_input_give_a_valid_figure() {
+        let svg = lines_svg("e", &Axes::default(), &[], &[]);
+        assert!(svg.ends_with("</svg>\n"));
+        let svg = scatter_svg("f", &Axes::default(), &[("one", &[(1.0, 1.0)])]);
+        assert!(svg.contains("<circle") && !svg.contains("NaN"));
+    }
+}

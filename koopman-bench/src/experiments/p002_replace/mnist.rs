@@ -1,6 +1,8 @@
 //! `mnist`: replacing a layer of a trained MNIST MLP by a delay-embedded linear operator (paper 002, Figures 4-5).
 
-use super::{best, config_label, pct, sweep, train_mlp, Split};
+use super::{
+    accuracy_by_iterations, best, config_label, iterations_figure, pct, sweep, train_mlp, Split,
+};
 use crate::experiments::verdict::reaches_within_sampling_error;
 use crate::experiments::{load_mnist, mnist_missing, BySize};
 use crate::experiments::{Experiment, Paper};
@@ -172,6 +174,7 @@ impl Experiment for MnistReplace {
         ]);
         let mut eigen_rows = Vec::new();
         let mut files = Vec::new();
+        let mut by_iterations = Vec::new();
         for (layer, label) in [
             (1usize, "first hidden layer 64x32"),
             (3, "last hidden layer 32x10"),
@@ -204,6 +207,7 @@ impl Experiment for MnistReplace {
                 &base,
                 &split,
             )?;
+            by_iterations.push((label.to_string(), accuracy_by_iterations(&it, s_layers)));
             // Figure 4: the iterated operators' DMD eigenvalues against the unit circle, one set
             // per (h, r) of the grid, with a measurable summary per set.
             let named: Vec<(String, &[koopman_core::c64])> = it
@@ -317,6 +321,12 @@ impl Experiment for MnistReplace {
             progress.inc(1);
         }
         progress.inc(1);
+        files.push(iterations_figure(
+            ctx,
+            "mnist_accuracy_by_iterations.svg",
+            "MNIST: iterated Hankel DMD by iterations",
+            &by_iterations,
+        )?);
         Ok(ExperimentReport {
             name: self.name().into(),
             title: "MNIST: first and last hidden layer replaced by delay-embedded linear operators".into(),

@@ -28,6 +28,49 @@ struct GridPoint {
     model: HybridModel,
 }
 
+/// Test accuracy of the iterated operator against the number of iterations of its linear map
+/// (`S + 1 - h`, `S = s_layers`): at each delay `h` of `points`, the rank chosen on validation.
+fn accuracy_by_iterations(points: &[GridPoint], s_layers: usize) -> Vec<(f64, f64)> {
+    let mut delays: Vec<usize> = points.iter().map(|p| p.config.delays).collect();
+    delays.sort_unstable();
+    delays.dedup();
+    delays
+        .into_iter()
+        .filter_map(|h| {
+            points
+                .iter()
+                .filter(|p| p.config.delays == h)
+                .max_by(|a, b| a.val.total_cmp(&b.val))
+                .map(|p| ((s_layers + 1 - h) as f64, p.test))
+        })
+        .collect()
+}
+
+/// The figure of [`accuracy_by_iterations`], one point set per replaced layer (every seed's
+/// points together); returns the file's name.
+fn iterations_figure(
+    ctx: &RunContext,
+    file: &str,
+    title: &str,
+    layers: &[(String, Vec<(f64, f64)>)],
+) -> Result<String> {
+    let sets: Vec<(&str, &[(f64, f64)])> = layers
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_slice()))
+        .collect();
+    ctx.write_file(
+        file,
+        &crate::plot::scatter_svg(
+            title,
+            &crate::plot::Axes::new(
+                "iterations of the linear map (S + 1 - h)",
+                "test accuracy, iterated Hankel DMD",
+            ),
+            &sets,
+        ),
+    )
+}
+
 struct Split<'a> {
     x_val: &'a Tensor,
     y_val: &'a Tensor,

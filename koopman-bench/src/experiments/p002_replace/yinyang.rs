@@ -1,6 +1,9 @@
 //! `yinyang`: replacing the layers of a trained Yin-Yang MLP by delay-embedded linear operators (paper 002, its Yin-Yang figures).
 
-use super::{best, config_label, fmt_ms, pct, sweep, train_mlp_restarts, Split};
+use super::{
+    accuracy_by_iterations, best, config_label, fmt_ms, iterations_figure, pct, sweep,
+    train_mlp_restarts, Split,
+};
 use crate::experiments::verdict::{mean_sd, reaches_within_sampling_error};
 use crate::experiments::{BySize, Experiment, Paper};
 use crate::report::{Comparison, ExperimentReport, RunContext, Table};
@@ -141,6 +144,10 @@ impl Experiment for YinYangReplace {
         let mut ablation_rows = Vec::new();
         let mut ablation_values: Vec<Vec<f64>> = Vec::new();
         let mut files = Vec::new();
+        let mut by_iterations: Vec<(String, Vec<(f64, f64)>)> = [1usize, 2, 3]
+            .iter()
+            .map(|&l| (format!("layer {}x{}", sizes[l], sizes[l + 1]), Vec::new()))
+            .collect();
         for (si, &seed) in seeds.iter().enumerate() {
             progress.set_message(format!("seed {seed}: training MLP"));
             let (x_tr, y_tr) = yinyang(n_train, 1000 + seed, &cfg)?.to_tensors(DType::F32, dev)?;
@@ -209,6 +216,9 @@ impl Experiment for YinYangReplace {
                     &base,
                     &split,
                 )?;
+                by_iterations[li]
+                    .1
+                    .extend(accuracy_by_iterations(&it_points, s_layers));
                 if si == 0 {
                     // Per number of iterations of the linear map (S + 1 - h): the rank chosen on
                     // validation at each delay, judged against the paper's figure for the layer.
@@ -429,6 +439,12 @@ impl Experiment for YinYangReplace {
                 fmt_ms(&direct[li]),
             ]);
         }
+        files.push(iterations_figure(
+            ctx,
+            "yinyang_accuracy_by_iterations.svg",
+            "Yin-Yang: iterated Hankel DMD by iterations (all seeds)",
+            &by_iterations,
+        )?);
         Ok(ExperimentReport {
             name: self.name().into(),
             title: "Yin-Yang: MLP layers replaced by delay-embedded linear operators".into(),

@@ -1,12 +1,13 @@
 //! The hybrid model: an MLP whose layer `k` is replaced by a delay-embedded linear readout, fitted
 //! from a scaled layer's trajectories, with its files (safetensors + JSON).
 
+use super::hankel::{embed, Embedded};
 use super::scaling::{pad_to, ScaledLayer, Trajectories};
 use crate::error::{LayersError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Linear;
 use koopman_core::c64;
-use koopman_core::dmd::{choose_rank, delay_embed, RankPolicy};
+use koopman_core::dmd::{choose_rank, RankPolicy};
 use koopman_core::faer::Mat;
 use koopman_core::linalg::{self, SolveOptions};
 use koopman_core::nn::{save_tensors_atomic, Activation, Mlp};
@@ -189,44 +190,8 @@ pub fn fit_hybrid(
                     config.rank
                 )));
             }
-            // Standardisation per state coordinate over all states of the fitted trajectories.
-            let (mut mean, mut scale) = (vec![0.0; width], vec![1.0; width]);
-            if config.normalize {
-                let total = (count * m) as f64;
-                for t in &trajectories.states[..count] {
-                    for c in 0..m {
-                        for r in 0..width {
-                            mean[r] += t[(r, c)] / total;
-                        }
-                    }
-                }
-                let mut var = vec![0.0; width];
-                for t in &trajectories.states[..count] {
-                    for c in 0..m {
-                        for r in 0..width {
-                            var[r] += (t[(r, c)] - mean[r]).powi(2) / total;
-                        }
-                    }
-                }
-                for r in 0..width {
-                    let s = var[r].sqrt();
-                    scale[r] = if s > 1e-8 { s } else { 1.0 };
-                }
-            }
-            let normed: Vec<Mat<f64>> = trajectories.states[..count]
-                .iter()
-                .map(|t| {
-                    Mat::from_fn(width_eff, m, |r, c| {
-                        if r == width {
-                            1.0
-                        } else {
-                            (t[(r, c)] - mean[r]) / scale[r]
-                        }
-                    })
-                })
-                .collect();
-            let refs: Vec<_> = normed.iter().map(|t| t.as_ref()).collect();
-            let (x, y) = delay_embed(&refs, h)?;
+            let Embedded { mean, scale, x, y } =
+                embed(trajectories, count, h, affine, config.normalize)?;
             // Thin SVD of X through its Gram matrix (n x n; the windows far outnumber n).
             let gram = x.as_ref() * x.as_ref().transpose();
             let svd = linalg::thin_svd(gram.as_ref())?;

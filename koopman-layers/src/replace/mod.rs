@@ -49,8 +49,10 @@
 //! # Ok(()) }
 //! ```
 
+mod hankel;
 mod hybrid;
 mod scaling;
 
+pub use hankel::{hankel_svd, HankelSvd};
 pub use hybrid::{fit_hybrid, load_mlp, HybridConfig, HybridMeta, HybridModel, ReadoutKind};
 pub use scaling::{ScaledLayer, ScalingConfig, ScalingInit, Trajectories, MAX_SCALED_LAYERS};

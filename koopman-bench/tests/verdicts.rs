@@ -157,6 +157,11 @@ fn train_spectrum_fails_for_random_weights() {
 }
 
 #[test]
+fn train_init_fails_for_random_weights() {
+    fails_on_broken_input("train_init", &["spectrum rule after"]);
+}
+
+#[test]
 fn train_pruning_fails_when_every_weight_is_pruned() {
     let r = fails_on_broken_input("train_pruning", &["pruned at epoch"]);
     assert!(rows(&r, "pruned at epoch")

@@ -122,6 +122,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(p003_layered::measure::LayeredMeasure),
         Box::new(p003_layered::damped::LayeredDamped),
         Box::new(p001_analysis::spectrum::TrainSpectrum),
+        Box::new(p001_analysis::init::TrainInit),
         Box::new(p001_analysis::pruning::TrainPruning),
         Box::new(p001_analysis::depth::DepthTable),
         Box::new(p001_analysis::sobolev::SobolevNoise),

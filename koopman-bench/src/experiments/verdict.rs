@@ -129,6 +129,48 @@ pub fn reaches_within_sampling_error(measured: f64, paper: f64, n_test: usize) -
     measured >= paper - 2.0 * (paper * (1.0 - paper) / n_test as f64).sqrt()
 }
 
+/// How a rule that flags runs did against the runs' outcomes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Detection {
+    /// Bad runs flagged / bad runs.
+    pub hit_rate: f64,
+    /// Good runs flagged / good runs.
+    pub false_alarm_rate: f64,
+    /// Bad runs.
+    pub bad: usize,
+    /// Good runs.
+    pub good: usize,
+}
+
+impl Detection {
+    /// Rates of `flagged` (one per run) against `bad` (the same runs' outcomes).
+    pub fn of(flagged: &[bool], bad: &[bool]) -> Self {
+        let count = |want_bad: bool, want_flag: bool| {
+            flagged
+                .iter()
+                .zip(bad)
+                .filter(|(f, b)| **b == want_bad && **f == want_flag)
+                .count()
+        };
+        let (hits, misses) = (count(true, true), count(true, false));
+        let (alarms, quiet) = (count(false, true), count(false, false));
+        let rate = |a: usize, b: usize| a as f64 / (a + b).max(1) as f64;
+        Self {
+            hit_rate: rate(hits, misses),
+            false_alarm_rate: rate(alarms, quiet),
+            bad: hits + misses,
+            good: alarms + quiet,
+        }
+    }
+
+    /// Whether it flags at least `min_hits` of the bad runs and at most `max_alarms` of the good
+    /// ones; `None` (not judged) without both bad and good runs.
+    pub fn detects(&self, min_hits: f64, max_alarms: f64) -> Option<bool> {
+        (self.bad > 0 && self.good > 0)
+            .then_some(self.hit_rate >= min_hits && self.false_alarm_rate <= max_alarms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +265,30 @@ mod tests {
         assert!((m - 2.0).abs() < 1e-15 && (s - 1.0).abs() < 1e-15);
         assert_eq!(mean_sd(&[4.0]), (4.0, 0.0));
         assert!(mean_sd(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn detection_rates_both_sides() {
+        let bad = [true, true, true, false, false, false];
+        // Flags every bad run and one good run of three.
+        let d = Detection::of(&[true, true, true, true, false, false], &bad);
+        assert_eq!((d.bad, d.good), (3, 3));
+        assert!((d.hit_rate - 1.0).abs() < 1e-12 && (d.false_alarm_rate - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(d.detects(0.8, 0.4), Some(true));
+        assert_eq!(d.detects(0.8, 0.2), Some(false));
+        // A rule that never fires, or one that always fires, fails.
+        assert_eq!(
+            Detection::of(&[false; 6], &bad).detects(0.8, 0.2),
+            Some(false)
+        );
+        assert_eq!(
+            Detection::of(&[true; 6], &bad).detects(0.8, 0.2),
+            Some(false)
+        );
+        // Without a bad run there is nothing to detect.
+        assert_eq!(
+            Detection::of(&[false; 3], &[false; 3]).detects(0.8, 0.2),
+            None
+        );
     }
 }

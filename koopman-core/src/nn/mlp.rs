@@ -49,7 +49,6 @@ use super::tensors::{load_tensors, save_tensors_atomic};
 use crate::error::{CoreError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use rand::SeedableRng;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -378,50 +377,6 @@ impl Module for Mlp {
         }
         Ok(h)
     }
-}
-
-/// Re-initialises every variable of `varmap` from `seed` (rand `StdRng`): `*.weight` Kaiming
-/// normal (fan-in, ReLU gain), `*.bias` uniform in `±1/sqrt(fan_in)`, as candle-nn's `linear`
-/// does, but reproducibly (candle's own initialisers draw from an unseeded generator).
-pub fn init_seeded(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
-    use rand::Rng;
-    use rand_distr::Distribution;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xA5A5_5A5A);
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| CoreError::InvalidArgument("poisoned variable map".into()))?;
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let fan_in: HashMap<String, usize> = names
-        .iter()
-        .filter(|n| n.ends_with(".weight"))
-        .filter_map(|n| {
-            let dims = data[*n].dims();
-            (dims.len() == 2).then(|| (n.trim_end_matches(".weight").to_string(), dims[1]))
-        })
-        .collect();
-    for name in names {
-        let var = &data[name];
-        let shape = var.dims().to_vec();
-        let count: usize = shape.iter().product();
-        let prefix = name.rsplit_once('.').map_or("", |p| p.0);
-        let fan = fan_in.get(prefix).copied().unwrap_or(1).max(1) as f64;
-        let values: Vec<f32> = if name.ends_with(".weight") {
-            let std = (2.0 / fan).sqrt();
-            (0..count)
-                .map(|_| {
-                    let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
-                    (std * z) as f32
-                })
-                .collect()
-        } else {
-            let b = 1.0 / fan.sqrt();
-            (0..count).map(|_| rng.random_range(-b..b) as f32).collect()
-        };
-        var.set(&Tensor::from_vec(values, shape, var.device())?.to_dtype(var.dtype())?)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

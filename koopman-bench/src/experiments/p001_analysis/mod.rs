@@ -1,5 +1,6 @@
 //! Koopman analysis of training (paper 001): the spectrum during MNIST training with the
-//! convergence monitor (`train_spectrum`), Koopman-mode pruning at an early and a late epoch
+//! convergence monitor (`train_spectrum`), a bad initialisation detected from the early spectrum
+//! and the restart (`train_init`), Koopman-mode pruning at an early and a late epoch
 //! (`train_pruning`), the depth table of the supplementary material (`depth_table`) and noise
 //! rejection with negative-Sobolev losses (`sobolev_noise`).
 //!
@@ -8,6 +9,7 @@
 //! few dozen epochs at quick sizes and with the paper's epoch counts at `--full`.
 
 pub mod depth;
+pub mod init;
 pub mod pruning;
 pub mod sobolev;
 pub mod spectrum;
@@ -139,6 +141,34 @@ fn spectrum_rrr() -> RrrConfig {
     RrrConfig {
         tol: 1e-2,
         ..Default::default()
+    }
+}
+
+/// What the training observer watches: the trained network, or on a broken-input run
+/// ([`RunContext::broken_input`]) a second network whose weights are re-drawn from its
+/// initialiser every epoch (random weights in place of the trajectory).
+struct Watched(Option<VarMap>);
+
+impl Watched {
+    fn for_run(ctx: &RunContext, seed: u64) -> Result<Self> {
+        Ok(Self(if ctx.broken_input {
+            Some(new_mlp(seed + 1, &ctx.device)?.0)
+        } else {
+            None
+        }))
+    }
+
+    /// The variables to observe.
+    fn varmap<'a>(&'a self, trained: &'a VarMap) -> &'a VarMap {
+        self.0.as_ref().unwrap_or(trained)
+    }
+
+    /// Before the record of `epoch`: re-draws the random weights (nothing otherwise).
+    fn before_record(&self, seed: u64, epoch: usize) -> Result<()> {
+        if let Some(vm) = &self.0 {
+            init_seeded(vm, seed + 1 + epoch as u64)?;
+        }
+        Ok(())
     }
 }
 

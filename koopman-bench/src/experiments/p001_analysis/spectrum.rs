@@ -1,8 +1,8 @@
 //! `train_spectrum`: the Koopman spectrum of MNIST training and the convergence monitor of paper 001.
 
 use super::{
-    adam, cross_entropy, epoch, load, loss_delays, new_mlp, spectrum_rrr, DataSizes, SMOKE_DATA,
-    WIDTHS,
+    adam, cross_entropy, epoch, load, loss_delays, new_mlp, spectrum_rrr, DataSizes, Watched,
+    SMOKE_DATA, WIDTHS,
 };
 use crate::experiments::verdict::fires_in_window;
 use crate::experiments::{mnist_missing, BySize, Experiment, Paper};
@@ -92,14 +92,8 @@ impl Experiment for TrainSpectrum {
         let data = load(ctx, &data)?;
         let important = 5;
         let (vm, mlp) = new_mlp(ctx.seed, &ctx.device)?;
-        // A broken-input run observes a second network whose weights are drawn afresh every
-        // epoch (random weights in place of the trajectory), not the one being trained.
-        let noise = ctx
-            .broken_input
-            .then(|| new_mlp(ctx.seed + 1, &ctx.device))
-            .transpose()?;
-        let observed = noise.as_ref().map_or(&vm, |(v, _)| v);
-        let mut obs = TrainingObserver::from_varmap(observed, |_| true)?;
+        let watched = Watched::for_run(ctx, ctx.seed)?;
+        let mut obs = TrainingObserver::from_varmap(watched.varmap(&vm), |_| true)?;
         let monitor_cfg = ConvergenceConfig {
             observable: Observable::Weights,
             important,
@@ -119,9 +113,7 @@ impl Experiment for TrainSpectrum {
             let l = cross_entropy(&mlp, &data.x_tr, &data.y_tr)?;
             train_loss.push(l);
             val_loss.push(cross_entropy(&mlp, &data.x_val, &data.y_val)?);
-            if noise.is_some() {
-                koopman_core::nn::init_seeded(observed, ctx.seed + 1 + e as u64)?;
-            }
+            watched.before_record(ctx.seed, e)?;
             obs.record(l)?;
             // Every epoch at quick sizes; every 25th at --full (each check is a thin SVD of
             // the parameters x snapshots matrix).

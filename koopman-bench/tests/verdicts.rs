@@ -171,7 +171,14 @@ fn train_pruning_fails_when_every_weight_is_pruned() {
 
 #[test]
 fn depth_table_fails_for_white_noise() {
-    fails_on_broken_input("depth_table", &["layers for x + sin", "Gaussian width"]);
+    fails_on_broken_input(
+        "depth_table",
+        &[
+            "layers for x + sin",
+            "Gaussian width",
+            "HSVR with the FFT layers",
+        ],
+    );
 }
 
 #[test]

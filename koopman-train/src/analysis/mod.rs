@@ -8,6 +8,7 @@
 //! | [`sobolev`] | negative-Sobolev losses 1 and 2 (DFT by matmul), the network with per-layer auxiliary outputs |
 
 pub mod depth;
+pub mod hsvr;
 pub mod observer;
 pub mod pruning;
 pub mod sobolev;

@@ -58,7 +58,7 @@ impl HsvrConfig {
                 "HSVR needs at least one layer, every gamma finite and > 0".into(),
             ));
         }
-        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) || !ok(self.c) || !ok(self.tol) {
+        if !(self.epsilon.is_finite() && self.epsilon >= 0.0 && ok(self.c) && ok(self.tol)) {
             return Err(TrainError::InvalidArgument(format!(
                 "epsilon must be finite and >= 0, C and tol finite and > 0 (got {}, {}, {})",
                 self.epsilon, self.c, self.tol

@@ -431,22 +431,11 @@ impl Experiment for Conjugacy {
             .map(|k| 8.0 * k as f64 / sweep_starts as f64)
             .collect();
         let (sweep_len, noise) = (60, 1e-4);
-        let global = local::sweep(
-            local::linear_gradient,
-            &starts,
-            sweep_len,
-            noise,
-            ctx.seed,
-            ctx.broken_input,
-        )?;
-        let localc = local::sweep(
-            local::vanishing_gradient,
-            &starts,
-            sweep_len,
-            noise,
-            ctx.seed,
-            ctx.broken_input,
-        )?;
+        let sweep = |g| local::sweep(g, &starts, sweep_len, noise, ctx.seed, ctx.broken_input);
+        let (global, localc) = (
+            sweep(local::linear_gradient)?,
+            sweep(local::vanishing_gradient)?,
+        );
         let dist = |v: &[local::SweepPoint]| v.iter().map(|p| p.distance).collect::<Vec<f64>>();
         let (dg, dl) = (dist(&global), dist(&localc));
         let (global_holds, local_holds) = local::global_and_local(&dg, &dl, GLOBAL_TOL);

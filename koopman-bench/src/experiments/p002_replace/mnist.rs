@@ -208,10 +208,10 @@ impl Experiment for MnistReplace {
                 &base,
                 &split,
             )?;
-            by_iterations.push((label.to_string(), accuracy_by_iterations(&it, s_layers)));
+            let at_delays = accuracy_by_iterations(&it, s_layers);
             // Figure 5: the leading right singular vectors of the Hankel matrix at each delay,
             // over the windows of the first 10 trajectories, with the spectrum's concentration.
-            for (iterations, acc) in accuracy_by_iterations(&it, s_layers) {
+            for &(iterations, acc) in &at_delays {
                 let h = s_layers + 1 - iterations as usize;
                 let config = HybridConfig {
                     delays: h,
@@ -249,6 +249,7 @@ impl Experiment for MnistReplace {
                     ),
                 )?);
             }
+            by_iterations.push((label.to_string(), at_delays));
             // Figure 4: the iterated operators' DMD eigenvalues against the unit circle, one set
             // per (h, r) of the grid, with a measurable summary per set.
             let named: Vec<(String, &[koopman_core::c64])> = it

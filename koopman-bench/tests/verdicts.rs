@@ -214,6 +214,18 @@ fn stepping_perceptron_fails_for_the_identity_operator() {
 }
 
 #[test]
+fn stepping_perceptron_scaled_fails_for_the_identity_operator() {
+    fails_on_broken_input(
+        "stepping_perceptron_scaled",
+        &[
+            "node and network lead the rule by less",
+            "single-weight lead comparable",
+            "every method leads the rule",
+        ],
+    );
+}
+
+#[test]
 fn stepping_wrapper_fails_when_it_never_jumps() {
     fails_on_broken_input(
         "stepping_wrapper",

@@ -129,6 +129,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(p000_stepping::de::SteppingDe),
         Box::new(p000_stepping::mnist::SteppingMnist),
         Box::new(p000_stepping::perceptron::SteppingPerceptron),
+        Box::new(p000_stepping::perceptron_scaled::SteppingPerceptronScaled),
         Box::new(p000_stepping::wrapper::SteppingWrapper),
     ]
 }

@@ -5,6 +5,7 @@
 //! | `stepping_de` | NN DE solver 1:10:10:2, Adam / Adagrad / Adadelta, `8 / (1000 + t)` | success, `T_eq / T`, prediction error below the straight line, speedup loop / jump |
 //! | `stepping_mnist` | MNIST MLP 784:20:20:20:10, Adadelta, quasi-node `q = 157` | success, `T_eq / T` (S10 fractional, per epoch), speedup, recorder memory |
 //! | `stepping_perceptron` | perceptron of S8 | steps to asymptotic performance: single weight vs node vs network |
+//! | `stepping_perceptron_scaled` | perceptron of S8.3, 8 to 32 inputs, independent or grouped | weaker node / network leads with independent inputs, comparable single weight, recovered with grouped inputs |
 //! | `stepping_wrapper` | DE solver and MNIST | the training wrapper reaches the plain optimizer's loss in less wall time |
 //!
 //! Every Koopman figure is printed beside the straight-line baseline (each weight continued
@@ -14,6 +15,7 @@
 pub mod de;
 pub mod mnist;
 pub mod perceptron;
+pub mod perceptron_scaled;
 pub mod torch_peer;
 pub mod trials;
 pub mod wrapper;

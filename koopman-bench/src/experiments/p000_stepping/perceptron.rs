@@ -1,4 +1,4 @@
-//! `stepping_perceptron`: the perceptron of paper 000 (S8.3): steps to asymptotic performance with single-weight, node and network partitions.
+//! `stepping_perceptron`: the perceptron of paper 000 (S8.2, Fig. S4): steps to asymptotic performance with single-weight, node and network partitions.
 
 use crate::experiments::p000_stepping::trials::perceptron::{
     run_perceptron, PerceptronConfig, PerceptronResult,
@@ -115,7 +115,7 @@ impl Experiment for SteppingPerceptron {
             comparisons: vec![
                 Comparison {
                     quantity: "every Koopman variant reaches asymptotic performance in fewer steps than the rule".into(),
-                    paper: "Fig. S4d, S8.3: \"All three implementations of Koopman training led to a reduction in the number of training steps needed to reach asymptotic performance\"".into(),
+                    paper: "Fig. S4d, S8.2: \"All three implementations of Koopman training led to a reduction in the number of training steps needed to reach asymptotic performance\"".into(),
                     measured: format!(
                         "rule {} / single {} / node {} / network {} steps",
                         show(steps[0]),
@@ -127,7 +127,7 @@ impl Experiment for SteppingPerceptron {
                 },
                 Comparison {
                     quantity: "single-weight operators get there first".into(),
-                    paper: "S8.3: \"the Single Weight Koopman training approach felt this advantage the strongest\"".into(),
+                    paper: "S8.2: \"the Single Weight Koopman training approach felt this advantage the strongest\"".into(),
                     measured: if single_fastest { "yes" } else { "no" }.into(),
                     holds: Some(single_fastest),
                 },
@@ -173,7 +173,7 @@ impl Experiment for SteppingPerceptron {
                 rows: r
                     .spectra
                     .iter()
-                    .chain([&r.node_counting_reference])
+                    .chain(r.node_counting_reference.iter())
                     .map(|sp| {
                         let moduli: Vec<String> =
                             sp.median_moduli.iter().map(|m| format!("{m:.4}")).collect();
@@ -216,35 +216,26 @@ fn perceptron_figures(
     cfg: &PerceptronConfig,
     r: &PerceptronResult,
 ) -> Result<Vec<String>> {
-    let koopman_from = [("Koopman from here", cfg.t2 as f64)];
-    // One curve per method (the names of `r.curves`) from a per-method value.
-    let plot = |name: &str, title: String, values: Vec<Vec<f64>>| -> Result<String> {
-        let series: Vec<(&str, &[f64])> = r
-            .curves
-            .iter()
-            .zip(&values)
-            .map(|((method, _), v)| (method.as_str(), v.as_slice()))
-            .collect();
-        ctx.write_file(name, &curves_svg(&title, &series, &koopman_from))
-    };
-    let mut files = vec![plot(
+    let mut files = vec![error_figure(
+        ctx,
         "stepping_perceptron_error.svg",
-        format!(
+        &format!(
             "perceptron: mean expected error (%) per step, {} simulations",
             cfg.simulations
         ),
-        r.curves
-            .iter()
-            .map(|(_, c)| c.iter().map(|e| 100.0 * e).collect())
-            .collect(),
+        cfg,
+        r,
     )?];
     for (kind, index) in [("relevant", 0), ("irrelevant", 2)] {
-        files.push(plot(
+        files.push(method_figure(
+            ctx,
             &format!("stepping_perceptron_weights_{kind}.svg"),
             format!(
                 "perceptron, simulation 1: {kind} weight (input {} to output 1) per step",
                 index + 1
             ),
+            cfg,
+            r,
             r.example_weights
                 .iter()
                 .map(|w| w.iter().map(|row| row[index]).collect())
@@ -252,4 +243,47 @@ fn perceptron_figures(
         )?);
     }
     Ok(files)
+}
+
+/// Fig. S4d of a perceptron run: every method's mean error (%) per step, with the step at which
+/// Koopman stepping takes over marked. Returns the file's name.
+pub(super) fn error_figure(
+    ctx: &RunContext,
+    file: &str,
+    title: &str,
+    cfg: &PerceptronConfig,
+    r: &PerceptronResult,
+) -> Result<String> {
+    method_figure(
+        ctx,
+        file,
+        title.to_string(),
+        cfg,
+        r,
+        r.curves
+            .iter()
+            .map(|(_, c)| c.iter().map(|e| 100.0 * e).collect())
+            .collect(),
+    )
+}
+
+/// One curve per method of `r` (its `curves`' names) from a per-method value per step.
+fn method_figure(
+    ctx: &RunContext,
+    file: &str,
+    title: String,
+    cfg: &PerceptronConfig,
+    r: &PerceptronResult,
+    values: Vec<Vec<f64>>,
+) -> Result<String> {
+    let series: Vec<(&str, &[f64])> = r
+        .curves
+        .iter()
+        .zip(&values)
+        .map(|((method, _), v)| (method.as_str(), v.as_slice()))
+        .collect();
+    ctx.write_file(
+        file,
+        &curves_svg(&title, &series, &[("Koopman from here", cfg.t2 as f64)]),
+    )
 }

@@ -42,10 +42,7 @@ impl Provenance {
         let dirty =
             git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cores);
+        let threads = kernel_threads();
         Self {
             commit,
             dirty,
@@ -69,6 +66,14 @@ impl Provenance {
             short
         }
     }
+}
+
+/// Threads of the CPU kernels: `RAYON_NUM_THREADS`, else the logical cores.
+pub fn kernel_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The CPU model from `/proc/cpuinfo`, or `unknown CPU`.

@@ -1,7 +1,7 @@
 //! `stepping_mnist`: the MNIST classifier of paper 000 (S8.2, Figure 3, S10), Koopman stepping of quasi-node partitions against Adadelta, with the optional PyTorch peer.
 
 use super::de::gram;
-use super::torch_peer::{TorchPeer, PAPER_LOOP, TENSOR_LOOP};
+use super::torch_peer::{peer_python, TorchPeer, PAPER_LOOP, TENSOR_LOOP};
 use super::{pct, timing_note, weights_figure};
 use crate::experiments::p000_stepping::trials::classifier::{
     classifier_paths, evaluate_classifier, train_classifier_trial, ClassifierData,
@@ -229,13 +229,9 @@ impl Experiment for SteppingMnist {
         ];
         // The paper's own speed comparison: PyTorch's example loop (S10, Eq. 13), if a Python
         // with torch is at hand (never at smoke size).
-        let peer = match (&ctx.torch_python, ctx.size) {
-            (_, crate::Size::Smoke) => Err("not run at smoke size".to_string()),
-            (None, _) => Err(
-                "not run: no Python with torch (bash koopman-bench/peers/setup_torch_peer.sh, or --torch-python)"
-                    .to_string(),
-            ),
-            (Some(python), _) => {
+        let peer = match peer_python(ctx) {
+            Err(why) => Err(why),
+            Ok(python) => {
                 progress.set_message("PyTorch peer");
                 let dir = crate::experiments::mnist_dir(ctx).map_err(|e| e.to_string());
                 dir.and_then(|dir| {

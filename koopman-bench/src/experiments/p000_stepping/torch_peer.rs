@@ -1,4 +1,5 @@
-//! The optional PyTorch peer of `stepping_mnist`: the paper's own speed comparison.
+//! The optional PyTorch peers of `stepping_mnist` and `stepping_de`: the paper's own speed
+//! comparisons.
 //!
 //! Paper 000 measures its MNIST speedup (15x) against the epoch run times `tau_i` of PyTorch's
 //! example training loop (supplement S10, Eq. 13), not against an optimizer in the same
@@ -8,6 +9,11 @@
 //! JSON. [`TorchPeer`] reads that file (or runs the script with a Python that has torch and
 //! torchvision, [`TorchPeer::run`]) and [`TorchPeer::equivalent_seconds`] turns a `T_eq` in epochs
 //! into PyTorch seconds, Eq. 13 over the peer's epochs after `t2`.
+//!
+//! The paper's DE solver also trained in PyTorch (S9). `peers/torch_de_peer.py` trains the same
+//! solver there with the trial's optimizer and schedule and times its steps; [`DePeer`] reads
+//! its report (or runs it, [`DePeer::run`]) and [`DePeer::equivalent_seconds`] is `T_eq` steps
+//! of it.
 //!
 //! ```
 //! use koopman_bench::experiments::p000_stepping::torch_peer::TorchPeer;
@@ -54,14 +60,54 @@ fn workspace_file(relative: &str) -> Option<PathBuf> {
 /// The peer script, `koopman-bench/peers/torch_mnist_peer.py` of this workspace (the built-from
 /// path if neither lookup finds it, so that the error names it).
 pub fn script_path() -> PathBuf {
-    const SCRIPT: &str = "koopman-bench/peers/torch_mnist_peer.py";
-    workspace_file(SCRIPT).unwrap_or_else(|| Path::new(BUILT_FROM).join(SCRIPT))
+    peer_script("torch_mnist_peer.py")
+}
+
+/// `koopman-bench/peers/{name}` of this workspace (see [`script_path`]).
+fn peer_script(name: &str) -> PathBuf {
+    let relative = format!("koopman-bench/peers/{name}");
+    workspace_file(&relative).unwrap_or_else(|| Path::new(BUILT_FROM).join(relative))
+}
+
+/// Runs `script` with `python` and `args` plus `--json json`, and returns the JSON it wrote.
+fn run_script(python: &Path, script: &Path, args: &[String], json: &Path) -> Result<String> {
+    let output = Command::new(python)
+        .arg(script)
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .map_err(|e| BenchError::Peer(format!("could not start {}: {e}", python.display())))?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(3).collect();
+        return Err(BenchError::Peer(format!(
+            "PyTorch peer exited with {}: {}",
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )));
+    }
+    std::fs::read_to_string(json)
+        .map_err(|e| BenchError::Peer(format!("PyTorch peer report {}: {e}", json.display())))
 }
 
 /// The interpreter `peers/setup_torch_peer.sh` installs (`.venv-peers` in the workspace root),
 /// if it is there.
 pub fn default_python() -> Option<PathBuf> {
     workspace_file(".venv-peers/bin/python")
+}
+
+/// The Python a run's PyTorch peers use, or why they are not run (never at smoke size; not
+/// without a Python with torch).
+pub fn peer_python(ctx: &crate::report::RunContext) -> std::result::Result<&Path, String> {
+    match (&ctx.torch_python, ctx.size) {
+        (_, crate::Size::Smoke) => Err("not run at smoke size".to_string()),
+        (None, _) => Err(
+            "not run: no Python with torch (bash koopman-bench/peers/setup_torch_peer.sh, or --torch-python)"
+                .to_string(),
+        ),
+        (Some(python), _) => Ok(python),
+    }
 }
 
 /// One timed PyTorch loop.
@@ -137,36 +183,29 @@ impl TorchPeer {
             )));
         };
         let sizes: Vec<String> = config.sizes.iter().map(|s| s.to_string()).collect();
-        let output = Command::new(python)
-            .arg(script_path())
-            .arg("--data")
-            .arg(mnist_dir)
-            .args([
-                "--epochs",
-                &(config.t2_epoch + config.after_epochs).to_string(),
-            ])
-            .args(["--batch-size", &config.batch_size.to_string()])
-            .args(["--lr", &config.lr.to_string()])
-            .args(["--rho", &rho.to_string()])
-            .args(["--gamma", &config.gamma.to_string()])
-            .args(["--sizes", &sizes.join(",")])
-            .args(["--seed", &seed.to_string()])
-            .arg("--json")
-            .arg(json)
-            .output()
-            .map_err(|e| BenchError::Peer(format!("could not start {}: {e}", python.display())))?;
-        if !output.status.success() {
-            let err = String::from_utf8_lossy(&output.stderr);
-            let tail: Vec<&str> = err.lines().rev().take(3).collect();
-            return Err(BenchError::Peer(format!(
-                "PyTorch peer exited with {}: {}",
-                output.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            )));
-        }
-        let text = std::fs::read_to_string(json).map_err(|e| {
-            BenchError::Peer(format!("PyTorch peer report {}: {e}", json.display()))
-        })?;
+        let text = run_script(
+            python,
+            &script_path(),
+            &[
+                "--data".into(),
+                mnist_dir.display().to_string(),
+                "--epochs".into(),
+                (config.t2_epoch + config.after_epochs).to_string(),
+                "--batch-size".into(),
+                config.batch_size.to_string(),
+                "--lr".into(),
+                config.lr.to_string(),
+                "--rho".into(),
+                rho.to_string(),
+                "--gamma".into(),
+                config.gamma.to_string(),
+                "--sizes".into(),
+                sizes.join(","),
+                "--seed".into(),
+                seed.to_string(),
+            ],
+            json,
+        )?;
         let peer = Self::parse(&text)?;
         if peer.train_samples != train_samples || peer.batch_size != config.batch_size {
             return Err(BenchError::Peer(format!(
@@ -207,6 +246,129 @@ impl TorchPeer {
     }
 }
 
+/// One timed run of the DE peer (one thread count).
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct DePeerRun {
+    /// PyTorch's intra-op threads.
+    pub threads: usize,
+    /// Median seconds per training step.
+    pub step_seconds_median: f64,
+    /// Mean seconds per training step.
+    pub step_seconds_mean: f64,
+    /// Loss before and after the run (it trains the same problem).
+    pub loss_before: f64,
+    /// Loss after the timed steps.
+    pub loss_after: f64,
+}
+
+/// What `peers/torch_de_peer.py` wrote: the DE solver's training steps timed in PyTorch.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct DePeer {
+    /// PyTorch version.
+    pub torch: String,
+    /// `adam`, `adagrad` or `adadelta`.
+    pub optimizer: String,
+    /// Timed steps per run (after a warm-up).
+    pub steps: usize,
+    /// The threads of the fastest run.
+    pub threads: usize,
+    /// The fastest run's median seconds per step (the peer at its best).
+    pub step_seconds_median: f64,
+    /// Every run, one per thread count.
+    pub runs: Vec<DePeerRun>,
+}
+
+impl DePeer {
+    /// Parses and checks the script's JSON: finite, positive step times and losses, and the
+    /// reported step time is the fastest run's.
+    pub fn parse(text: &str) -> Result<Self> {
+        let peer: DePeer = serde_json::from_str(text)
+            .map_err(|e| BenchError::Peer(format!("malformed PyTorch DE peer report: {e}")))?;
+        let ok = |x: f64| x.is_finite() && x > 0.0;
+        if peer.runs.is_empty()
+            || peer.runs.iter().any(|r| {
+                !(ok(r.step_seconds_median)
+                    && ok(r.step_seconds_mean)
+                    && r.loss_before.is_finite()
+                    && r.loss_after.is_finite())
+            })
+        {
+            return Err(BenchError::Peer(format!(
+                "PyTorch DE peer report needs runs with finite, positive step times and finite losses, got {:?}",
+                peer.runs
+            )));
+        }
+        let fastest = peer
+            .runs
+            .iter()
+            .map(|r| r.step_seconds_median)
+            .fold(f64::INFINITY, f64::min);
+        if peer.step_seconds_median != fastest {
+            return Err(BenchError::Peer(format!(
+                "PyTorch DE peer report: step time {} is not its fastest run's {fastest}",
+                peer.step_seconds_median
+            )));
+        }
+        Ok(peer)
+    }
+
+    /// Runs `peers/torch_de_peer.py` with `python` for `optimizer` (with the trial's
+    /// hyper-parameters), timing `steps` steps at one thread and at `threads`, writing its
+    /// report to `json`.
+    pub fn run(
+        python: &Path,
+        optimizer: OptimizerKind,
+        steps: usize,
+        threads: usize,
+        seed: u64,
+        json: &Path,
+    ) -> Result<Self> {
+        let mut args = vec!["--optimizer".to_string(), optimizer.name().to_string()];
+        match optimizer {
+            OptimizerKind::Adam { betas } => args.extend([
+                "--beta1".into(),
+                betas.0.to_string(),
+                "--beta2".into(),
+                betas.1.to_string(),
+            ]),
+            OptimizerKind::Adadelta { rho } => args.extend(["--rho".into(), rho.to_string()]),
+            OptimizerKind::Adagrad => {}
+        }
+        let thread_counts = if threads > 1 {
+            format!("1,{threads}")
+        } else {
+            "1".into()
+        };
+        args.extend([
+            "--steps".into(),
+            steps.to_string(),
+            "--threads".into(),
+            thread_counts,
+            "--seed".into(),
+            seed.to_string(),
+        ]);
+        let peer = Self::parse(&run_script(
+            python,
+            &peer_script("torch_de_peer.py"),
+            &args,
+            json,
+        )?)?;
+        if peer.optimizer != optimizer.name() {
+            return Err(BenchError::Peer(format!(
+                "PyTorch DE peer ran {}, asked for {}",
+                peer.optimizer,
+                optimizer.name()
+            )));
+        }
+        Ok(peer)
+    }
+
+    /// PyTorch seconds of `t_eq` optimizer steps (the fastest run's median step time).
+    pub fn equivalent_seconds(&self, t_eq: f64) -> f64 {
+        t_eq * self.step_seconds_median
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +404,34 @@ mod tests {
         assert!(peer.equivalent_seconds(PAPER_LOOP, 1, 2.5).is_err());
         assert!(peer.equivalent_seconds(PAPER_LOOP, 4, 0.5).is_err());
         assert!(peer.equivalent_seconds(TENSOR_LOOP, 0, 1.0).is_err());
+        Ok(())
+    }
+
+    fn de_report(fast: f64, best: f64) -> String {
+        format!(
+            r#"{{"torch": "x", "optimizer": "adam", "steps": 10, "threads": 1,
+            "step_seconds_median": {best}, "runs": [{{"threads": 1, "step_seconds_median": {fast},
+            "step_seconds_mean": 0.002, "loss_before": 7.5, "loss_after": 0.3}},
+            {{"threads": 2, "step_seconds_median": 0.01, "step_seconds_mean": 0.01,
+            "loss_before": 7.5, "loss_after": 0.3}}]}}"#
+        )
+    }
+
+    #[test]
+    fn de_peer_reports() -> Result<()> {
+        let peer = DePeer::parse(&de_report(0.001, 0.001))?;
+        assert_eq!(peer.equivalent_seconds(2500.0), 2.5);
+        for bad in [
+            de_report(0.001, 0.01), // not the fastest run
+            de_report(0.0, 0.0),
+            de_report(-1.0, -1.0),
+            r#"{"torch": "x", "optimizer": "adam", "steps": 1, "threads": 1, "step_seconds_median": 1, "runs": []}"#.into(),
+            "{}".into(),
+        ] {
+            let err = DePeer::parse(&bad).expect_err(&bad).to_string();
+            assert!(err.contains("PyTorch DE peer"), "{err}");
+        }
+        assert!(peer_script("torch_de_peer.py").is_file());
         Ok(())
     }
 

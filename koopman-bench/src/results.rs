@@ -155,8 +155,28 @@ pub fn stored_results(results: &Path) -> Result<Vec<StoredResult>> {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         paths.sort();
-        for p in paths {
-            out.push(read_json::<StoredResult>(&p)?);
+        // `<experiment>.json` is a stored report; any other JSON must be a file one of them
+        // wrote (a peer's timings, say).
+        let (reports, others): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| crate::experiments::registry().iter().any(|e| e.name() == s))
+        });
+        let mut attached = std::collections::HashSet::new();
+        for p in reports {
+            let r = read_json::<StoredResult>(&p)?;
+            attached.extend(r.report.files.iter().cloned());
+            out.push(r);
+        }
+        if let Some(stray) = others.iter().find(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| attached.contains(n))
+        }) {
+            return Err(crate::BenchError::Usage(format!(
+                "{}: neither the stored report of a registered experiment nor a file of one",
+                stray.display()
+            )));
         }
     }
     let order: Vec<&str> = crate::experiments::registry()

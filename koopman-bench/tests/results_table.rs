@@ -49,3 +49,51 @@ fn smoke_runs_and_untraceable_runs_are_not_stored() {
     assert!(store(&bad, &results).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_report_s_own_json_files_are_kept_and_stray_ones_refused() {
+    use koopman_bench::provenance::Provenance;
+    use koopman_bench::report::{ExperimentReport, Outcome, RunSummary};
+    use koopman_bench::results::stored_results;
+    let dir = std::env::temp_dir().join(format!("koopman-results-peer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A quick run of `krylov` that wrote a peer's JSON beside its report.
+    std::fs::write(dir.join("krylov_peer.json"), br#"{"peer": true}"#).unwrap();
+    let run = RunSummary {
+        device: "cpu".into(),
+        size: koopman_bench::Size::Quick,
+        seed: 0,
+        provenance: Provenance {
+            commit: "abc".into(),
+            dirty: false,
+            date: "2026-12-05T00:00:00Z".into(),
+            machine: "m".into(),
+            threads: 1,
+        },
+        seconds: 1.0,
+        note: None,
+        files: vec!["krylov_peer.json".into()],
+        outcomes: vec![Outcome::Ran(ExperimentReport {
+            name: "krylov".into(),
+            title: "t".into(),
+            paper: "p".into(),
+            comparisons: vec![],
+            tables: vec![],
+            notes: vec![],
+            files: vec!["krylov_peer.json".into()],
+            seconds: 1.0,
+        })],
+    };
+    let run_json = dir.join("report.json");
+    std::fs::write(&run_json, serde_json::to_vec(&run).unwrap()).unwrap();
+    let results = dir.join("results");
+    assert_eq!(store(&run_json, &results).unwrap().len(), 3);
+    let stored = stored_results(&results).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].report.name, "krylov");
+    // A JSON that is neither a report nor one of a report's files is an error.
+    std::fs::write(results.join("quick/stray.json"), b"{}").unwrap();
+    let err = stored_results(&results).unwrap_err().to_string();
+    assert!(err.contains("stray.json"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

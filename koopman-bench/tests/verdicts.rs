@@ -162,6 +162,14 @@ fn train_init_fails_for_random_weights() {
 }
 
 #[test]
+fn train_pruning_cnn_fails_when_every_weight_is_pruned() {
+    let r = fails_on_broken_input("train_pruning_cnn", &["pruned at epoch"]);
+    assert!(rows(&r, "pruned at epoch")
+        .iter()
+        .all(|row| row.measured.starts_with("100.0% zeros")));
+}
+
+#[test]
 fn train_pruning_fails_when_every_weight_is_pruned() {
     let r = fails_on_broken_input("train_pruning", &["pruned at epoch"]);
     assert!(rows(&r, "pruned at epoch")

@@ -23,7 +23,8 @@ use rand::SeedableRng;
 use std::collections::HashMap;
 
 /// An initialisation scheme of the `*.weight` matrices (`out x in`); every scheme draws the
-/// `*.bias` vectors uniformly in `±1/sqrt(fan_in)`, as candle-nn's `linear` does.
+/// `*.bias` vectors uniformly in `±1/sqrt(fan_in)`, as candle-nn's `linear` does. A convolution's
+/// weight `(out, in, k1, k2)` has PyTorch's fans `in k1 k2` and `out k1 k2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
     /// He (Kaiming) normal, fan-in, ReLU gain: `N(0, 2 / fan_in)`.
@@ -68,11 +69,14 @@ pub fn init_scheme(varmap: &candle_nn::VarMap, init: Init, seed: u64) -> Result<
         .iter()
         .filter(|n| n.ends_with(".weight"))
         .filter_map(|n| {
+            // (out, in, k1, k2, ...): PyTorch's fans, in and out times the receptive field
+            // (1 for a Linear layer).
             let dims = data[*n].dims();
-            (dims.len() == 2).then(|| {
+            (dims.len() >= 2).then(|| {
+                let field: usize = dims[2..].iter().product();
                 (
                     n.trim_end_matches(".weight").to_string(),
-                    (dims[1], dims[0]),
+                    (dims[1] * field, dims[0] * field),
                 )
             })
         })

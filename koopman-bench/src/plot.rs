@@ -1,6 +1,7 @@
-//! Self-contained SVG figures for the reports: curves over a shared x grid ([`lines_svg`],
-//! [`curves_svg`]; solid, dashed and dotted in turn) and point clouds ([`scatter_svg`]), with labelled axes and a legend. No
-//! plotting dependency: each figure is a few hundred lines of SVG that any browser opens.
+//! Self-contained SVG figures for the reports: curves over a shared x grid ([`lines_svg`]; solid,
+//! dashed and dotted in turn) and point clouds ([`scatter_svg`]), with labelled axes, a legend and
+//! a title wrapped onto as many lines as it needs. No plotting dependency: each figure is a few
+//! hundred lines of SVG that any browser opens.
 //!
 //! ```
 //! use koopman_bench::plot::{lines_svg, scatter_svg, Axes};
@@ -52,6 +53,10 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 56.0;
+/// Characters of a title line (14 px sans-serif across the figure's width).
+const TITLE_CHARS: usize = 80;
+/// Height of a title line.
+const TITLE_LINE: f64 = 17.0;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -86,6 +91,25 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// `title` broken at spaces into lines of at most [`TITLE_CHARS`] characters (a longer word
+/// stands on its own line).
+fn title_lines(title: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in title.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= TITLE_CHARS => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines
+}
+
 /// The plot area mapping data to pixels.
 struct Frame {
     x: (f64, f64),
@@ -103,15 +127,28 @@ impl Frame {
 
     /// The figure's opening: title, box, tick labels at the ends and middle of both axes, axis
     /// labels; `legend` entries below the plot area.
+    /// Everything after it sits in a group shifted down by the title's extra lines; [`close`]
+    /// ends it.
     fn open(&self, title: &str, axes: &Axes, legend: usize) -> String {
         let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+        let lines = title_lines(title);
+        let extra = TITLE_LINE * (lines.len() - 1) as f64;
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"18\" font-size=\"14\">{}</text>\n\
-             <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"black\"/>\n",
-            HEIGHT + 20.0 * legend as f64,
-            esc(title),
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+            HEIGHT + extra + 20.0 * legend as f64,
         );
+        for (k, line) in lines.iter().enumerate() {
+            svg.push_str(&format!(
+                "<text x=\"10\" y=\"{:.0}\" font-size=\"14\">{}</text>\n",
+                18.0 + TITLE_LINE * k as f64,
+                esc(line)
+            ));
+        }
+        svg.push_str(&format!(
+            "<g transform=\"translate(0 {extra:.0})\">\n\
+             <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"black\"/>\n"
+        ));
         for k in 0..3 {
             let f = k as f64 / 2.0;
             let (xv, yv) = (
@@ -142,6 +179,12 @@ impl Frame {
         ));
         svg
     }
+}
+
+/// The end of a figure opened by [`Frame::open`].
+fn close(mut svg: String) -> String {
+    svg.push_str("</g>\n</svg>\n");
+    svg
 }
 
 /// One legend entry below the plot (entry `k`).
@@ -205,14 +248,7 @@ pub fn lines_svg(
             esc(name)
         ));
     }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-/// Curves over a shared x index (epochs, steps, grid points), x axis labelled by index, with
-/// optional vertical markers at index positions: [`lines_svg`] without axis labels.
-pub fn curves_svg(title: &str, series: &[(&str, &[f64])], markers: &[(&str, f64)]) -> String {
-    lines_svg(title, &Axes::new("index", ""), series, markers)
+    close(svg)
 }
 
 /// Point clouds `(x, y)`, one colour per set; an axis whose values are all `>= 0` starts at 0.
@@ -237,8 +273,7 @@ pub fn scatter_svg(title: &str, axes: &Axes, sets: &[(&str, &[(f64, f64)])]) -> 
         }
         svg.push_str(&legend_entry(k, name));
     }
-    svg.push_str("</svg>\n");
-    svg
+    close(svg)
 }
 
 #[cfg(test)]
@@ -274,6 +309,24 @@ mod tests {
             &[("a", &[(1.0, 1.0), (2.0, 2.0)])],
         );
         assert!(svg.contains(&format!("cx=\"{:.1}\"", (LEFT + WIDTH - RIGHT) / 2.0)));
+    }
+
+    #[test]
+    fn a_long_title_wraps_and_the_figure_grows_by_its_extra_lines() {
+        let short = lines_svg("t", &Axes::default(), &[("a", &[1.0, 2.0])], &[]);
+        assert!(short.contains("translate(0 0)"));
+        let words = ["word"; 40].join(" ");
+        let lines = title_lines(&words);
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.chars().count() <= TITLE_CHARS));
+        assert_eq!(lines.join(" "), words);
+        let long = lines_svg(&words, &Axes::default(), &[("a", &[1.0, 2.0])], &[]);
+        let extra = 2.0 * TITLE_LINE;
+        assert!(long.contains(&format!("translate(0 {extra:.0})")));
+        assert!(long.contains(&format!("height=\"{}\"", HEIGHT + extra + 20.0)));
+        assert_eq!(long.matches("font-size=\"14\"").count(), 3);
+        // One word longer than a line stands alone.
+        assert_eq!(title_lines(&"x".repeat(100)).len(), 1);
     }
 
     #[test]

@@ -315,8 +315,6 @@ pub fn write_reports(ctx: &RunContext, outcomes: &[Outcome]) -> Result<(PathBuf,
     Ok((md_path, json_path))
 }
 
-pub use crate::plot::curves_svg;
-
 /// Formats a float in scientific notation with 2 decimals.
 pub fn sci(x: f64) -> String {
     format!("{x:.2e}")
@@ -358,13 +356,5 @@ mod tests {
         assert_eq!(new["seed"], 7);
         assert_eq!(new["files"], serde_json::json!(["fig.svg"]));
         std::fs::remove_dir_all(&out).unwrap();
-    }
-
-    #[test]
-    fn curves_svg_is_well_formed() {
-        let a = [1.0, 0.5, 0.25];
-        let svg = curves_svg("t<", &[("a", &a)], &[("m", 1.0)]);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("t&lt;") && svg.contains("polyline"));
     }
 }

@@ -123,8 +123,12 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(p003_layered::damped::LayeredDamped),
         Box::new(p001_analysis::spectrum::TrainSpectrum),
         Box::new(p001_analysis::init::TrainInit),
-        Box::new(p001_analysis::pruning::TrainPruning),
-        Box::new(p001_analysis::pruning::TrainPruningCnn),
+        Box::new(p001_analysis::pruning::TrainPruning {
+            network: p001_analysis::Network::Mlp,
+        }),
+        Box::new(p001_analysis::pruning::TrainPruning {
+            network: p001_analysis::Network::Cnn,
+        }),
         Box::new(p001_analysis::depth::DepthTable),
         Box::new(p001_analysis::sobolev::SobolevNoise),
         Box::new(p000_stepping::de::SteppingDe),

@@ -5,7 +5,8 @@ use crate::experiments::p000_stepping::trials::perceptron::{
 };
 use crate::experiments::p000_stepping::trials::Operators;
 use crate::experiments::{BySize, Experiment, Paper};
-use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
+use crate::plot::{lines_svg, Axes};
+use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 
@@ -234,6 +235,7 @@ fn perceptron_figures(
                 "perceptron, simulation 1: {kind} weight (input {} to output 1) per step",
                 index + 1
             ),
+            "weight",
             cfg,
             r,
             r.example_weights
@@ -258,6 +260,7 @@ pub(super) fn error_figure(
         ctx,
         file,
         title.to_string(),
+        "mean expected error (%)",
         cfg,
         r,
         r.curves
@@ -272,6 +275,7 @@ fn method_figure(
     ctx: &RunContext,
     file: &str,
     title: String,
+    y_label: &str,
     cfg: &PerceptronConfig,
     r: &PerceptronResult,
     values: Vec<Vec<f64>>,
@@ -284,6 +288,11 @@ fn method_figure(
         .collect();
     ctx.write_file(
         file,
-        &curves_svg(&title, &series, &[("Koopman from here", cfg.t2 as f64)]),
+        &lines_svg(
+            &title,
+            &Axes::new("step", y_label),
+            &series,
+            &[("Koopman from here", cfg.t2 as f64)],
+        ),
     )
 }

@@ -3,7 +3,8 @@
 use super::{adam, cross_entropy, epoch, load, rrr, DataSizes, Network, SMOKE_DATA};
 use crate::experiments::verdict::{comparable_or_better, mean_sd};
 use crate::experiments::{mnist_missing, BySize, Experiment, Paper};
-use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
+use crate::plot::{lines_svg, Axes};
+use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use candle_core::Tensor;
 use indicatif::ProgressBar;
@@ -123,11 +124,11 @@ pub const CNN_SIZES: BySize<PruningSizes> = BySize {
 };
 
 /// Koopman-mode pruning at an early and a late epoch (paper Figure 3, supplementary 4–6), on
-/// the MLP.
-pub struct TrainPruning;
-
-/// The same on the paper's CNN.
-pub struct TrainPruningCnn;
+/// one network: the MLP (`train_pruning`) or the paper's CNN (`train_pruning_cnn`).
+pub struct TrainPruning {
+    /// The network trained and pruned.
+    pub network: Network,
+}
 
 struct PruneOutcome {
     label: String,
@@ -240,7 +241,10 @@ fn prune_seed(
 
 impl Experiment for TrainPruning {
     fn name(&self) -> &'static str {
-        "train_pruning"
+        match self.network {
+            Network::Mlp => "train_pruning",
+            Network::Cnn => "train_pruning_cnn",
+        }
     }
 
     fn paper(&self) -> Paper {
@@ -248,7 +252,10 @@ impl Experiment for TrainPruning {
     }
 
     fn description(&self) -> &'static str {
-        "MNIST MLP: Koopman-mode pruning (Algorithms 1 and 2) at an early and a late epoch vs unpruned"
+        match self.network {
+            Network::Mlp => "MNIST MLP: Koopman-mode pruning (Algorithms 1 and 2) at an early and a late epoch vs unpruned",
+            Network::Cnn => "MNIST CNN (the paper's network): Koopman-mode pruning (Algorithms 1 and 2) at an early and a late epoch vs unpruned",
+        }
     }
 
     fn missing_data(&self, ctx: &RunContext) -> Option<String> {
@@ -260,33 +267,11 @@ impl Experiment for TrainPruning {
     }
 
     fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
-        run_pruning(self, Network::Mlp, SIZES.at(ctx.size), ctx, progress)
-    }
-}
-
-impl Experiment for TrainPruningCnn {
-    fn name(&self) -> &'static str {
-        "train_pruning_cnn"
-    }
-
-    fn paper(&self) -> Paper {
-        Paper::TrainingAnalysis
-    }
-
-    fn description(&self) -> &'static str {
-        "MNIST CNN (the paper's network): Koopman-mode pruning (Algorithms 1 and 2) at an early and a late epoch vs unpruned"
-    }
-
-    fn missing_data(&self, ctx: &RunContext) -> Option<String> {
-        mnist_missing(ctx)
-    }
-
-    fn broken_input(&self) -> &'static str {
-        "a threshold that prunes every weight (epsilon = f64::MAX): the pruned network falls to chance, far from the unpruned one"
-    }
-
-    fn run(&self, ctx: &RunContext, progress: &ProgressBar) -> Result<ExperimentReport> {
-        run_pruning(self, Network::Cnn, CNN_SIZES.at(ctx.size), ctx, progress)
+        let sizes = match self.network {
+            Network::Mlp => &SIZES,
+            Network::Cnn => &CNN_SIZES,
+        };
+        run_pruning(self, self.network, sizes.at(ctx.size), ctx, progress)
     }
 }
 
@@ -343,7 +328,12 @@ fn run_pruning(
         .collect();
     let files = vec![ctx.write_file(
         &format!("{}_test_loss.svg", experiment.name()),
-        &curves_svg("test cross-entropy per epoch", &series, &[]),
+        &lines_svg(
+            "test cross-entropy per epoch: unpruned and each pruned run (from its pruning epoch)",
+            &Axes::new("epoch", "test cross-entropy"),
+            &series,
+            &[],
+        ),
     )?];
     // Run k over the seeds: (zero fractions, test accuracies, test losses).
     let across = |k: usize, f: fn(&PruneOutcome) -> f64| -> Vec<f64> {

@@ -1,7 +1,8 @@
 //! `sobolev_noise`: noise rejection with negative-Sobolev losses (paper 001, Figure 5).
 
 use crate::experiments::{BySize, Experiment, Paper};
-use crate::report::{curves_svg, sci, Comparison, ExperimentReport, RunContext, Table};
+use crate::plot::{lines_svg, Axes};
+use crate::report::{sci, Comparison, ExperimentReport, RunContext, Table};
 use crate::{BenchError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use indicatif::ProgressBar;
@@ -286,8 +287,9 @@ impl Experiment for SobolevNoise {
                 .collect();
             files.push(ctx.write_file(
                 &format!("sobolev_noise_{level}.svg"),
-                &curves_svg(
+                &lines_svg(
                     &format!("noise level {level}: reconstructions on [0, 2]"),
+                    &Axes::new("x", "y").x_range(0.0, 2.0),
                     &s,
                     &[],
                 ),

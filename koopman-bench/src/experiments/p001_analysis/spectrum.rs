@@ -6,7 +6,8 @@ use super::{
 };
 use crate::experiments::verdict::fires_in_window;
 use crate::experiments::{mnist_missing, BySize, Experiment, Paper};
-use crate::report::{curves_svg, Comparison, ExperimentReport, RunContext, Table};
+use crate::plot::{lines_svg, Axes};
+use crate::report::{Comparison, ExperimentReport, RunContext, Table};
 use crate::Result;
 use indicatif::ProgressBar;
 use koopman_core::nn::accuracy;
@@ -173,8 +174,9 @@ impl Experiment for TrainSpectrum {
         markers.push(("val. loss 90% down", flattened as f64));
         files.push(ctx.write_file(
             "train_spectrum_losses.svg",
-            &curves_svg(
+            &lines_svg(
                 "cross-entropy per epoch (MNIST MLP)",
+                &Axes::new("epoch", "cross-entropy"),
                 &[("training", &train_loss), ("validation", &val_loss)],
                 &markers,
             ),

@@ -260,7 +260,15 @@ impl Experiment for LayeredVdp {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect();
-            files.push(ctx.write_file(file, &crate::report::curves_svg(title, &refs, &[]))?);
+            // Point k of a curve is the test error after (k + 1) * every steps.
+            let every = (setup.steps / CURVE_POINTS).max(1);
+            let len = refs.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+            let axes = crate::plot::Axes::new("training step", "test RMSE")
+                .x_range(every as f64, (every * len) as f64);
+            files.push(ctx.write_file(
+                file,
+                &crate::plot::lines_svg(title, &axes, &refs, &[]),
+            )?);
         }
         let reg = lower_beyond_standard_error(&by_reg[1], &by_reg[0]);
         let still_mean = mean(&no_motion);

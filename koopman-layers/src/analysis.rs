@@ -19,7 +19,11 @@
 //! assert!((geometric_mean_modulus(&balanced) - 1.0).abs() < 1e-15);
 //! assert!(unit_determinant_tolerance(&balanced) > 0.0);
 //! let svg = unit_circle_svg("example", &[("layer 1", &sets[0])]);
-//! assert!(svg.starts_with("<svg"));
+//! assert!(svg.starts_with("<svg") && svg.contains(">Re</text>") && svg.contains(">Im</text>"));
+//! assert!(svg.contains("font-size=\"14.0\">example"));
+//! // A long title shrinks to fit the figure's width on one line.
+//! let long = unit_circle_svg(&"x".repeat(100), &[]);
+//! assert!(long.contains("font-size=\"7.7\">xxx"));
 //! ```
 
 use crate::model::DeepKoopmanLayered;
@@ -164,17 +168,31 @@ pub fn unit_circle_svg(title: &str, sets: &[(&str, &[c64])]) -> String {
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
+    // The title on one line across the figure: 14 px, smaller for a long title (a sans-serif
+    // character is about 0.6 em wide).
+    let title_px = (14.0f64).min((size - 20.0) / (0.6 * title.chars().count().max(1) as f64));
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{}\" viewBox=\"0 0 {size} {}\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{}\" viewBox=\"0 0 {size} {}\" font-family=\"sans-serif\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"18\" font-size=\"14\">{}</text>\n\
+         <text x=\"10\" y=\"18\" font-size=\"{title_px:.1}\">{}</text>\n\
          <line x1=\"0\" y1=\"{c}\" x2=\"{size}\" y2=\"{c}\" stroke=\"#bbb\"/>\n\
          <line x1=\"{c}\" y1=\"0\" x2=\"{c}\" y2=\"{size}\" stroke=\"#bbb\"/>\n\
-         <circle cx=\"{c}\" cy=\"{c}\" r=\"{}\" fill=\"none\" stroke=\"black\"/>\n",
+         <circle cx=\"{c}\" cy=\"{c}\" r=\"{}\" fill=\"none\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">Re</text>\n\
+         <text x=\"{}\" y=\"40\" font-size=\"12\">Im</text>\n\
+         <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">1</text>\n\
+         <text x=\"{}\" y=\"{:.1}\" font-size=\"11\">i</text>\n",
         size + 20.0 * sets.len() as f64,
         size + 20.0 * sets.len() as f64,
         esc(title),
-        scale
+        scale,
+        size - 4.0,
+        c - 6.0,
+        c + 6.0,
+        c + scale + 3.0,
+        c + 14.0,
+        c + 4.0,
+        c - scale - 4.0,
     );
     for (i, (name, values)) in sets.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];

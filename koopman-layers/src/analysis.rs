@@ -180,8 +180,7 @@ pub fn unit_circle_svg(title: &str, sets: &[(&str, &[c64])]) -> String {
          <circle cx=\"{c}\" cy=\"{c}\" r=\"{}\" fill=\"none\" stroke=\"black\"/>\n\
          <text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">Re</text>\n\
          <text x=\"{}\" y=\"40\" font-size=\"12\">Im</text>\n\
-         <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">1</text>\n\
-         <text x=\"{}\" y=\"{:.1}\" font-size=\"11\">i</text>\n",
+         <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">1</text>\n",
         size + 20.0 * sets.len() as f64,
         size + 20.0 * sets.len() as f64,
         esc(title),
@@ -191,8 +190,6 @@ pub fn unit_circle_svg(title: &str, sets: &[(&str, &[c64])]) -> String {
         c + 6.0,
         c + scale + 3.0,
         c + 14.0,
-        c + 4.0,
-        c - scale - 4.0,
     );
     for (i, (name, values)) in sets.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];

@@ -126,9 +126,8 @@ impl Frame {
     }
 
     /// The figure's opening: title, box, tick labels at the ends and middle of both axes, axis
-    /// labels; `legend` entries below the plot area.
-    /// Everything after it sits in a group shifted down by the title's extra lines; [`close`]
-    /// ends it.
+    /// labels; `legend` entries below the plot area. Everything after the title sits in a group
+    /// shifted down by the title's extra lines; [`close`] ends it.
     fn open(&self, title: &str, axes: &Axes, legend: usize) -> String {
         let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
         let lines = title_lines(title);

@@ -65,6 +65,12 @@ pub const SIZES: BySize<VdpSetup> = BySize {
 /// Points of the test-error curve (after every tenth of the steps).
 const CURVE_POINTS: usize = 10;
 
+/// Steps between two points of the test-error curve of a run of `steps` steps: point k is the
+/// error after (k + 1) times this many steps.
+fn curve_every(steps: usize) -> usize {
+    (steps / CURVE_POINTS).max(1)
+}
+
 /// One trained model: its final test and training RMSE and its test RMSE along training.
 struct VdpRun {
     test: f64,
@@ -126,7 +132,7 @@ fn vdp_test_error(
     let (t0, tt) = (norm.forward(&t0)?, norm.forward(&tt)?);
     // Full-batch steps (as Trainer::train takes them), with the test error after every tenth of
     // the run: Figure 1's curves.
-    let every = (steps / CURVE_POINTS).max(1);
+    let every = curve_every(steps);
     let mut curve = Vec::new();
     // A broken-input run takes no step (the model as initialised).
     let steps = if ctx.broken_input { 0 } else { steps };
@@ -260,8 +266,7 @@ impl Experiment for LayeredVdp {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect();
-            // Point k of a curve is the test error after (k + 1) * every steps.
-            let every = (setup.steps / CURVE_POINTS).max(1);
+            let every = curve_every(setup.steps);
             let len = refs.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
             let axes = crate::plot::Axes::new("training step", "test RMSE")
                 .x_range(every as f64, (every * len) as f64);

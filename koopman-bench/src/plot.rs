@@ -44,9 +44,12 @@ impl Axes {
     }
 }
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
+/// Solid, dashed, dotted: a count coprime to the colours', so that the first 24 curves differ in
+/// colour or dash (and curves lying on each other stay visible).
+const DASHES: [&str; 3] = ["none", "6 3", "2 3"];
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 380.0;
 const LEFT: f64 = 70.0;
@@ -187,12 +190,29 @@ fn close(mut svg: String) -> String {
 }
 
 /// One legend entry below the plot (entry `k`).
-fn legend_entry(k: usize, name: &str) -> String {
+/// The colour and dash of curve `k`.
+fn stroke(k: usize) -> (&'static str, &'static str) {
+    (COLORS[k % COLORS.len()], DASHES[k % DASHES.len()])
+}
+
+/// Legend line `k`: a swatch of set `k`'s colour (a short line in its dash for a curve, a square
+/// for a point cloud) and its name.
+fn legend_entry(k: usize, name: &str, curve: bool) -> String {
     let y = HEIGHT + 20.0 * k as f64 - 8.0;
+    let (color, dash) = stroke(k);
+    let swatch = if curve {
+        format!(
+            "<line x1=\"{LEFT}\" y1=\"{:.0}\" x2=\"{}\" y2=\"{:.0}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>",
+            y + 5.0,
+            LEFT + 24.0,
+            y + 5.0
+        )
+    } else {
+        format!("<rect x=\"{LEFT}\" y=\"{y:.0}\" width=\"10\" height=\"10\" fill=\"{color}\"/>")
+    };
+    let text_x = LEFT + if curve { 30.0 } else { 16.0 };
     format!(
-        "<rect x=\"{LEFT}\" y=\"{y:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{:.0}\">{}</text>\n",
-        COLORS[k % COLORS.len()],
-        LEFT + 16.0,
+        "{swatch}<text x=\"{text_x}\" y=\"{:.0}\">{}</text>\n",
         y + 10.0,
         esc(name)
     )
@@ -227,14 +247,12 @@ pub fn lines_svg(
             .filter(|(_, v)| v.is_finite())
             .map(|(i, v)| format!("{:.1},{:.1}", frame.px(at(i)), frame.py(*v)))
             .collect();
-        // Solid, dashed, dotted in turn, so that curves lying on each other stay visible.
-        let dash = ["none", "6 3", "2 3"][k % 3];
+        let (color, dash) = stroke(k);
         svg.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
-            COLORS[k % COLORS.len()],
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
             pts.join(" "),
         ));
-        svg.push_str(&legend_entry(k, name));
+        svg.push_str(&legend_entry(k, name, true));
     }
     for (name, m) in markers {
         let px = frame.px(*m);
@@ -267,10 +285,10 @@ pub fn scatter_svg(title: &str, axes: &Axes, sets: &[(&str, &[(f64, f64)])]) -> 
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\" fill-opacity=\"0.7\"/>\n",
                 frame.px(x),
                 frame.py(y),
-                COLORS[k % COLORS.len()],
+                stroke(k).0,
             ));
         }
-        svg.push_str(&legend_entry(k, name));
+        svg.push_str(&legend_entry(k, name, false));
     }
     close(svg)
 }
@@ -326,6 +344,30 @@ mod tests {
         assert_eq!(long.matches("font-size=\"14\"").count(), 3);
         // One word longer than a line stands alone.
         assert_eq!(title_lines(&"x".repeat(100)).len(), 1);
+    }
+
+    #[test]
+    fn the_first_24_curves_differ_and_the_legend_draws_each_curves_dash() {
+        let strokes: Vec<_> = (0..24).map(stroke).collect();
+        for (i, a) in strokes.iter().enumerate() {
+            assert!(!strokes[..i].contains(a), "curve {i} repeats {a:?}");
+        }
+        // Seven curves (one pruning figure's count): the seventh is neither the first's colour
+        // with its dash, and its legend line carries the curve's dash.
+        let ys: Vec<Vec<f64>> = (0..7).map(|k| vec![k as f64, k as f64 + 1.0]).collect();
+        let names: Vec<String> = (0..7).map(|k| format!("run {k}")).collect();
+        let series: Vec<(&str, &[f64])> = names
+            .iter()
+            .zip(&ys)
+            .map(|(n, y)| (n.as_str(), y.as_slice()))
+            .collect();
+        let svg = lines_svg("t", &Axes::new("x", "y"), &series, &[]);
+        let (color, dash) = stroke(6);
+        let curve = format!("stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\"");
+        let legend = format!("stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"");
+        assert_eq!(svg.matches(&curve).count(), 1, "{svg}");
+        assert_eq!(svg.matches(&legend).count(), 1, "{svg}");
+        assert_ne!(stroke(6), stroke(0));
     }
 
     #[test]

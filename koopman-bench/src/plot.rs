@@ -189,8 +189,7 @@ fn close(mut svg: String) -> String {
     svg
 }
 
-/// One legend entry below the plot (entry `k`).
-/// The colour and dash of curve `k`.
+/// The colour and dash of curve (or point set) `k`.
 fn stroke(k: usize) -> (&'static str, &'static str) {
     (COLORS[k % COLORS.len()], DASHES[k % DASHES.len()])
 }
@@ -200,17 +199,22 @@ fn stroke(k: usize) -> (&'static str, &'static str) {
 fn legend_entry(k: usize, name: &str, curve: bool) -> String {
     let y = HEIGHT + 20.0 * k as f64 - 8.0;
     let (color, dash) = stroke(k);
-    let swatch = if curve {
-        format!(
-            "<line x1=\"{LEFT}\" y1=\"{:.0}\" x2=\"{}\" y2=\"{:.0}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>",
-            y + 5.0,
-            LEFT + 24.0,
-            y + 5.0
+    let (swatch, text_x) = if curve {
+        let (mid, end) = (y + 5.0, LEFT + 24.0);
+        (
+            format!(
+                "<line x1=\"{LEFT}\" y1=\"{mid:.0}\" x2=\"{end}\" y2=\"{mid:.0}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>"
+            ),
+            LEFT + 30.0,
         )
     } else {
-        format!("<rect x=\"{LEFT}\" y=\"{y:.0}\" width=\"10\" height=\"10\" fill=\"{color}\"/>")
+        (
+            format!(
+                "<rect x=\"{LEFT}\" y=\"{y:.0}\" width=\"10\" height=\"10\" fill=\"{color}\"/>"
+            ),
+            LEFT + 16.0,
+        )
     };
-    let text_x = LEFT + if curve { 30.0 } else { 16.0 };
     format!(
         "{swatch}<text x=\"{text_x}\" y=\"{:.0}\">{}</text>\n",
         y + 10.0,

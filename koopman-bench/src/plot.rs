@@ -1,5 +1,6 @@
 //! Self-contained SVG figures for the reports: curves over a shared x grid ([`lines_svg`]; solid,
-//! dashed and dotted in turn) and point clouds ([`scatter_svg`]), with labelled axes, a legend and
+//! dashed and dotted in turn), curves with shaded spread bands ([`spread_svg`]) and point clouds
+//! ([`scatter_svg`]), with labelled axes, a legend and
 //! a title wrapped onto as many lines as it needs. No plotting dependency: each figure is a few
 //! hundred lines of SVG that any browser opens.
 //!
@@ -222,6 +223,34 @@ fn legend_entry(k: usize, name: &str, curve: bool) -> String {
     )
 }
 
+/// The uniform x grid shared by series of at most `n` points: over `axes.x_range`, or the point
+/// index. Returns the grid's ends and the x of point `i`.
+fn grid(axes: &Axes, n: usize) -> ((f64, f64), impl Fn(usize) -> f64) {
+    let n = n.max(2);
+    let x = axes.x_range.unwrap_or((0.0, (n - 1) as f64));
+    (x, move |i: usize| {
+        x.0 + (x.1 - x.0) * i as f64 / (n - 1) as f64
+    })
+}
+
+/// Pixel coordinates `x,y` of the finite points of `s` on the grid `at`.
+fn pixels(frame: &Frame, at: &impl Fn(usize) -> f64, s: &[f64]) -> Vec<String> {
+    s.iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, v)| format!("{:.1},{:.1}", frame.px(at(i)), frame.py(*v)))
+        .collect()
+}
+
+/// Curve `k` through `points`, in its colour and dash.
+fn polyline(k: usize, points: &[String]) -> String {
+    let (color, dash) = stroke(k);
+    format!(
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
+        points.join(" "),
+    )
+}
+
 /// Curves over a shared uniform x grid (point `i` of every series at the same x; the grid runs
 /// over `axes.x_range`, or the point index), with vertical markers at x positions (in the
 /// grid's x units). Non-finite points are left out.
@@ -231,31 +260,14 @@ pub fn lines_svg(
     series: &[(&str, &[f64])],
     markers: &[(&str, f64)],
 ) -> String {
-    let n = series
-        .iter()
-        .map(|(_, s)| s.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let x = axes.x_range.unwrap_or((0.0, (n - 1) as f64));
+    let (x, at) = grid(axes, series.iter().map(|(_, s)| s.len()).max().unwrap_or(1));
     let frame = Frame {
         x,
         y: range(series.iter().flat_map(|(_, s)| s.iter().copied())),
     };
-    let at = |i: usize| x.0 + (x.1 - x.0) * i as f64 / (n - 1) as f64;
     let mut svg = frame.open(title, axes, series.len());
     for (k, (name, s)) in series.iter().enumerate() {
-        let pts: Vec<String> = s
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, v)| format!("{:.1},{:.1}", frame.px(at(i)), frame.py(*v)))
-            .collect();
-        let (color, dash) = stroke(k);
-        svg.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
-            pts.join(" "),
-        ));
+        svg.push_str(&polyline(k, &pixels(&frame, &at, s)));
         svg.push_str(&legend_entry(k, name, true));
     }
     for (name, m) in markers {
@@ -268,6 +280,74 @@ pub fn lines_svg(
             TOP + 14.0,
             esc(name)
         ));
+    }
+    close(svg)
+}
+
+/// A curve with its spread over runs (seeds): the `mean` drawn as a line, the band from `lo` to
+/// `hi` (for example mean ± sd) shaded in the line's colour.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread<'a> {
+    /// Legend name.
+    pub name: &'a str,
+    /// The central curve.
+    pub mean: &'a [f64],
+    /// Lower edge of the band, point by point.
+    pub lo: &'a [f64],
+    /// Upper edge of the band.
+    pub hi: &'a [f64],
+}
+
+/// Curves with shaded spread bands over a shared uniform x grid (as [`lines_svg`]): one legend
+/// entry per curve, its band in the same colour. A band leaves out the points where either edge
+/// is not finite.
+///
+/// ```
+/// use koopman_bench::plot::{spread_svg, Axes, Spread};
+///
+/// let (mean, lo, hi) = ([3.0, 2.0, 1.5], [2.5, 1.8, 1.4], [3.5, 2.2, 1.6]);
+/// let svg = spread_svg(
+///     "test error",
+///     &Axes::new("training step", "RMSE").x_range(10.0, 30.0),
+///     &[Spread { name: "J = 1", mean: &mean, lo: &lo, hi: &hi }],
+/// );
+/// assert_eq!(svg.matches("<polygon").count(), 1);
+/// assert!(svg.contains("J = 1") && svg.contains("training step"));
+/// ```
+pub fn spread_svg(title: &str, axes: &Axes, series: &[Spread]) -> String {
+    let len = |s: &Spread| s.mean.len().max(s.lo.len()).max(s.hi.len());
+    let (x, at) = grid(axes, series.iter().map(len).max().unwrap_or(1));
+    let frame = Frame {
+        x,
+        y: range(
+            series
+                .iter()
+                .flat_map(|s| s.mean.iter().chain(s.lo).chain(s.hi).copied()),
+        ),
+    };
+    let mut svg = frame.open(title, axes, series.len());
+    for (k, s) in series.iter().enumerate() {
+        // The band: along the lower edge, back along the upper one, where both are finite.
+        let both: Vec<(usize, f64, f64)> =
+            s.lo.iter()
+                .zip(s.hi)
+                .enumerate()
+                .filter(|(_, (a, b))| a.is_finite() && b.is_finite())
+                .map(|(i, (a, b))| (i, *a, *b))
+                .collect();
+        let edge: Vec<String> = both
+            .iter()
+            .map(|&(i, a, _)| (i, a))
+            .chain(both.iter().rev().map(|&(i, _, b)| (i, b)))
+            .map(|(i, v)| format!("{:.1},{:.1}", frame.px(at(i)), frame.py(v)))
+            .collect();
+        svg.push_str(&format!(
+            "<polygon fill=\"{}\" fill-opacity=\"0.2\" stroke=\"none\" points=\"{}\"/>\n",
+            stroke(k).0,
+            edge.join(" "),
+        ));
+        svg.push_str(&polyline(k, &pixels(&frame, &at, s.mean)));
+        svg.push_str(&legend_entry(k, s.name, true));
     }
     close(svg)
 }
@@ -372,6 +452,55 @@ mod tests {
         assert_eq!(svg.matches(&curve).count(), 1, "{svg}");
         assert_eq!(svg.matches(&legend).count(), 1, "{svg}");
         assert_ne!(stroke(6), stroke(0));
+    }
+
+    #[test]
+    fn a_spread_band_runs_along_its_edges_in_its_curves_colour() {
+        let (mean, lo, hi) = ([1.0, 2.0, 3.0], [0.0, f64::NAN, 2.0], [2.0, 3.0, 4.0]);
+        let (m2, l2, h2) = ([2.0; 3], [1.5; 3], [2.5; 3]);
+        let svg = spread_svg(
+            "s",
+            &Axes::new("x", "y").x_range(0.0, 2.0),
+            &[
+                Spread {
+                    name: "a",
+                    mean: &mean,
+                    lo: &lo,
+                    hi: &hi,
+                },
+                Spread {
+                    name: "b",
+                    mean: &m2,
+                    lo: &l2,
+                    hi: &h2,
+                },
+            ],
+        );
+        // y runs over 0..4 (the bands' edges): the band of "a" skips the middle point (its lower
+        // edge is NaN) and goes along lo at x = 0, 2, then back along hi at x = 2, 0.
+        let (x0, x2) = (LEFT, WIDTH - RIGHT);
+        let py = |v: f64| TOP + (4.0 - v) / 4.0 * (HEIGHT - TOP - BOTTOM);
+        let band = format!(
+            "fill=\"{}\" fill-opacity=\"0.2\" stroke=\"none\" points=\"{x0:.1},{:.1} {x2:.1},{:.1} {x2:.1},{:.1} {x0:.1},{:.1}\"",
+            stroke(0).0,
+            py(0.0),
+            py(2.0),
+            py(4.0),
+            py(2.0)
+        );
+        assert!(svg.contains(&band), "{svg}");
+        assert_eq!(svg.matches("<polygon").count(), 2);
+        assert!(svg.contains(&format!("fill=\"{}\" fill-opacity", stroke(1).0)));
+        // One mean line and one legend entry per curve, the mean through all three points.
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        let mid = (LEFT + WIDTH - RIGHT) / 2.0;
+        assert!(svg.contains(&format!(
+            "{x0:.1},{:.1} {mid:.1},{:.1} {x2:.1},{:.1}\"",
+            py(1.0),
+            py(2.0),
+            py(3.0)
+        )));
+        assert!(svg.contains(">a</text>") && svg.contains(">b</text>"));
     }
 
     #[test]

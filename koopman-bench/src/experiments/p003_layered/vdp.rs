@@ -80,8 +80,8 @@ struct VdpRun {
     no_motion: f64,
 }
 
-/// Mean and mean ± sd over seeds of equally long curves, as named series for a plot.
-fn spread_series(label: &str, curves: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
+/// Mean, mean - sd and mean + sd over seeds of equally long curves, point by point.
+fn spread(curves: &[Vec<f64>]) -> [Vec<f64>; 3] {
     let len = curves.iter().map(Vec::len).min().unwrap_or(0);
     let (mut m, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..len {
@@ -90,11 +90,7 @@ fn spread_series(label: &str, curves: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
         lo.push(mean - sd);
         hi.push(mean + sd);
     }
-    vec![
-        (format!("{label} (mean)"), m),
-        (format!("{label} - sd"), lo),
-        (format!("{label} + sd"), hi),
-    ]
+    [m, lo, hi]
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -249,30 +245,35 @@ impl Experiment for LayeredVdp {
         for (file, title, sets) in [
             (
                 "layered_vdp_depth.svg",
-                "Fig. 1(a): test RMSE along training, J = 1 and J = 2 (mean ± sd over seeds)",
+                "Fig. 1(a): test RMSE along training, J = 1 and J = 2 (mean over seeds, band ± sd)",
                 &curves_j,
             ),
             (
                 "layered_vdp_regulariser.svg",
-                "Fig. 1(b): test RMSE along training, 30 noisy samples, J = 3 (mean ± sd over seeds)",
+                "Fig. 1(b): test RMSE along training, 30 noisy samples, J = 3 (mean over seeds, band ± sd)",
                 &curves_reg,
             ),
         ] {
-            let series: Vec<(String, Vec<f64>)> = sets
+            let bands: Vec<(&str, [Vec<f64>; 3])> = sets
                 .iter()
-                .flat_map(|(label, c)| spread_series(label, c))
+                .map(|(label, c)| (label.as_str(), spread(c)))
                 .collect();
-            let refs: Vec<(&str, &[f64])> = series
+            let series: Vec<crate::plot::Spread> = bands
                 .iter()
-                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .map(|(name, [mean, lo, hi])| crate::plot::Spread {
+                    name,
+                    mean,
+                    lo,
+                    hi,
+                })
                 .collect();
             let every = curve_every(setup.steps);
-            let len = refs.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+            let len = bands.iter().map(|(_, [m, ..])| m.len()).max().unwrap_or(1);
             let axes = crate::plot::Axes::new("training step", "test RMSE")
                 .x_range(every as f64, (every * len) as f64);
             files.push(ctx.write_file(
                 file,
-                &crate::plot::lines_svg(title, &axes, &refs, &[]),
+                &crate::plot::spread_svg(title, &axes, &series),
             )?);
         }
         let reg = lower_beyond_standard_error(&by_reg[1], &by_reg[0]);

@@ -245,12 +245,12 @@ impl Experiment for LayeredVdp {
         for (file, title, sets) in [
             (
                 "layered_vdp_depth.svg",
-                "Fig. 1(a): test RMSE along training, J = 1 and J = 2 (mean over seeds, band ± sd)",
+                "Fig. 1(a): test RMSE, J = 1 and J = 2 (mean over seeds, band ± sd)",
                 &curves_j,
             ),
             (
                 "layered_vdp_regulariser.svg",
-                "Fig. 1(b): test RMSE along training, 30 noisy samples, J = 3 (mean over seeds, band ± sd)",
+                "Fig. 1(b): test RMSE, 30 noisy samples, J = 3 (mean over seeds, band ± sd)",
                 &curves_reg,
             ),
         ] {
@@ -260,21 +260,13 @@ impl Experiment for LayeredVdp {
                 .collect();
             let series: Vec<crate::plot::Spread> = bands
                 .iter()
-                .map(|(name, [mean, lo, hi])| crate::plot::Spread {
-                    name,
-                    mean,
-                    lo,
-                    hi,
-                })
+                .map(|(name, [mean, lo, hi])| crate::plot::Spread { name, mean, lo, hi })
                 .collect();
             let every = curve_every(setup.steps);
             let len = bands.iter().map(|(_, [m, ..])| m.len()).max().unwrap_or(1);
             let axes = crate::plot::Axes::new("training step", "test RMSE")
                 .x_range(every as f64, (every * len) as f64);
-            files.push(ctx.write_file(
-                file,
-                &crate::plot::spread_svg(title, &axes, &series),
-            )?);
+            files.push(ctx.write_file(file, &crate::plot::spread_svg(title, &axes, &series))?);
         }
         let reg = lower_beyond_standard_error(&by_reg[1], &by_reg[0]);
         let still_mean = mean(&no_motion);

@@ -72,10 +72,17 @@ pub fn store(run_json: &Path, results: &Path) -> Result<Vec<PathBuf>> {
             "a smoke run is a run check, not a result: run at quick or full size".into(),
         ));
     }
-    if run.provenance.dirty || run.provenance.commit == "unknown" {
+    if run.provenance.commit == "unknown" {
         return Err(BenchError::Usage(format!(
-            "{}: made from a tree with uncommitted changes (or outside git); commit first and \
+            "{}: its commit is unknown (git could not read the workspace the binary was built \
+             from: built outside git, or that folder moved since); rebuild in this checkout and \
              run again",
+            run_json.display()
+        )));
+    }
+    if run.provenance.dirty {
+        return Err(BenchError::Usage(format!(
+            "{}: made from a tree with uncommitted changes; commit first and run again",
             run_json.display()
         )));
     }

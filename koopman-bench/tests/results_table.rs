@@ -30,19 +30,22 @@ fn markers_are_required_and_the_table_replaces_what_is_between_them() {
 fn smoke_runs_and_untraceable_runs_are_not_stored() {
     let dir = std::env::temp_dir().join(format!("koopman-results-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let write = |size: &str, dirty: bool| {
-        let path = dir.join(format!("report-{size}-{dirty}.json"));
+    let write_from = |size: &str, commit: &str, dirty: bool| {
+        let path = dir.join(format!("report-{size}-{commit}-{dirty}.json"));
         let json = format!(
-            r#"{{"device":"cpu","size":"{size}","seed":0,"provenance":{{"commit":"abc","dirty":{dirty},"date":"2026-12-05T00:00:00Z","machine":"m","threads":1}},"seconds":1.0,"files":[],"outcomes":[]}}"#
+            r#"{{"device":"cpu","size":"{size}","seed":0,"provenance":{{"commit":"{commit}","dirty":{dirty},"date":"2026-12-05T00:00:00Z","machine":"m","threads":1}},"seconds":1.0,"files":[],"outcomes":[]}}"#
         );
         std::fs::write(&path, json).unwrap();
         path
     };
+    let write = |size: &str, dirty: bool| write_from(size, "abc", dirty);
     let results = dir.join("results");
     let err = store(&write("Smoke", false), &results).unwrap_err();
     assert!(err.to_string().contains("smoke"), "{err}");
     let err = store(&write("Quick", true), &results).unwrap_err();
     assert!(err.to_string().contains("uncommitted"), "{err}");
+    let err = store(&write_from("Quick", "unknown", false), &results).unwrap_err();
+    assert!(err.to_string().contains("commit is unknown"), "{err}");
     assert!(store(&write("Quick", false), &results).unwrap().is_empty());
     let bad = dir.join("bad.json");
     std::fs::write(&bad, b"{").unwrap();
